@@ -1,0 +1,341 @@
+// Unit tests of the ring's protocol in one process: sizes, wrap-around, full and empty,
+// batching, reservations, reset and every kind of corruption a peer could leave.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <ringmaster/ipc/ring.hpp>
+#include <ringmaster/ipc/segment.hpp>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "pattern.hpp"
+
+namespace ipc = ringmaster::ipc;
+using ringmaster::test::check_pattern;
+using ringmaster::test::fill_pattern;
+using ringmaster::test::pattern_length;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::span<const std::byte> bytes_of(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
+std::string_view text_of(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+class RingTest : public testing::Test {
+ protected:
+  void make(ipc::ring_options o) {
+    options = o;
+    seg = ipc::segment::create_anonymous(ipc::ring_footprint(o));
+    ipc::format_ring_or_throw(seg.bytes(), o);
+    writer = ipc::ring_writer::attach(seg.bytes(), o);
+    reader = ipc::ring_reader::attach(seg.bytes(), o);
+  }
+  void SetUp() override { make({.capacity = 4096, .max_message = 1024}); }
+
+  ipc::detail::ring_header& header() { return *reinterpret_cast<ipc::detail::ring_header*>(seg.bytes().data()); }
+  std::byte* data() { return seg.bytes().data() + ipc::detail::k_ring_data_offset; }
+
+  ipc::ring_options options;
+  ipc::segment seg;
+  ipc::ring_writer writer;
+  ipc::ring_reader reader;
+};
+
+TEST_F(RingTest, EmptyRingAnswersEmpty) {
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
+}
+
+TEST_F(RingTest, SentMessageIsReadBackWhole) {
+  ASSERT_FALSE(writer.try_send(bytes_of("hello, ring")));
+  std::span<const std::byte> m;
+  ASSERT_FALSE(reader.try_read(m));
+  EXPECT_EQ(text_of(m), "hello, ring");
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
+}
+
+TEST_F(RingTest, EverySizeFromZeroToMaximumRoundTrips) {
+  std::vector<std::byte> buf(options.max_message);
+  for (std::size_t size = 0; size <= options.max_message; ++size) {
+    fill_pattern(7, size, std::span(buf).first(size));
+    ASSERT_FALSE(writer.try_send(std::span(buf).first(size))) << size;
+    std::span<const std::byte> m;
+    ASSERT_FALSE(reader.try_read(m)) << size;
+    ASSERT_EQ(m.size(), size);
+    ASSERT_EQ(std::memcmp(m.data(), buf.data(), size), 0) << size;
+    reader.release();
+  }
+}
+
+TEST_F(RingTest, OversizedMessageIsRefusedNotTruncated) {
+  std::vector<std::byte> big(options.max_message + 1);
+  const auto ec = writer.try_send(big);
+  EXPECT_EQ(ec, ipc::errc::message_too_large);
+  EXPECT_NE(ec.message().find("max_message"), std::string::npos) << ec.message();
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty) << "nothing of the refused message may be visible";
+  std::span<std::byte> room;
+  EXPECT_EQ(writer.try_reserve(options.max_message + 1, room), ipc::errc::message_too_large);
+  EXPECT_EQ(writer.send(big, std::chrono::steady_clock::now() + 1s), ipc::errc::message_too_large);
+}
+
+TEST_F(RingTest, FullRingRefusesUntilReaderReleases) {
+  const std::vector<std::byte> msg(100);
+  int sent = 0;
+  while (!writer.try_send(msg)) ++sent;
+  EXPECT_EQ(writer.try_send(msg), ipc::errc::full);
+  EXPECT_EQ(sent, static_cast<int>(options.capacity / ipc::detail::frame_size(100)));
+
+  std::span<const std::byte> m;
+  ASSERT_FALSE(reader.try_read(m));
+  EXPECT_EQ(writer.try_send(msg), ipc::errc::full) << "space comes back only on release()";
+  reader.release();
+  EXPECT_FALSE(writer.try_send(msg));
+}
+
+TEST_F(RingTest, WrapAroundKeepsOrderAndContent) {
+  std::mt19937_64 rng(1);
+  std::vector<std::byte> buf(options.max_message);
+  std::uint64_t written = 0, read = 0;
+  while (read < 20000) {
+    // Write a random burst, read a random burst: the positions drift across the end of
+    // the buffer in every possible phase.
+    for (auto n = rng() % 6; n > 0; --n) {
+      const auto len = pattern_length(3, written, options.max_message);
+      fill_pattern(3, written, std::span(buf).first(len));
+      if (writer.try_write(std::span(buf).first(len))) break;
+      ++written;
+    }
+    writer.publish();
+    for (auto n = rng() % 6; n > 0; --n) {
+      std::span<const std::byte> m;
+      if (reader.try_read(m)) break;
+      ASSERT_TRUE(check_pattern(3, read, m, options.max_message)) << "message " << read;
+      ++read;
+    }
+    reader.release();
+  }
+}
+
+TEST_F(RingTest, StagedMessagesStayInvisibleUntilPublish) {
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(writer.try_write(bytes_of(std::to_string(i))));
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
+  const auto head_before = header().head.load();
+  writer.publish();
+  EXPECT_NE(header().head.load(), head_before) << "one store publishes the whole batch";
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_FALSE(reader.try_read(m));
+    EXPECT_EQ(text_of(m), std::to_string(i));
+  }
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
+}
+
+TEST_F(RingTest, ReadSpansStayValidUntilRelease) {
+  ASSERT_FALSE(writer.try_send(bytes_of("first")));
+  ASSERT_FALSE(writer.try_send(bytes_of("second")));
+  std::span<const std::byte> a, b;
+  ASSERT_FALSE(reader.try_read(a));
+  ASSERT_FALSE(reader.try_read(b));
+  // The writer cannot reuse the space before release(), however hard it tries.
+  const std::vector<std::byte> filler(200, std::byte{'x'});
+  while (!writer.try_send(filler)) {
+  }
+  EXPECT_EQ(text_of(a), "first");
+  EXPECT_EQ(text_of(b), "second");
+}
+
+TEST_F(RingTest, ReserveThenCommitFewerBytes) {
+  std::span<std::byte> room;
+  ASSERT_FALSE(writer.try_reserve(500, room));
+  ASSERT_EQ(room.size(), 500u);
+  std::memcpy(room.data(), "abc", 3);
+  writer.commit(3);
+  writer.publish();
+  std::span<const std::byte> m;
+  ASSERT_FALSE(reader.try_read(m));
+  EXPECT_EQ(text_of(m), "abc");
+}
+
+TEST_F(RingTest, GatherWriteConcatenatesParts) {
+  ASSERT_FALSE(writer.try_write({bytes_of("head|"), bytes_of(""), bytes_of("payload")}));
+  writer.publish();
+  std::span<const std::byte> m;
+  ASSERT_FALSE(reader.try_read(m));
+  EXPECT_EQ(text_of(m), "head|payload");
+}
+
+TEST_F(RingTest, BlockingReadTimesOutOnSilentWriter) {
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.read(m, std::chrono::steady_clock::now() + 20ms), ipc::errc::timed_out);
+  EXPECT_EQ(reader.read(m, std::chrono::steady_clock::now() + 20ms, ipc::wait_policy::sleeping()),
+            ipc::errc::timed_out);
+}
+
+TEST_F(RingTest, BlockingSendTimesOutOnFullRing) {
+  const std::vector<std::byte> msg(500);
+  while (!writer.try_send(msg)) {
+  }
+  EXPECT_EQ(writer.send(msg, std::chrono::steady_clock::now() + 20ms), ipc::errc::timed_out);
+}
+
+TEST_F(RingTest, ResetEmptiesRingAndBumpsGeneration) {
+  ASSERT_FALSE(writer.try_send(bytes_of("stale")));
+  const auto gen = writer.generation();
+  EXPECT_EQ(gen, 1u);
+  // The reader "died": the writer survives and resets.
+  writer.reset();
+  EXPECT_EQ(writer.generation(), gen + 1);
+  auto fresh = ipc::ring_reader::attach(seg.bytes(), options);
+  EXPECT_EQ(fresh.generation(), gen + 1);
+  std::span<const std::byte> m;
+  EXPECT_EQ(fresh.try_read(m), ipc::errc::empty) << "nothing stale is read after reset";
+  ASSERT_FALSE(writer.try_send(bytes_of("new")));
+  ASSERT_FALSE(fresh.try_read(m));
+  EXPECT_EQ(text_of(m), "new");
+}
+
+TEST_F(RingTest, ReaderResetLetsNewWriterAttach) {
+  ASSERT_FALSE(writer.try_send(bytes_of("x")));
+  std::error_code ec;
+  auto second = ipc::ring_writer::attach(seg.bytes(), options, ec);
+  EXPECT_EQ(ec, ipc::errc::in_use) << "a writer cannot resume another's sequence";
+  EXPECT_FALSE(second.valid());
+  reader.reset();  // the writer "died"
+  second = ipc::ring_writer::attach(seg.bytes(), options, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_FALSE(second.try_send(bytes_of("after")));
+  std::span<const std::byte> m;
+  ASSERT_FALSE(reader.try_read(m));
+  EXPECT_EQ(text_of(m), "after");
+}
+
+TEST(RingOptions, InvalidGeometryIsRefused) {
+  auto seg = ipc::segment::create_anonymous(1 << 16);
+  EXPECT_EQ(ipc::format_ring(seg.bytes(), {.capacity = 1000, .max_message = 100}), ipc::errc::bad_options);
+  EXPECT_EQ(ipc::format_ring(seg.bytes(), {.capacity = 128, .max_message = 16}), ipc::errc::bad_options);
+  EXPECT_EQ(ipc::format_ring(seg.bytes(), {.capacity = 4096, .max_message = 2048}), ipc::errc::bad_options);
+  EXPECT_EQ(ipc::format_ring(seg.bytes().first(1000), {.capacity = 4096, .max_message = 64}), ipc::errc::bad_layout);
+  EXPECT_THROW(ipc::format_ring_or_throw(seg.bytes(), {.capacity = 1000, .max_message = 1}), std::system_error);
+}
+
+TEST(RingOptions, AttachWithOtherGeometryIsRefused) {
+  auto seg = ipc::segment::create_anonymous(1 << 16);
+  ASSERT_FALSE(ipc::format_ring(seg.bytes(), {.capacity = 4096, .max_message = 1024}));
+  std::error_code ec;
+  auto r = ipc::ring_reader::attach(seg.bytes(), {.capacity = 8192, .max_message = 1024}, ec);
+  EXPECT_EQ(ec, ipc::errc::bad_layout);
+  EXPECT_FALSE(r.valid());
+  auto w = ipc::ring_writer::attach(seg.bytes(), {.capacity = 4096, .max_message = 512}, ec);
+  EXPECT_EQ(ec, ipc::errc::bad_layout);
+  EXPECT_THROW((void)ipc::ring_writer::attach(seg.bytes(), {.capacity = 4096, .max_message = 512}),
+               std::system_error);
+  std::vector<std::byte> unformatted(1 << 14);
+  (void)ipc::ring_reader::attach(std::span(unformatted).subspan(0), {.capacity = 4096, .max_message = 1024}, ec);
+  EXPECT_TRUE(ec == ipc::errc::bad_layout) << ec.message();
+}
+
+// --- A broken or hostile writer: the reader reports corrupt and never reads out of bounds.
+
+TEST_F(RingTest, HeadBeyondOneBufferIsCorrupt) {
+  header().head.store(options.capacity + 8);
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt) << "stays corrupt until reset";
+  reader.reset();
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
+}
+
+TEST_F(RingTest, MisalignedOrBackwardsHeadIsCorrupt) {
+  header().head.store(12);
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+  reader.reset();
+  auto w = ipc::ring_writer::attach(seg.bytes(), options);
+  ASSERT_FALSE(w.try_send(bytes_of("0123456789")));
+  ASSERT_FALSE(reader.try_read(m));
+  header().head.store(8);  // moves backwards
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+}
+
+TEST_F(RingTest, FrameLengthOverMaximumIsCorrupt) {
+  ASSERT_FALSE(writer.try_send(bytes_of("ok")));
+  const std::uint32_t huge = static_cast<std::uint32_t>(options.max_message + 1);
+  std::memcpy(data(), &huge, sizeof huge);
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+}
+
+TEST_F(RingTest, FrameLongerThanPublishedBytesIsCorrupt) {
+  ASSERT_FALSE(writer.try_send(bytes_of("ok")));
+  const std::uint32_t longer = 200;  // within max_message, beyond what head published
+  std::memcpy(data(), &longer, sizeof longer);
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+}
+
+TEST_F(RingTest, WrongSequenceNumberIsCorrupt) {
+  ASSERT_FALSE(writer.try_send(bytes_of("ok")));
+  const std::uint32_t seq = 41;
+  std::memcpy(data() + 4, &seq, sizeof seq);
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+}
+
+TEST_F(RingTest, WrapMarkerPastPublishedBytesIsCorrupt) {
+  ASSERT_FALSE(writer.try_send(bytes_of("ok")));
+  const std::uint32_t wrap = ipc::detail::k_wrap_marker;
+  std::memcpy(data(), &wrap, sizeof wrap);
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+}
+
+// --- A broken or hostile reader: the writer reports corrupt rather than overwrite.
+
+TEST_F(RingTest, TailBeyondPublishedIsCorrupt) {
+  const std::vector<std::byte> msg(1000);
+  while (!writer.try_send(msg)) {
+  }
+  header().tail.store(1u << 20);
+  EXPECT_EQ(writer.try_send(msg), ipc::errc::corrupt);
+  header().tail.store(4);  // misaligned
+  EXPECT_EQ(writer.try_send(msg), ipc::errc::corrupt);
+}
+
+TEST(RingThreads, WriterAndReaderThreadsExchangeAMillionMessages) {
+  const ipc::ring_options o{.capacity = 1 << 16, .max_message = 512};
+  auto seg = ipc::segment::create_anonymous(ipc::ring_footprint(o));
+  ipc::format_ring_or_throw(seg.bytes(), o);
+  auto w = ipc::ring_writer::attach(seg.bytes(), o);
+  auto r = ipc::ring_reader::attach(seg.bytes(), o);
+  constexpr std::uint64_t count = 1'000'000;
+  constexpr std::uint64_t seed = 11;
+  std::thread producer([&] {
+    std::vector<std::byte> buf(o.max_message);
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      auto part = std::span(buf).first(pattern_length(seed, i, o.max_message));
+      fill_pattern(seed, i, part);
+      if (w.send(part, deadline, ipc::wait_policy::sleeping())) return;
+    }
+  });
+  std::uint64_t good = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    std::span<const std::byte> m;
+    if (r.read(m, deadline, ipc::wait_policy::sleeping())) break;
+    if (!check_pattern(seed, i, m, o.max_message)) break;
+    ++good;
+    if (i % 64 == 0) r.release();
+  }
+  r.release();
+  producer.join();
+  EXPECT_EQ(good, count);
+}
+
+}  // namespace
