@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,16 +63,29 @@ long owner_of(const char* name) {
 }  // namespace
 
 struct segment::impl {
-  bip::mapped_region region;
-  std::string name;  // without the leading slash; empty when anonymous
+  bip::mapped_region region;  // anonymous and named kinds
+  std::string name;           // without the leading slash; empty unless named
   bool owns_name = false;
+  int fd = -1;                // fd-backed kind: the memfd and its own mapping
+  void* fd_map = nullptr;
+  std::size_t fd_size = 0;
 
-  segment_header& header() const noexcept { return *static_cast<segment_header*>(region.get_address()); }
+  void* address() const noexcept { return fd >= 0 ? fd_map : region.get_address(); }
+  std::size_t size() const noexcept { return fd >= 0 ? fd_size : region.get_size(); }
+  segment_header& header() const noexcept { return *static_cast<segment_header*>(address()); }
 
   ~impl() {
     if (owns_name) bip::shared_memory_object::remove(name.c_str());  // noexcept: returns false on error
+    if (fd_map) ::munmap(fd_map, fd_size);
+    if (fd >= 0) ::close(fd);  // never retried: the descriptor is released even on EINTR
   }
 };
+
+// Checks a mapped segment's header against the size of what was mapped.
+static bool header_matches(const void* at, std::size_t mapped) noexcept {
+  const auto* h = static_cast<const segment_header*>(at);
+  return h->magic == k_segment_magic && h->version == k_segment_version && h->usable == mapped - k_header_size;
+}
 
 segment::segment() noexcept = default;
 segment::segment(segment&&) noexcept = default;
@@ -139,9 +153,7 @@ segment segment::open_named(const std::string& name, std::error_code& ec) noexce
       return s;
     }
     im->region = bip::mapped_region(shm, bip::read_write, 0, static_cast<std::size_t>(st.st_size));
-    const auto& h = im->header();
-    if (h.magic != k_segment_magic || h.version != k_segment_version ||
-        h.usable != static_cast<std::size_t>(st.st_size) - k_header_size) {
+    if (!header_matches(im->address(), static_cast<std::size_t>(st.st_size))) {
       ec = errc::bad_segment;
       return s;
     }
@@ -178,10 +190,66 @@ std::size_t segment::sweep_stale() noexcept {
   return removed;
 }
 
+segment segment::create_fd(std::size_t size) {
+  segment s;
+  s.impl_ = std::make_unique<impl>();
+  auto& im = *s.impl_;
+  im.fd = ::memfd_create("ringmaster", MFD_CLOEXEC);
+  if (im.fd < 0) throw os_error(errno, "cannot create memfd segment");
+  im.fd_size = k_header_size + size;
+  // As for named segments: reserve the pages now so that a memory shortage is an error
+  // here, not a SIGBUS later.
+  if (int err = ::posix_fallocate(im.fd, 0, static_cast<off_t>(im.fd_size)); err != 0)
+    throw os_error(err, "cannot size memfd segment to " + std::to_string(im.fd_size) + " bytes");
+  void* at = ::mmap(nullptr, im.fd_size, PROT_READ | PROT_WRITE, MAP_SHARED, im.fd, 0);
+  if (at == MAP_FAILED) throw os_error(errno, "cannot map memfd segment");
+  im.fd_map = at;
+  write_header(at, size);
+  return s;
+}
+
+segment segment::map_fd(int fd, std::error_code& ec) noexcept {
+  segment s;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ec = {errno, std::system_category()};
+    return s;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || static_cast<std::size_t>(st.st_size) < k_header_size) {
+    ec = errc::bad_segment;
+    return s;
+  }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (at == MAP_FAILED) {
+    ec = {errno, std::system_category()};
+    return s;
+  }
+  if (!header_matches(at, size)) {
+    ::munmap(at, size);
+    ec = errc::bad_segment;
+    return s;
+  }
+  try {
+    s.impl_ = std::make_unique<impl>();
+  } catch (const std::bad_alloc&) {
+    ::munmap(at, size);
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    return s;
+  }
+  s.impl_->fd = fd;
+  s.impl_->fd_map = at;
+  s.impl_->fd_size = size;
+  ec.clear();
+  return s;
+}
+
+int segment::fd() const noexcept { return impl_ ? impl_->fd : -1; }
+
 std::span<std::byte> segment::bytes() const noexcept {
   if (!impl_) return {};
-  auto* base = static_cast<std::byte*>(impl_->region.get_address());
-  return {base + k_header_size, impl_->region.get_size() - k_header_size};
+  auto* base = static_cast<std::byte*>(impl_->address());
+  return {base + k_header_size, impl_->size() - k_header_size};
 }
 
 const std::string& segment::name() const noexcept {

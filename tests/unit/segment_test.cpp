@@ -38,6 +38,35 @@ TEST(Segment, AnonymousIsZeroedAlignedAndSharedAcrossFork) {
   EXPECT_STREQ(reinterpret_cast<const char*>(b.data() + 100), "from the child");
 }
 
+TEST(Segment, FdBackedIsSharedThroughItsDescriptor) {
+  auto seg = ipc::segment::create_fd(1 << 16);
+  ASSERT_GE(seg.fd(), 0);
+  EXPECT_TRUE(seg.name().empty());
+  EXPECT_EQ(::fcntl(seg.fd(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC) << "not inherited by accident";
+  const int fd = seg.fd();
+  auto child = ringmaster::test::fork_child([fd] {
+    std::error_code ec;
+    // As a worker does with the descriptor it received: map it itself.
+    auto mine = ipc::segment::map_fd(::dup(fd), ec);
+    if (ec || mine.bytes().size() < (1 << 16)) return 1;
+    std::memcpy(mine.bytes().data(), "via fd", 7);
+    return 0;
+  });
+  ASSERT_EQ(child.wait_for(30s)->code(), 0);
+  EXPECT_STREQ(reinterpret_cast<const char*>(seg.bytes().data()), "via fd");
+}
+
+TEST(Segment, DescriptorWithoutSegmentHeaderIsRefused) {
+  const int fd = ::memfd_create("not-a-segment", MFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 4096), 0);
+  std::error_code ec;
+  auto s = ipc::segment::map_fd(fd, ec);
+  EXPECT_EQ(ec, ipc::errc::bad_segment);
+  EXPECT_FALSE(s.valid());
+  ::close(fd);  // not taken on failure
+}
+
 TEST(Segment, NamedIsOwnerOnlyAndUnlinkedByItsOwner) {
   std::string name;
   {

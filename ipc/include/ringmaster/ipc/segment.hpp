@@ -11,6 +11,11 @@
 //    other user can pre-create it), created exclusively with mode 0600. The creating
 //    segment object owns the name and unlinks it in its destructor; sweep_stale() removes
 //    names left by owners that died without unlinking (SIGKILL).
+//  * fd-backed (memfd): anonymous memory reached through a file descriptor instead of a
+//    name. It is what the supervisor uses for workers: the descriptor can be sent to the
+//    fork server (SCM_RIGHTS) after the fork server was forked, and inherited across
+//    exec by a worker executable, and like anonymous memory it has no name that could
+//    leak. Boost.Interprocess has no memfd object, hence the hand-written mapping.
 //
 // Ownership: a segment object is a move-only handle owning its mapping (and, for the
 // creator of a named segment, the name). The destructor unmaps and, for the owner of a
@@ -46,6 +51,14 @@ class segment {
   /// /dev/shm is full: the size is touched up front, so a too-small /dev/shm fails here
   /// rather than with SIGBUS later).
   static segment create_named(std::size_t size);
+  /// A new fd-backed (memfd) segment of at least `size` usable bytes, zero-filled. The
+  /// descriptor is close-on-exec; whoever passes it on clears that. Throws
+  /// std::system_error (ENOMEM, EMFILE, ...).
+  static segment create_fd(std::size_t size);
+  /// Maps the fd-backed segment behind `fd` (received or inherited from its creator),
+  /// checking its header and size like open_named. Takes ownership of `fd` on success.
+  static segment map_fd(int fd, std::error_code& ec) noexcept;
+
   /// Opens a named segment created by another process. Refuses (errc::bad_segment) one
   /// not owned by this user, accessible by others, or without a valid header. Non-owning:
   /// the destructor unmaps but does not unlink.
@@ -61,6 +74,8 @@ class segment {
   [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
   /// The name to pass to open_named (empty for an anonymous segment).
   [[nodiscard]] const std::string& name() const noexcept;
+  /// The descriptor of an fd-backed segment, -1 for the other kinds. Owned by the segment.
+  [[nodiscard]] int fd() const noexcept;
   /// The pid recorded by the segment's creator.
   [[nodiscard]] std::int64_t owner_pid() const noexcept;
 
