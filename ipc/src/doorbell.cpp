@@ -2,6 +2,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <ctime>
 #include <ringmaster/ipc/doorbell.hpp>
@@ -20,6 +21,13 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::c
   // EINTR, EAGAIN (word already changed) and ETIMEDOUT all mean "re-check": the caller
   // loops, so no retry here.
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+
+void eventfd_signal(int fd) noexcept {
+  const std::uint64_t one = 1;
+  // EINTR cannot leave a partial 8-byte write; retrying it is all that is needed.
+  while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
 }
 
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {

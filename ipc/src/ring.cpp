@@ -97,6 +97,7 @@ ring_writer& ring_writer::operator=(ring_writer&& other) noexcept {
   generation_ = other.generation_;
   reserved_pos_ = other.reserved_pos_;
   reserved_size_ = other.reserved_size_;
+  wake_fd_ = other.wake_fd_;
   return *this;
 }
 
@@ -202,7 +203,7 @@ void ring_writer::publish() noexcept {
   // The release store is the whole publication: every byte of every staged frame was
   // written before it, so a writer killed at any point leaves no partial message visible.
   header_->head.store(head_, std::memory_order_release);
-  ring(header_->readable);
+  ring(header_->readable, wake_fd_);
 }
 
 std::error_code ring_writer::try_send(std::span<const std::byte> message) noexcept {
@@ -333,6 +334,14 @@ bool ring_reader::wait_readable(std::chrono::steady_clock::time_point deadline, 
   if (tail_ != head_seen_) return true;
   return wait_until(header_->readable, [this] { return published_more(); }, deadline, policy);
 }
+
+bool ring_reader::announce_sleep() noexcept {
+  release();
+  if (tail_ != head_seen_) return false;
+  return !ipc::announce_sleep(header_->readable, [this] { return published_more(); });
+}
+
+void ring_reader::withdraw_sleep() noexcept { ipc::withdraw_sleep(header_->readable); }
 
 std::error_code ring_reader::read(std::span<const std::byte>& message, std::chrono::steady_clock::time_point deadline,
                                   const wait_policy& policy) noexcept {

@@ -2,6 +2,10 @@
 // exchange millions of random-length messages, each verified for order and content.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <new>
 #include <ringmaster/ipc/ring.hpp>
@@ -129,6 +133,55 @@ TEST(RingProcesses, PeerOpeningTheSegmentByNameReceivesEverything) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c->code(), 0) << c->to_string();
   EXPECT_EQ(f.report().verified.load(), 200'000u);
+}
+
+TEST(RingProcesses, ReaderSleepingInPollIsWokenThroughEventfd) {
+  // The dispatcher's way of waiting: many rings, one epoll loop, woken by an eventfd the
+  // writers write to. The reader only ever sleeps in poll() with no timeout, so a lost
+  // wake-up hangs the test.
+  ring_fixture f({.capacity = 4096, .max_message = 1024});
+  const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ASSERT_GE(efd, 0);
+  constexpr std::uint64_t count = 200'000;
+  auto producer = fork_child([&] {
+    auto w = ipc::ring_writer::attach(f.seg.bytes(), f.options);
+    w.wake_through(efd);
+    std::vector<std::byte> buf(f.options.max_message);
+    const auto deadline = clock_type::now() + 120s;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      auto part = std::span(buf).first(pattern_length(4, i, f.options.max_message));
+      fill_pattern(4, i, part);
+      if (w.send(part, deadline, ipc::wait_policy::sleeping())) return 1;
+    }
+    return 0;
+  });
+  auto r = ipc::ring_reader::attach(f.seg.bytes(), f.options);
+  std::uint64_t good = 0, sleeps = 0;
+  for (std::uint64_t i = 0; i < count;) {
+    std::span<const std::byte> m;
+    if (auto ec = r.try_read(m); ec == ipc::errc::empty) {
+      if (r.announce_sleep()) {
+        pollfd p{efd, POLLIN, 0};
+        ASSERT_EQ(::poll(&p, 1, -1), 1);
+        std::uint64_t n;
+        ASSERT_EQ(::read(efd, &n, sizeof n), static_cast<ssize_t>(sizeof n));
+        r.withdraw_sleep();
+        ++sleeps;
+      }
+      continue;
+    } else {
+      ASSERT_FALSE(ec) << ec.message();
+    }
+    good += check_pattern(4, i, m, f.options.max_message);
+    ++i;
+  }
+  r.release();
+  auto status = producer.wait_for(60s);
+  ::close(efd);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code(), 0);
+  EXPECT_EQ(good, count);
+  EXPECT_GT(sleeps, 0u) << "the test must exercise the sleeping path";
 }
 
 TEST(RingProcesses, EchoThroughTwoRingsReturnsEveryMessage) {

@@ -70,17 +70,43 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::c
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
 }  // namespace detail
 
+namespace detail {
+/// Adds 1 to the eventfd `fd`; errors (EAGAIN at the counter's maximum) are moot: the
+/// reader is woken either way.
+void eventfd_signal(int fd) noexcept;
+}  // namespace detail
+
 /// Wakes the waiters of `bell`, if any announced themselves. Call after publishing the
 /// state change they wait for. Cost without sleepers: one full fence and one load.
-inline void ring(doorbell_word& bell) noexcept {
+/// With `wake_fd` >= 0 (an eventfd), a sleeping waiter is woken by writing to it instead
+/// of the futex: for a waiter that multiplexes many doorbells and descriptors in one
+/// poll/epoll loop (see announce_sleep).
+inline void ring(doorbell_word& bell, int wake_fd = -1) noexcept {
   // Orders the caller's publishing store before the load of `sleepers` (store-load
   // ordering, which release/acquire alone does not give).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (bell.sleepers.load(std::memory_order_relaxed) != 0) {
     bell.word.fetch_add(1, std::memory_order_release);
-    detail::futex_wake_all(bell.word);
+    if (wake_fd >= 0)
+      detail::eventfd_signal(wake_fd);
+    else
+      detail::futex_wake_all(bell.word);
   }
 }
+
+/// For a waiter that sleeps somewhere else (epoll on an eventfd its ringers write to):
+/// announces it may sleep, then asks `ready()`. If ready, the announcement is withdrawn
+/// and true is returned: do not sleep. Otherwise sleep, and call withdraw_sleep() after.
+template <class Ready>
+bool announce_sleep(doorbell_word& bell, Ready&& ready) {
+  bell.sleepers.fetch_add(1, std::memory_order_seq_cst);
+  if (ready()) {
+    bell.sleepers.fetch_sub(1, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
+}
+inline void withdraw_sleep(doorbell_word& bell) noexcept { bell.sleepers.fetch_sub(1, std::memory_order_relaxed); }
 
 /// Waits until `ready()` is true or `deadline` passes; returns ready()'s last answer.
 /// Blocking: spins then sleeps as `policy` says. `ready` must be cheap and noexcept-ish;

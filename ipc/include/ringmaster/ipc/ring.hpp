@@ -154,6 +154,11 @@ class ring_writer {
   bool wait_writable(std::size_t size, std::chrono::steady_clock::time_point deadline,
                      const wait_policy& policy = {}) noexcept;
 
+  /// From now on, publish() wakes a sleeping reader by writing to the eventfd `fd` (not
+  /// owned) instead of the futex: for a reader that waits on many rings in one epoll loop
+  /// (ring_reader::announce_sleep). -1 restores the futex.
+  void wake_through(int fd) noexcept { wake_fd_ = fd; }
+
   /// The survivor's recovery, to be called only when the reader is known dead (reaped)
   /// or not yet attached: empties the ring, zeroes its doorbells, bumps the generation.
   /// Staged messages are dropped.
@@ -179,6 +184,7 @@ class ring_writer {
   std::uint64_t generation_ = 0;
   std::size_t reserved_pos_ = 0;   // the open reservation, from try_reserve
   std::size_t reserved_size_ = 0;
+  int wake_fd_ = -1;
 };
 
 /// The reading end. try_read() hands out messages as spans into the ring (no copy);
@@ -218,6 +224,13 @@ class ring_reader {
   /// wait_readable then try_read: errc::timed_out at the deadline.
   [[nodiscard]] std::error_code read(std::span<const std::byte>& message, std::chrono::steady_clock::time_point deadline,
                                      const wait_policy& policy = {}) noexcept;
+
+  /// For a reader that sleeps in its own epoll loop, woken through the eventfd its writer
+  /// was given (ring_writer::wake_through): releases, announces the coming sleep, and
+  /// returns false if a message is already there (withdrawing the announcement) — then
+  /// do not sleep. After returning true and sleeping, call withdraw_sleep(). Non-blocking.
+  [[nodiscard]] bool announce_sleep() noexcept;
+  void withdraw_sleep() noexcept;
 
   /// As ring_writer::reset, for a surviving reader whose writer died.
   void reset() noexcept;
