@@ -1,0 +1,82 @@
+// ringmaster/supervisor/options.hpp — how a supervisor and its pools behave: plain
+// structs to fill with designated initializers. Semantics follow Erlang/OTP supervisors.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ringmaster {
+
+/// When a pool's worker that exited is replaced.
+enum class restart_type : std::uint8_t {
+  permanent,  ///< always
+  transient,  ///< only after an abnormal exit (a signal, a non-zero code, a timeout)
+  temporary,  ///< never: the slot stays empty, and the pool shrinks
+};
+
+/// What else is restarted when a worker dies, across the supervisor's pools (its children,
+/// in the order they were added).
+enum class restart_strategy : std::uint8_t {
+  one_for_one,   ///< only that worker
+  one_for_all,   ///< every worker of every pool
+  rest_for_one,  ///< every worker of that pool and of the pools added after it
+};
+
+std::string_view to_string(restart_type t) noexcept;
+std::string_view to_string(restart_strategy s) noexcept;
+std::optional<restart_type> restart_type_from_string(std::string_view s) noexcept;
+std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept;
+
+struct pool_options {
+  /// Worker processes; 0: one per core.
+  unsigned workers = 0;
+  /// Empty: fork workers that run the pool's handlers. Otherwise exec this worker
+  /// executable (argv; a bare name is looked up in PATH), built on ringmaster::serve().
+  std::vector<std::string> command;
+  restart_type restart = restart_type::permanent;
+  /// Restart intensity: more than `max_restarts` restarts within `restart_window` and the
+  /// pool gives up: its workers are stopped and its jobs fail (kind `stopped`).
+  unsigned max_restarts = 10;
+  std::chrono::milliseconds restart_window{10'000};
+  /// A job whose attempts kill their worker this many times fails (poison job).
+  unsigned max_attempts = 3;
+  /// Retry a job whose handler threw, up to max_attempts (default: fail it at once).
+  bool retry_on_error = false;
+  /// A job running longer is stopped: its worker gets SIGTERM, then SIGKILL after
+  /// `kill_grace`, and is replaced. 0: no limit.
+  std::chrono::milliseconds job_timeout{0};
+  std::chrono::milliseconds kill_grace{1000};
+  /// Address-space limit of each worker in bytes (RLIMIT_AS); 0: none.
+  std::size_t memory_limit = 0;
+  /// Replace a worker after it ran this many jobs; 0: never.
+  std::uint64_t max_jobs_per_worker = 0;
+  /// Largest payload, and largest result, in bytes.
+  std::size_t max_message = std::size_t{1} << 20;
+  /// Jobs accepted and not yet finished, at most; submit() blocks (try_submit refuses)
+  /// beyond it. This is what keeps memory bounded when jobs arrive faster than they run.
+  std::size_t max_pending = 65536;
+  /// Jobs sent ahead to each worker; 0: adapt to the jobs' run time (many for tiny jobs,
+  /// one for long ones, so that no job waits behind a long one while a worker idles).
+  unsigned prefetch = 0;
+  /// Backoff before restarting the same slot again: none for the first restart, then
+  /// `backoff_initial` doubling up to `backoff_max`, with +-25% jitter; reset once a
+  /// worker has run `stable_after` without dying.
+  std::chrono::milliseconds backoff_initial{10};
+  std::chrono::milliseconds backoff_max{5000};
+  std::chrono::milliseconds stable_after{5000};
+};
+
+struct supervisor_options {
+  /// Names the supervisor in logs.
+  std::string name = "ringmaster";
+  restart_strategy strategy = restart_strategy::one_for_one;
+  /// stop(): how long in-flight jobs may take to finish before their workers are killed.
+  std::chrono::milliseconds shutdown_timeout{5000};
+};
+
+}  // namespace ringmaster

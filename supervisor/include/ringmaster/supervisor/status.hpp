@@ -1,0 +1,58 @@
+// ringmaster/supervisor/status.hpp — a snapshot of what a supervisor is doing: value
+// types, copied out of the dispatcher, safe to keep and read from any thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ringmaster {
+
+/// The life of one worker slot.
+enum class worker_state : std::uint8_t {
+  starting,  ///< spawn requested, or started and not yet ready
+  ready,     ///< idle, waiting for a job
+  busy,      ///< running a job
+  stopping,  ///< told to stop (recycling, drain, timeout) and not yet gone
+  backoff,   ///< dead, waiting for its restart delay
+  exited,    ///< ended by an exit code and not restarted
+  signaled,  ///< ended by a signal and not restarted
+  stopped,   ///< the pool or supervisor stopped
+};
+std::string_view to_string(worker_state s) noexcept;
+
+struct worker_status {
+  int slot = -1;
+  pid_t pid = 0;                 ///< 0 when no process is running in the slot
+  worker_state state = worker_state::starting;
+  std::uint64_t jobs_done = 0;   ///< results received from this slot, over all its processes
+  std::uint64_t jobs_failed = 0;
+  unsigned restarts = 0;
+  std::map<std::string, unsigned> restarts_by_cause;  ///< "SIGSEGV", "timeout", "exit 3", "recycled", ...
+  std::string current_job;       ///< id of the job running, "" when idle
+  double current_job_ms = 0;     ///< how long it has been running
+  double uptime_ms = 0;          ///< since the process became ready
+};
+
+struct pool_status {
+  std::string name;
+  std::size_t queued = 0;      ///< accepted, not yet sent to a worker
+  std::size_t in_flight = 0;   ///< sent to a worker, no result yet
+  std::uint64_t completed = 0;  ///< final results, ok
+  std::uint64_t failed = 0;     ///< final results, failed
+  std::uint64_t retried = 0;    ///< attempts that were retried
+  unsigned restarts = 0;
+  bool gave_up = false;         ///< restart intensity exceeded, or it could never start
+  std::string gave_up_reason;
+  std::vector<worker_status> workers;
+};
+
+struct supervisor_status {
+  std::vector<pool_status> pools;
+};
+
+}  // namespace ringmaster

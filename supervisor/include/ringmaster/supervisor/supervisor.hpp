@@ -1,0 +1,164 @@
+// ringmaster/supervisor/supervisor.hpp — pools of worker processes, supervised: the
+// embedding API.
+//
+//     ringmaster::handlers h;
+//     h.on("primes", [](ringmaster::job& j) { return count_primes(j.payload()); });
+//     ringmaster::supervisor sup({.name = "demo"});        // forks the fork server here
+//     auto& pool = sup.add_pool("compute", h, {.workers = 4});
+//     sup.start();
+//     std::future<ringmaster::result> r = pool.submit("primes", "1000000");
+//
+// Processes. The constructor forks two fork servers (an active one and a standby) while
+// the program is, it is assumed, still single-threaded: construct the supervisor early,
+// after registering handlers and before starting threads. start() starts the dispatcher
+// thread, which alone owns the supervisor's ends of every ring, and asks the fork server
+// for the workers. Every worker dies with the supervisor, however the supervisor dies.
+//
+// Delivery. Every accepted job gets exactly one result: ok, or failed with a reason. A
+// job may run more than once when its worker dies mid-job (at-least-once execution,
+// exactly-once reporting). A job refused at submission (pool stopped or gave up, payload
+// over max_message, unknown type) gets its failed result at once.
+//
+// Threads. submit() and status() may be called from any thread, concurrently. Callbacks
+// and completion-queue pushes run on the dispatcher thread: keep them short, and never
+// call drain() or stop() from one. The destructor stops (as stop()) and joins; it never
+// throws.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ringmaster/supervisor/options.hpp>
+#include <ringmaster/supervisor/status.hpp>
+#include <ringmaster/worker/handlers.hpp>
+#include <ringmaster/worker/result.hpp>
+
+namespace ringmaster {
+
+namespace detail {
+class dispatcher;
+struct pool_state;
+}  // namespace detail
+
+/// Called with a job's result, on the dispatcher thread.
+using completion_callback = std::function<void(result)>;
+
+/// Results delivered to a queue that an event loop can wait on without a thread: fd()
+/// is an eventfd, readable while results wait (poll/epoll/Boost.Asio's
+/// posix::stream_descriptor). Thread-safe. Must outlive the jobs submitted to it.
+class completion_queue {
+ public:
+  completion_queue();  ///< Throws std::system_error if no eventfd can be created.
+  ~completion_queue();
+  completion_queue(const completion_queue&) = delete;
+  completion_queue& operator=(const completion_queue&) = delete;
+
+  /// Readable (POLLIN) while at least one result waits.
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  /// The oldest waiting result, or nullopt. Non-blocking.
+  [[nodiscard]] std::optional<result> try_pop();
+  /// Every waiting result, oldest first. Non-blocking.
+  [[nodiscard]] std::vector<result> drain();
+  /// Blocks up to `timeout` for a result.
+  [[nodiscard]] std::optional<result> pop(std::chrono::milliseconds timeout);
+
+  /// Used by the dispatcher.
+  void push(result r);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  int fd_ = -1;
+};
+
+/// A pool of identical workers, owned by its supervisor. Submitting is thread-safe.
+class pool {
+ public:
+  [[nodiscard]] const std::string& name() const noexcept;
+
+  /// Submits a job; the future gets its result. Blocks while the pool has max_pending
+  /// jobs unfinished. `id` names the job in its result (default: a sequence number).
+  [[nodiscard]] std::future<result> submit(std::string_view type, std::string_view payload, std::string id = {});
+  /// Submits a job whose result is passed to `done` on the dispatcher thread. Blocks as
+  /// the future form does.
+  void submit(std::string_view type, std::string_view payload, completion_callback done, std::string id = {});
+  /// Submits a job whose result is pushed to `queue`. Blocks as the future form does.
+  void submit(std::string_view type, std::string_view payload, completion_queue& queue, std::string id = {});
+  /// As submit with a callback, but never blocks: false (and nothing submitted) when the
+  /// pool has max_pending jobs unfinished.
+  [[nodiscard]] bool try_submit(std::string_view type, std::string_view payload, completion_callback done,
+                                std::string id = {});
+  /// Submits one job per payload, in order; blocks as submit does.
+  template <std::ranges::input_range R>
+  [[nodiscard]] std::vector<std::future<result>> map(std::string_view type, R&& payloads) {
+    std::vector<std::future<result>> out;
+    if constexpr (std::ranges::sized_range<R>) out.reserve(std::ranges::size(payloads));
+    for (auto&& p : payloads) out.push_back(submit(type, std::string_view(p)));
+    return out;
+  }
+
+ private:
+  friend class supervisor;
+  friend class detail::dispatcher;
+  friend struct detail::pool_state;
+  explicit pool(detail::pool_state* state) noexcept : state_(state) {}
+  detail::pool_state* state_;
+};
+
+class supervisor {
+ public:
+  /// Forks the fork servers. Throws std::system_error if they cannot be started.
+  explicit supervisor(supervisor_options options = {});
+  /// As stop(), then waits for every worker and fork server to be gone. Never throws.
+  ~supervisor();
+  supervisor(const supervisor&) = delete;
+  supervisor& operator=(const supervisor&) = delete;
+
+  /// Adds a pool whose workers are forked and run `h`. `h` must have been created, and
+  /// its handlers registered, before this supervisor (see handlers.hpp), and must outlive
+  /// it. Throws std::invalid_argument for a duplicate or malformed name or bad options.
+  /// Allowed before and after start().
+  pool& add_pool(std::string name, const handlers& h, pool_options options = {});
+  /// Adds a pool whose workers run `options.command`, a worker executable built on
+  /// ringmaster::serve().
+  pool& add_pool(std::string name, pool_options options);
+  /// The pool called `name`, or nullptr.
+  [[nodiscard]] pool* find_pool(std::string_view name) noexcept;
+
+  /// Starts the dispatcher and the workers. Non-blocking: workers become ready in the
+  /// background (jobs submitted meanwhile wait). Throws std::logic_error if called twice.
+  void start();
+  /// Stops taking jobs (later submissions fail with kind `stopped`), waits until every
+  /// accepted job has its result, then stops the workers. Blocking.
+  void drain();
+  /// Stops taking jobs; jobs not yet sent to a worker fail with kind `stopped`; in-flight
+  /// jobs get shutdown_timeout to finish (then fail, `stopped`); then stops the workers.
+  /// Blocking; idempotent. Results already computed are always delivered.
+  void stop();
+  /// Blocks until no pool has queued or in-flight jobs, or `timeout`; returns whether
+  /// idle.
+  bool wait_idle(std::chrono::milliseconds timeout);
+
+  /// A snapshot of every pool and worker. Thread-safe; blocking for a moment.
+  [[nodiscard]] supervisor_status status() const;
+  /// True if any pool gave up (restart intensity exceeded, or it could not start).
+  [[nodiscard]] bool any_pool_gave_up() const;
+  [[nodiscard]] const supervisor_options& options() const noexcept;
+
+  /// Pid of the fork server currently forking workers (tests kill it to prove it is
+  /// survived).
+  [[nodiscard]] pid_t fork_server_pid() const;
+
+ private:
+  std::unique_ptr<detail::dispatcher> dispatcher_;
+};
+
+}  // namespace ringmaster

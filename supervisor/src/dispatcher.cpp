@@ -1,0 +1,1213 @@
+#include "dispatcher.hpp"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <dirent.h>
+#include <random>
+#include <ringmaster/worker/detail/log.hpp>
+#include <ringmaster/worker/serve.hpp>
+#include <stdexcept>
+
+namespace ringmaster::detail {
+namespace {
+
+constexpr auto k_forever = clock_type::time_point::max();
+
+std::string signal_name(int sig) {
+  const char* abbrev = ::sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+std::string format_ms(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
+  return std::to_string(d.count()) + "ms";
+}
+
+std::string format_bytes(std::size_t b) {
+  if (b % (std::size_t{1} << 30) == 0) return std::to_string(b >> 30) + " GiB";
+  if (b % (std::size_t{1} << 20) == 0) return std::to_string(b >> 20) + " MiB";
+  return std::to_string(b) + " bytes";
+}
+
+double ms_since(clock_type::time_point t) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
+}
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+  });
+}
+
+int threads_of_this_process() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+void pidfd_signal(int pidfd, int sig) noexcept {
+  if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+}
+
+result failed(const job_record& j, error_kind kind, std::string message, int worker = -1, double ms = 0) {
+  result r;
+  r.id = j.id;
+  r.error = kind;
+  r.value = std::move(message);
+  r.attempts = j.attempts;
+  r.worker = worker;
+  r.ms = ms;
+  return r;
+}
+
+}  // namespace
+
+// =======================================================================================
+// Construction, the API side
+
+dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)), log_(logger("supervisor")) {
+  if (const int threads = threads_of_this_process(); threads > 1)
+    log_->warn("{}: created while this process has {} threads; the fork server copies only this one, so "
+               "construct the supervisor before starting threads",
+               options_.name, threads);
+  active_ = fork_server::fork_from_here(options_.name);
+  standby_ = fork_server::fork_from_here(options_.name);
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (wake_fd_ < 0 || epoll_fd_ < 0) throw std::system_error(errno, std::system_category(), "cannot create the dispatcher's descriptors");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  ev.data.u64 = 1;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
+  ev.data.u64 = 2;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
+}
+
+dispatcher::~dispatcher() {
+  if (started_.load()) {
+    try {
+      stop();
+    } catch (const std::exception& e) {
+      log_->error("stop failed: {}", e.what());
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+  // Jobs never started (no start()): their futures learn they were stopped.
+  for (auto& p : pools_) {
+    std::vector<job_record*> left;
+    {
+      std::lock_guard lock(p->mutex);
+      left.swap(p->inbox);
+    }
+    left.insert(left.end(), p->queue.begin(), p->queue.end());
+    p->queue.clear();
+    for (job_record* j : left) complete(*p, j, failed(*j, error_kind::stopped, "supervisor destroyed before the job ran"));
+  }
+  // Closing the fork servers' sockets ends them; their destructors wait for that.
+  active_ = {};
+  standby_ = {};
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+}
+
+pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_options o) {
+  if (!valid_name(name)) throw std::invalid_argument("pool name '" + name + "' must be 1-128 characters of [A-Za-z0-9_.-]");
+  if (h == nullptr && o.command.empty()) throw std::invalid_argument("pool '" + name + "' needs handlers or a command");
+  if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
+  if (o.workers > 1024) throw std::invalid_argument("pool '" + name + "': at most 1024 workers");
+  if (o.max_attempts == 0) throw std::invalid_argument("pool '" + name + "': max_attempts must be at least 1");
+  if (o.max_message == 0 || o.max_message > (std::size_t{1} << 30))
+    throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 1 GiB");
+  if (o.max_pending == 0) throw std::invalid_argument("pool '" + name + "': max_pending must be at least 1");
+  auto p = std::make_unique<pool_state>();
+  p->name = std::move(name);
+  p->options = std::move(o);
+  p->fork_handlers = h;
+  if (h)
+    for (auto& t : h->names()) p->types.insert(t);
+  p->layout = wire::link_layout::for_body(p->options.max_message);
+  p->owner = this;
+  pool_state* raw = p.get();
+  {
+    std::lock_guard lock(pools_mutex_);
+    for (auto& existing : pools_)
+      if (existing->name == raw->name) throw std::invalid_argument("a pool named '" + raw->name + "' already exists");
+    raw->index = pools_.size();
+    for (unsigned i = 0; i < raw->options.workers; ++i) {
+      auto s = std::make_unique<slot_state>();
+      s->index = static_cast<int>(i);
+      s->pool = raw->index;
+      raw->slots.push_back(std::move(s));
+    }
+    pools_.push_back(std::move(p));
+  }
+  // A running dispatcher picks the new pool up on its next pass (take_commands).
+  if (started_.load()) post([] {});
+  return *raw;
+}
+
+pool* dispatcher::find_pool(std::string_view name) noexcept {
+  std::lock_guard lock(pools_mutex_);
+  for (auto& p : pools_)
+    if (p->name == name) return &p->api;
+  return nullptr;
+}
+
+void dispatcher::start() {
+  if (started_.exchange(true)) throw std::logic_error("supervisor already started");
+  thread_ = std::thread([this] { run(); });
+}
+
+void dispatcher::post(std::function<void()> command) {
+  {
+    std::lock_guard lock(commands_mutex_);
+    commands_.push_back(std::move(command));
+  }
+  submissions_.fetch_add(1, std::memory_order_seq_cst);
+  wake();
+}
+
+void dispatcher::wake() noexcept {
+  if (sleeping_.load(std::memory_order_seq_cst)) ipc::detail::eventfd_signal(wake_fd_);
+}
+
+void dispatcher::drain() {
+  if (!started_.load() || finished_.load()) return;
+  auto done = std::make_shared<std::promise<void>>();
+  auto f = done->get_future();
+  post([this, done] {
+    shutdown_waiters_.push_back(done);
+    begin_shutdown(true);
+  });
+  f.wait();
+}
+
+void dispatcher::stop() {
+  if (!started_.load() || finished_.load()) return;
+  auto done = std::make_shared<std::promise<void>>();
+  auto f = done->get_future();
+  post([this, done] {
+    shutdown_waiters_.push_back(done);
+    begin_shutdown(false);
+  });
+  f.wait();
+}
+
+bool dispatcher::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(idle_mutex_);
+  return idle_cv_.wait_for(lock, timeout, [this] {
+    std::lock_guard pl(pools_mutex_);
+    return std::all_of(pools_.begin(), pools_.end(), [](auto& p) { return p->unfinished.load() == 0; });
+  });
+}
+
+bool dispatcher::any_gave_up() {
+  auto st = status();
+  return std::any_of(st.pools.begin(), st.pools.end(), [](auto& p) { return p.gave_up; });
+}
+
+pid_t dispatcher::fork_server_pid() {
+  if (!started_.load() || finished_.load()) return active_.pid();
+  std::promise<pid_t> pid;
+  auto f = pid.get_future();
+  post([this, &pid] { pid.set_value(active_.pid()); });
+  return f.get();
+}
+
+supervisor_status dispatcher::status() {
+  auto snapshot = [this] {
+    supervisor_status st;
+    std::lock_guard lock(pools_mutex_);
+    for (auto& p : pools_) {
+      pool_status ps;
+      ps.name = p->name;
+      {
+        std::lock_guard pl(p->mutex);
+        ps.queued = p->queue.size() + p->inbox.size();
+      }
+      ps.completed = p->completed;
+      ps.failed = p->failed;
+      ps.retried = p->retried;
+      ps.restarts = p->restarts;
+      ps.gave_up = p->gave_up;
+      ps.gave_up_reason = p->gave_up_reason;
+      for (auto& s : p->slots) {
+        ps.in_flight += s->in_flight.size();
+        worker_status ws;
+        ws.slot = s->index;
+        ws.pid = s->pid;
+        ws.state = s->state;
+        ws.jobs_done = s->jobs_done;
+        ws.jobs_failed = s->jobs_failed;
+        ws.restarts = s->restarts;
+        ws.restarts_by_cause = s->restarts_by_cause;
+        if (s->state == worker_state::busy && !s->in_flight.empty()) {
+          ws.current_job = s->in_flight.front()->id;
+          ws.current_job_ms = ms_since(s->front_started);
+        }
+        if (s->ready && s->alive()) ws.uptime_ms = ms_since(s->ready_at);
+        ps.workers.push_back(std::move(ws));
+      }
+      st.pools.push_back(std::move(ps));
+    }
+    return st;
+  };
+  if (!started_.load() || finished_.load() || std::this_thread::get_id() == thread_.get_id()) return snapshot();
+  std::promise<supervisor_status> out;
+  auto f = out.get_future();
+  post([&] { out.set_value(snapshot()); });
+  return f.get();
+}
+
+std::unique_ptr<job_record> dispatcher::new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id) {
+  auto j = std::make_unique<job_record>();
+  j->id = id.empty() ? std::to_string(p.next_id.fetch_add(1, std::memory_order_relaxed)) : std::move(id);
+  j->type.assign(type);
+  j->payload.assign(payload);
+  return j;
+}
+
+bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool block) {
+  // Refusals that need no dispatcher: answered at once, on this thread.
+  auto refuse = [&](error_kind kind, std::string why) {
+    p.unfinished.fetch_add(1);
+    result r = failed(*job, kind, std::move(why));
+    complete(p, job.release(), std::move(r));
+  };
+  if (!p.accepting.load(std::memory_order_acquire)) {
+    std::string why;
+    {
+      std::lock_guard lock(p.mutex);
+      why = p.refusal;
+    }
+    refuse(error_kind::stopped, why.empty() ? "pool '" + p.name + "' is not accepting jobs" : why);
+    return true;
+  }
+  if (job->payload.size() > p.options.max_message) {
+    refuse(error_kind::rejected, "payload of " + std::to_string(job->payload.size()) + " bytes exceeds max_message (" +
+                                     std::to_string(p.options.max_message) + " bytes) of pool '" + p.name + "'");
+    return true;
+  }
+  if (job->type.empty() || job->type.size() > wire::k_max_name || job->id.size() > wire::k_max_name) {
+    refuse(error_kind::rejected, "job type must be 1-1024 bytes and id at most 1024 bytes");
+    return true;
+  }
+  if (p.fork_handlers && !p.types.count(job->type)) {
+    refuse(error_kind::rejected, "pool '" + p.name + "' has no handler for job type '" + job->type + "'");
+    return true;
+  }
+  {
+    std::unique_lock lock(p.mutex);
+    if (p.unfinished.load() >= p.options.max_pending) {
+      if (!block) return false;
+      p.room.wait(lock, [&] { return p.unfinished.load() < p.options.max_pending || !p.accepting.load(); });
+      if (!p.accepting.load()) {
+        lock.unlock();
+        refuse(error_kind::stopped, p.refusal.empty() ? "pool '" + p.name + "' stopped" : p.refusal);
+        return true;
+      }
+    }
+    p.unfinished.fetch_add(1);
+    p.inbox.push_back(job.release());
+  }
+  submissions_.fetch_add(1, std::memory_order_seq_cst);
+  wake();
+  return true;
+}
+
+// Delivers a final result. Runs on the dispatcher thread, or on a submitting thread for
+// refusals.
+void dispatcher::complete(pool_state& p, job_record* job, result r) {
+  std::unique_ptr<job_record> owned(job);
+  (r.ok() ? p.completed : p.failed)++;
+  std::visit(
+      [&](auto& t) {
+        using T = std::decay_t<decltype(t)>;
+        if constexpr (std::is_same_v<T, std::promise<result>>) {
+          t.set_value(std::move(r));
+        } else if constexpr (std::is_same_v<T, completion_callback>) {
+          try {
+            t(std::move(r));
+          } catch (const std::exception& e) {
+            log_->error("a completion callback threw: {}", e.what());
+          }
+        } else if constexpr (std::is_same_v<T, completion_queue*>) {
+          t->push(std::move(r));
+        } else if constexpr (std::is_same_v<T, reply_target>) {
+          deliver_reply(t, r);
+        }
+      },
+      job->target);
+  const std::size_t before = p.unfinished.fetch_sub(1);
+  if (before == p.options.max_pending) {
+    std::lock_guard lock(p.mutex);  // pairs with the waiter's predicate check
+    p.room.notify_all();
+  }
+  if (before == 1) {
+    std::lock_guard lock(idle_mutex_);
+    idle_cv_.notify_all();
+  }
+}
+
+// =======================================================================================
+// The dispatcher thread
+
+void dispatcher::run() {
+  log_->debug("{}: dispatcher running", options_.name);
+  while (phase_ != phase::done) {
+    bool progress = take_commands();
+    progress |= take_submissions();
+    progress |= collect_results();
+    progress |= handle_fork_events();
+    progress |= dispatch();
+    progress |= handle_timers();
+    if (phase_ != phase::running) advance_shutdown();
+    if (!progress && phase_ != phase::done) idle_wait();
+  }
+  finished_.store(true);
+  for (auto& w : shutdown_waiters_) w->set_value();
+  shutdown_waiters_.clear();
+  // Commands posted after the end (status, fork_server_pid) would wait forever: run them.
+  take_commands();
+  log_->debug("{}: dispatcher finished", options_.name);
+}
+
+bool dispatcher::take_commands() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(commands_mutex_);
+    batch.swap(commands_);
+  }
+  for (auto& c : batch) c();
+  // Pools added before start() are started on the first pass.
+  std::vector<pool_state*> fresh;
+  {
+    std::lock_guard lock(pools_mutex_);
+    for (std::size_t i = live_.size(); i < pools_.size(); ++i) fresh.push_back(pools_[i].get());
+  }
+  for (pool_state* p : fresh) {
+    live_.push_back(p);
+    start_pool(*p);
+  }
+  return !batch.empty() || !fresh.empty();
+}
+
+void dispatcher::start_pool(pool_state& p) {
+  for (auto& s : p.slots) spawn(*s);
+  log_->info("{}: pool '{}' starting {} worker(s){}", options_.name, p.name, p.slots.size(),
+             p.options.command.empty() ? "" : " (" + p.options.command.front() + ")");
+}
+
+bool dispatcher::take_submissions() {
+  const std::uint64_t now = submissions_.load(std::memory_order_acquire);
+  if (now == submissions_seen_) return false;
+  submissions_seen_ = now;
+  bool any = false;
+  std::vector<job_record*> batch;
+  for (pool_state* p : live_) {
+    {
+      std::lock_guard lock(p->mutex);
+      batch.swap(p->inbox);
+    }
+    for (job_record* j : batch) {
+      j->token = next_token_++;
+      if (p->gave_up)
+        complete(*p, j, failed(*j, error_kind::stopped, p->gave_up_reason));
+      else if (phase_ == phase::stopping || phase_ == phase::stopping_workers)
+        complete(*p, j, failed(*j, error_kind::stopped, "supervisor stopping"));
+      else
+        p->queue.push_back(j);
+    }
+    any |= !batch.empty();
+    batch.clear();
+  }
+  return any;
+}
+
+bool dispatcher::collect_results() {
+  bool any = false;
+  for (std::size_t i = 0; i < live_.size(); ++i)
+    for (auto& s : live_[i]->slots)
+      if (s->alive() && s->end != ending::hostile) any |= collect(*s);
+  return any;
+}
+
+// Reads every message the worker published. A worker is untrusted: a broken ring or a
+// malformed or out-of-order message gets it killed, never a crash or an out-of-bounds
+// read here.
+bool dispatcher::collect(slot_state& s) {
+  bool any = false;
+  std::span<const std::byte> bytes;
+  for (;;) {
+    const auto ec = s.results.try_read(bytes);
+    if (ec == ipc::errc::empty) break;
+    if (ec) {
+      log_->error("{}: worker {}/{} (pid {}) broke its result ring ({}); killing it", options_.name, live_[s.pool]->name,
+                  s.index, s.pid, ec.message());
+      terminate(s, ending::hostile, SIGKILL);
+      break;
+    }
+    const auto m = wire::decode(bytes);
+    if (!m) {
+      log_->error("{}: worker {}/{} (pid {}) sent a malformed message; killing it", options_.name, live_[s.pool]->name,
+                  s.index, s.pid);
+      terminate(s, ending::hostile, SIGKILL);
+      break;
+    }
+    handle_message(s, *m);
+    any = true;
+    if (s.end == ending::hostile) break;
+  }
+  s.results.release();
+  return any;
+}
+
+void dispatcher::handle_message(slot_state& s, const wire::message& m) {
+  pool_state& p = *live_[s.pool];
+  switch (m.type) {
+    case wire::kind::ready: {
+      if (s.ready || m.token != s.jobs.generation()) {
+        log_->error("{}: worker {}/{} sent a stale or repeated ready; killing it", options_.name, p.name, s.index);
+        terminate(s, ending::hostile, SIGKILL);
+        return;
+      }
+      s.ready = true;
+      s.ready_at = clock_type::now();
+      if (s.state == worker_state::starting) s.state = worker_state::ready;
+      p.start_failures_in_a_row = 0;
+      if (!p.fork_handlers && p.types.empty()) {
+        std::string_view names = m.body;
+        while (!names.empty()) {
+          const auto nl = std::min(names.find('\n'), names.size());
+          if (nl > 0) p.types.emplace(names.substr(0, nl));
+          names.remove_prefix(std::min(nl + 1, names.size()));
+        }
+      }
+      log_->debug("{}: worker {}/{} ready (pid {})", options_.name, p.name, s.index, s.pid);
+      return;
+    }
+    case wire::kind::result: {
+      if (s.in_flight.empty() || s.in_flight.front()->token != m.token) {
+        log_->error("{}: worker {}/{} answered a job it does not hold; killing it", options_.name, p.name, s.index);
+        terminate(s, ending::hostile, SIGKILL);
+        return;
+      }
+      job_record* j = s.in_flight.front();
+      s.in_flight.pop_front();
+      s.front_started = clock_type::now();
+      if (s.in_flight.empty() && s.state == worker_state::busy) s.state = worker_state::ready;
+      const double us = m.attempt;
+      p.avg_job_us = p.avg_job_us == 0 ? us : 0.9 * p.avg_job_us + 0.1 * us;
+      const auto kind = static_cast<error_kind>(m.status);
+      const bool known = kind == error_kind::none || kind == error_kind::exception || kind == error_kind::memory ||
+                         kind == error_kind::rejected;
+      result r;
+      r.id = j->id;
+      r.error = known ? kind : error_kind::exception;
+      r.value.assign(m.body);
+      r.attempts = j->attempts + 1;
+      r.worker = s.index;
+      r.ms = us / 1000.0;
+      if (!r.ok()) ++s.jobs_failed;
+      ++s.jobs_done;
+      const bool retry = (r.error == error_kind::exception || r.error == error_kind::memory) && p.options.retry_on_error &&
+                         r.attempts < p.options.max_attempts && phase_ != phase::stopping;
+      if (retry) {
+        j->attempts = r.attempts;
+        j->last_error = r.error;
+        j->last_message = r.value;
+        ++p.retried;
+        requeue_front(p, j);
+      } else {
+        complete(p, j, std::move(r));
+      }
+      return;
+    }
+    case wire::kind::submit: handle_worker_submit(s, m); return;
+    case wire::kind::fatal:
+      s.start_error.assign(m.body.substr(0, 2000));
+      log_->error("{}: worker {}/{} cannot start: {}", options_.name, p.name, s.index, s.start_error);
+      return;
+    default:
+      log_->error("{}: worker {}/{} sent a message only a supervisor may send; killing it", options_.name, p.name, s.index);
+      terminate(s, ending::hostile, SIGKILL);
+  }
+}
+
+// A handler submitted a job (job::post / job::submit). Routed like any other job; a
+// reply, if asked for, goes back to this very worker process, or nowhere.
+void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
+  const reply_target asker{s.pool, s.index, s.jobs.generation(), m.token};
+  pool_state* target = nullptr;
+  for (std::size_t i = 0; i < live_.size(); ++i)
+    if (live_[i]->name == m.pool) target = live_[i];
+  auto refuse = [&](error_kind kind, std::string why) {
+    if (m.token == 0) {
+      log_->warn("{}: a job posted by worker {}/{} was refused: {}", options_.name, live_[s.pool]->name, s.index, why);
+      return;
+    }
+    result r;
+    r.error = kind;
+    r.value = std::move(why);
+    deliver_reply(asker, r);
+  };
+  if (!target) return refuse(error_kind::rejected, "no pool named '" + std::string(m.pool) + "'");
+  if (target->gave_up) return refuse(error_kind::stopped, target->gave_up_reason);
+  // While draining, jobs that handlers submit are still part of finishing the accepted
+  // work, so only a stop refuses them.
+  if (phase_ == phase::stopping || phase_ == phase::stopping_workers)
+    return refuse(error_kind::stopped, "pool '" + target->name + "' is not accepting jobs: supervisor stopping");
+  if (m.body.size() > target->options.max_message)
+    return refuse(error_kind::rejected, "payload exceeds max_message of pool '" + target->name + "'");
+  if (target->fork_handlers && !target->types.count(m.job_type))
+    return refuse(error_kind::rejected, "pool '" + target->name + "' has no handler for job type '" + std::string(m.job_type) + "'");
+  auto j = new_job(*target, m.job_type, m.body, std::string(m.id));
+  j->token = next_token_++;
+  if (m.token != 0) j->target = asker;
+  target->unfinished.fetch_add(1);
+  target->queue.push_back(j.release());
+}
+
+void dispatcher::deliver_reply(const reply_target& t, const result& r) {
+  if (t.pool >= live_.size()) return;
+  pool_state& p = *live_[t.pool];
+  if (t.slot < 0 || static_cast<std::size_t>(t.slot) >= p.slots.size()) return;
+  slot_state& s = *p.slots[static_cast<std::size_t>(t.slot)];
+  // The asker died (and maybe was replaced) since: nobody waits for this reply.
+  if (!s.alive() || s.jobs.generation() != t.generation) return;
+  s.outbox.push_back({t.request, r.error, r.attempts, r.value});
+  flush_outbox(s);
+}
+
+bool dispatcher::flush_outbox(slot_state& s) {
+  bool any = false;
+  while (!s.outbox.empty()) {
+    const auto& rep = s.outbox.front();
+    const auto ec = wire::encode(s.jobs, {.type = wire::kind::reply,
+                                          .status = static_cast<std::uint8_t>(rep.error),
+                                          .attempt = rep.attempts,
+                                          .token = rep.request,
+                                          .body = rep.body});
+    if (ec == ipc::errc::full) break;
+    if (ec == ipc::errc::message_too_large) {
+      const std::string why = "reply of " + std::to_string(rep.body.size()) + " bytes exceeds max_message";
+      (void)wire::encode(s.jobs, {.type = wire::kind::reply,
+                                  .status = static_cast<std::uint8_t>(error_kind::rejected),
+                                  .token = rep.request,
+                                  .body = why});
+    }
+    s.outbox.pop_front();
+    any = true;
+  }
+  if (any) s.jobs.publish();
+  return any;
+}
+
+bool dispatcher::handle_fork_events() {
+  bool any = false;
+  std::error_code ec;
+  while (auto e = active_.try_receive(ec)) {
+    any = true;
+    switch (e->what) {
+      case fork_event::kind::spawned: on_spawned(*e); break;
+      case fork_event::kind::spawn_failed: on_spawn_failed(*e); break;
+      case fork_event::kind::exited:
+        if (auto it = by_pid_.find(e->pid); it != by_pid_.end()) on_exit(*it->second, e->status, e->max_rss_kib, false);
+        break;
+    }
+  }
+  if (ec) {
+    on_server_death();
+    return true;
+  }
+  // The standby only ever speaks to say it is gone.
+  if (standby_.valid()) {
+    while (auto e = standby_.try_receive(ec)) {
+      if (e->pidfd >= 0) ::close(e->pidfd);
+    }
+    if (ec) {
+      log_->warn("{}: the standby fork server died; forking another", options_.name);
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, standby_.socket_fd(), nullptr);
+      standby_ = {};
+      if (auto s = active_.fork_standby(ec)) {
+        standby_ = std::move(*s);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = 2;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
+      }
+      any = true;
+    }
+  }
+  return any;
+}
+
+void dispatcher::on_spawned(const fork_event& e) {
+  auto it = spawning_.find(e.request);
+  if (it == spawning_.end()) {  // e.g. the pool gave up meanwhile
+    pidfd_signal(e.pidfd, SIGKILL);
+    if (e.pidfd >= 0) ::close(e.pidfd);
+    return;
+  }
+  slot_state& s = *it->second;
+  spawning_.erase(it);
+  s.spawn_request = 0;
+  s.pid = e.pid;
+  s.pidfd = e.pidfd;
+  s.server = server_id_;
+  by_pid_[e.pid] = &s;
+  if (s.retired || s.end == ending::shutdown) pidfd_signal(s.pidfd, SIGKILL);
+}
+
+void dispatcher::on_spawn_failed(const fork_event& e) {
+  auto it = spawning_.find(e.request);
+  if (it == spawning_.end()) return;
+  slot_state& s = *it->second;
+  spawning_.erase(it);
+  s.spawn_request = 0;
+  s.start_error = e.message;
+  log_->error("{}: pool '{}' cannot start worker {}: {}", options_.name, live_[s.pool]->name, s.index, e.message);
+  on_exit(s, W_EXITCODE(k_exit_cannot_serve, 0), 0, false);
+}
+
+// A worker is gone (reaped by the fork server, or killed with it). Its results already
+// published are whole and are taken first; then the job it was running, if any, is
+// charged with the cause, the jobs queued behind it go back to the pool untouched, and
+// the slot is reset and restarted as the pool's restart type, intensity and backoff say.
+void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died) {
+  pool_state& p = *live_[s.pool];
+  if (s.alive() && s.end != ending::hostile) collect(s);
+  if (s.pid > 0) by_pid_.erase(s.pid);
+  if (s.pidfd >= 0) ::close(s.pidfd);
+  const pid_t pid = s.pid;
+  s.pid = 0;
+  s.pidfd = -1;
+
+  // What killed it, as the user will read it.
+  const bool out_of_memory = s.view.control && s.view.control->out_of_memory.load() != 0;
+  error_kind kind = error_kind::crash;
+  std::string cause;
+  if (server_died) {
+    cause = "fork server died";
+  } else if (s.end == ending::timeout) {
+    kind = error_kind::timeout;
+    cause = "timeout";
+  } else if (out_of_memory || (p.options.memory_limit > 0 && WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL &&
+                               static_cast<std::size_t>(max_rss_kib) * 1024 >= p.options.memory_limit * 9 / 10)) {
+    kind = error_kind::memory;
+    cause = "memory";
+  } else if (WIFSIGNALED(wait_status)) {
+    cause = signal_name(WTERMSIG(wait_status));
+  } else if (WIFEXITED(wait_status)) {
+    cause = "exit code " + std::to_string(WEXITSTATUS(wait_status));
+  } else {
+    cause = "status " + std::to_string(wait_status);
+  }
+  std::string message = cause;
+  if (kind == error_kind::timeout) message = "exceeded job_timeout of " + format_ms(p.options.job_timeout);
+  if (kind == error_kind::memory)
+    message = "exceeded memory_limit of " + format_bytes(p.options.memory_limit) +
+              (WIFSIGNALED(wait_status) ? " (" + signal_name(WTERMSIG(wait_status)) + ")" : "");
+  if (s.end == ending::hostile) message = "worker violated the ring protocol";
+
+  const bool abnormal = !(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) || s.end == ending::timeout;
+  const bool planned = (s.end == ending::recycle && !abnormal) || s.end == ending::strategy || server_died;
+  const bool stopping = phase_ == phase::stopping || phase_ == phase::stopping_workers || s.end == ending::shutdown;
+
+  // Attribution: the job the worker said it was running (if it holds it), or for a
+  // timeout the one we timed. The worker's word is only used to pick among its own jobs.
+  job_record* running = nullptr;
+  if (!planned && !s.in_flight.empty()) {
+    const std::uint64_t token = s.view.control ? s.view.control->current_job.load() : 0;
+    if (s.end == ending::timeout) running = s.in_flight.front();
+    for (job_record* j : s.in_flight)
+      if (j->token == token) running = j;
+  }
+  for (auto it = s.in_flight.rbegin(); it != s.in_flight.rend(); ++it) {
+    job_record* j = *it;
+    if (j == running) {
+      ++j->attempts;
+      j->last_error = kind;
+      j->last_message = message;
+      if (stopping) {
+        complete(p, j, failed(*j, error_kind::stopped, "supervisor stopped while the job ran (its worker: " + message + ")", s.index, ms_since(s.front_started)));
+      } else if (j->attempts >= p.options.max_attempts) {
+        complete(p, j, failed(*j, kind, j->attempts > 1 ? message + " (" + std::to_string(j->attempts) + " attempts)" : message, s.index, ms_since(s.front_started)));
+      } else {
+        ++p.retried;
+        requeue_front(p, j);
+      }
+    } else if (stopping) {
+      complete(p, j, failed(*j, error_kind::stopped, "supervisor stopped before the job ran"));
+    } else {
+      requeue_front(p, j);
+    }
+  }
+  s.in_flight.clear();
+  s.outbox.clear();
+  if (s.segment.valid()) {
+    // The worker is dead, so nothing races with these stores: the rings start empty,
+    // with a new generation, before a replacement attaches.
+    s.jobs.reset();
+    s.results.reset();
+    s.view.control->current_job.store(0);
+    s.view.control->out_of_memory.store(0);
+  }
+  const bool was_ready = s.ready;
+  s.ready = false;
+  s.stop_sent = false;
+  const ending why = s.end;
+  s.end = ending::none;
+  s.kill_at = k_forever;
+  if (pid > 0) {
+    const auto level = (planned || stopping) ? spdlog::level::debug : spdlog::level::warn;
+    log_->log(level, "{}: worker {}/{} (pid {}) ended: {}", options_.name, p.name, s.index, pid, message);
+  }
+
+  if (stopping || s.retired || p.gave_up) {
+    s.state = WIFSIGNALED(wait_status) ? worker_state::signaled : worker_state::stopped;
+    s.retired = true;
+    return;
+  }
+  if (why == ending::recycle && !abnormal) {
+    s.restarts_by_cause["recycled"]++;
+    spawn(s);
+    return;
+  }
+  const restart_type rt = p.options.restart;
+  if (!planned && (rt == restart_type::temporary || (rt == restart_type::transient && !abnormal))) {
+    s.state = WIFSIGNALED(wait_status) ? worker_state::signaled : worker_state::exited;
+    s.retired = true;
+    // The pool's queued jobs still need a worker.
+    const bool any_left = std::any_of(p.slots.begin(), p.slots.end(), [](auto& o) { return !o->retired; });
+    if (!any_left) give_up(p, "pool '" + p.name + "' has no workers left (restart = " + std::string(to_string(rt)) + ")");
+    return;
+  }
+  if (!planned) {
+    // Restart intensity, as in Erlang/OTP: more than max_restarts within restart_window.
+    const auto now = clock_type::now();
+    p.restart_times.push_back(now);
+    while (!p.restart_times.empty() && now - p.restart_times.front() > p.options.restart_window) p.restart_times.pop_front();
+    ++p.restarts;
+    ++s.restarts;
+    s.restarts_by_cause[kind == error_kind::crash ? cause : std::string(to_string(kind))]++;
+    if (!was_ready) {
+      // A worker that never became ready: a start failure. A pool whose workers keep
+      // failing to start cannot work; it fails fast, with the worker's own words.
+      if (++p.start_failures_in_a_row >= 3 || p.restart_times.size() > p.options.max_restarts) {
+        give_up(p, "pool '" + p.name + "' cannot start its workers: " + (s.start_error.empty() ? "worker " + message + " before it was ready" : s.start_error));
+        return;
+      }
+    }
+    if (p.restart_times.size() > p.options.max_restarts) {
+      give_up(p, "pool '" + p.name + "' gave up: more than " + std::to_string(p.options.max_restarts) + " restarts within " +
+                     format_ms(p.options.restart_window) + " (last: " + message + ")");
+      return;
+    }
+    // one_for_all / rest_for_one: the other workers are restarted too (their jobs go back
+    // to their pools uncharged).
+    if (options_.strategy != restart_strategy::one_for_one) {
+      const std::size_t first = options_.strategy == restart_strategy::one_for_all ? 0 : s.pool;
+      for (std::size_t i = first; i < live_.size(); ++i)
+        for (auto& other : live_[i]->slots)
+          if (other.get() != &s && other->alive() && other->end == ending::none) terminate(*other, ending::strategy, SIGKILL);
+    }
+  }
+  schedule_restart(s, planned);
+}
+
+void dispatcher::schedule_restart(slot_state& s, bool planned) {
+  pool_state& p = *live_[s.pool];
+  const auto now = clock_type::now();
+  if (planned) {
+    spawn(s);
+    return;
+  }
+  // Backoff: the first restart after a stable run is immediate; each further one in a
+  // row waits twice as long, up to backoff_max, with +-25% jitter so that slots that died
+  // together do not restart in lockstep.
+  if (s.ready_at != clock_type::time_point{} && now - s.ready_at >= p.options.stable_after) s.failures_in_a_row = 0;
+  const unsigned n = ++s.failures_in_a_row;
+  if (n <= 1) {
+    spawn(s);
+    return;
+  }
+  const double base = static_cast<double>(p.options.backoff_initial.count()) * std::pow(2.0, std::min(n - 2, 30u));
+  thread_local std::mt19937 rng(std::random_device{}());
+  const double jitter = std::uniform_real_distribution<double>(0.75, 1.25)(rng);
+  const double ms = std::min(base, static_cast<double>(p.options.backoff_max.count())) * jitter;
+  s.state = worker_state::backoff;
+  s.restart_at = now + std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000));
+}
+
+void dispatcher::spawn(slot_state& s) {
+  pool_state& p = *live_[s.pool];
+  if (!active_.valid()) {  // no fork server left: on_server_death gives the pools up
+    s.state = worker_state::stopped;
+    s.retired = true;
+    return;
+  }
+  if (!s.segment.valid()) {
+    s.segment = ipc::segment::create_fd(p.layout.total);
+    s.view = wire::link_view::in(s.segment.bytes(), p.layout);
+    new (s.view.control) wire::worker_control{};
+    ipc::format_ring_or_throw(s.view.job_ring, p.layout.rings);
+    ipc::format_ring_or_throw(s.view.result_ring, p.layout.rings);
+    s.jobs = ipc::ring_writer::attach(s.view.job_ring, p.layout.rings);
+    s.results = ipc::ring_reader::attach(s.view.result_ring, p.layout.rings);
+  }
+  s.state = worker_state::starting;
+  s.ready = false;
+  s.start_error.clear();
+  s.end = ending::none;
+  s.stop_sent = false;
+  s.jobs_sent = 0;
+  s.spawned_at = clock_type::now();
+  s.spawn_request = next_spawn_++;
+  spawning_[s.spawn_request] = &s;
+  spawn_request r;
+  r.request = s.spawn_request;
+  r.slot = s.index;
+  r.pool = p.name;
+  r.command = p.options.command;
+  if (p.fork_handlers) {
+    r.handlers_id = p.fork_handlers->registry_id();
+    r.handlers_fingerprint = p.fork_handlers->fingerprint();
+  }
+  r.max_body = p.options.max_message;
+  r.memory_limit = p.options.memory_limit;
+  r.segment_fd = s.segment.fd();
+  r.wake_fd = wake_fd_;
+  std::error_code ec;
+  active_.spawn(r, ec);
+  // A failed send means the fork server died: its socket's end-of-file is handled next.
+  if (ec) log_->warn("{}: cannot reach the fork server: {}", options_.name, ec.message());
+}
+
+void dispatcher::terminate(slot_state& s, ending why, int sig) {
+  if (s.end == ending::none || why == ending::hostile || why == ending::shutdown) s.end = why;
+  if (s.state != worker_state::backoff) s.state = worker_state::stopping;
+  pidfd_signal(s.pidfd, sig);
+  if (sig == SIGTERM) s.kill_at = clock_type::now() + live_[s.pool]->options.kill_grace;
+}
+
+void dispatcher::requeue_front(pool_state& p, job_record* job) { p.queue.push_front(job); }
+
+void dispatcher::give_up(pool_state& p, std::string reason) {
+  if (p.gave_up) return;
+  p.gave_up = true;
+  p.gave_up_reason = reason;
+  log_->error("{}: {}", options_.name, reason);
+  {
+    std::lock_guard lock(p.mutex);
+    p.refusal = reason;
+    p.accepting.store(false);
+    p.room.notify_all();
+  }
+  for (auto& s : p.slots) {
+    s->retired = true;
+    if (s->alive()) terminate(*s, ending::shutdown, SIGKILL);
+    if (s->spawn_request) spawning_.erase(s->spawn_request), s->spawn_request = 0;
+    if (!s->alive()) s->state = worker_state::stopped;
+    for (job_record* j : s->in_flight) complete(p, j, failed(*j, error_kind::stopped, reason));
+    s->in_flight.clear();
+  }
+  fail_all_queued(p, error_kind::stopped, reason);
+}
+
+void dispatcher::fail_all_queued(pool_state& p, error_kind kind, const std::string& why) {
+  std::vector<job_record*> inbox;
+  {
+    std::lock_guard lock(p.mutex);
+    inbox.swap(p.inbox);
+  }
+  std::deque<job_record*> queue;
+  queue.swap(p.queue);
+  for (job_record* j : queue) complete(p, j, failed(*j, kind, why));
+  for (job_record* j : inbox) complete(p, j, failed(*j, kind, why));
+}
+
+void dispatcher::on_server_death() {
+  log_->error("{}: the fork server (pid {}) died; its workers die with it; promoting the standby", options_.name,
+              active_.pid());
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
+  const std::uint64_t dead = server_id_;
+  // Every worker of the dead server dies of PR_SET_PDEATHSIG. Wait until it has (its
+  // pidfd says so), so that its rings can be reset safely; requests it never answered
+  // are simply made again.
+  std::vector<slot_state*> victims;
+  for (pool_state* p : live_)
+    for (auto& s : p->slots) {
+      if (s->alive() && s->server == dead) {
+        victims.push_back(s.get());
+      } else if (s->spawn_request) {
+        spawning_.erase(s->spawn_request);
+        s->spawn_request = 0;
+        victims.push_back(s.get());
+      }
+    }
+  for (slot_state* s : victims) {
+    if (s->pidfd < 0) continue;
+    pollfd pfd{s->pidfd, POLLIN, 0};
+    if (::poll(&pfd, 1, 2000) <= 0) {
+      pidfd_signal(s->pidfd, SIGKILL);
+      ::poll(&pfd, 1, 2000);
+    }
+  }
+  active_ = std::move(standby_);
+  standby_ = {};
+  ++server_id_;
+  if (active_.valid()) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = 1;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
+    std::error_code ec;
+    if (auto standby = active_.fork_standby(ec)) {
+      standby_ = std::move(*standby);
+      ev.data.u64 = 2;
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
+    } else {
+      log_->warn("{}: no new standby fork server: {}", options_.name, ec.message());
+    }
+  }
+  // Their deaths were not their jobs' fault: nothing is charged, and they restart at
+  // once on the new server (or retire, if there is none).
+  for (slot_state* s : victims) on_exit(*s, W_EXITCODE(0, SIGKILL), 0, true);
+  if (!active_.valid())
+    for (pool_state* p : live_) give_up(*p, "the fork server died and no standby was left");
+}
+
+unsigned dispatcher::credits(const pool_state& p) const noexcept {
+  if (p.options.prefetch > 0) return p.options.prefetch;
+  if (p.avg_job_us <= 0) return 2;
+  // Enough jobs ahead to cover ~0.5 ms of work: many for tiny jobs (batching), one for
+  // long ones (so no job waits behind a long one while another worker idles).
+  return static_cast<unsigned>(std::clamp(500.0 / p.avg_job_us, 1.0, 64.0));
+}
+
+bool dispatcher::dispatch() {
+  bool any = false;
+  for (std::size_t i = 0; i < live_.size(); ++i) {
+    pool_state& p = *live_[i];
+    for (auto& s : p.slots)
+      if (!s->outbox.empty() && s->alive()) any |= flush_outbox(*s);
+    if (!p.queue.empty() && !p.gave_up) any |= dispatch_pool(p);
+  }
+  return any;
+}
+
+bool dispatcher::dispatch_pool(pool_state& p) {
+  const unsigned limit = credits(p);
+  bool any = false;
+  std::vector<slot_state*> touched;
+  for (bool progress = true; progress && !p.queue.empty();) {
+    progress = false;
+    for (auto& sp : p.slots) {
+      slot_state& s = *sp;
+      if (p.queue.empty()) break;
+      if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= limit) continue;
+      job_record* j = p.queue.front();
+      const auto ec = wire::encode(s.jobs, {.type = wire::kind::job,
+                                            .attempt = j->attempts + 1,
+                                            .token = j->token,
+                                            .job_type = j->type,
+                                            .id = j->id,
+                                            .body = j->payload});
+      if (ec) continue;  // full: this worker has enough to do
+      p.queue.pop_front();
+      if (s.in_flight.empty()) s.front_started = clock_type::now();
+      s.in_flight.push_back(j);
+      s.state = worker_state::busy;
+      if (touched.empty() || touched.back() != &s) touched.push_back(&s);
+      progress = any = true;
+      if (p.options.max_jobs_per_worker > 0 && ++s.jobs_sent >= p.options.max_jobs_per_worker) {
+        // Recycling: the worker exits after this job, cleanly, and is replaced.
+        (void)wire::encode(s.jobs, {.type = wire::kind::stop});
+        s.stop_sent = true;
+        s.end = ending::recycle;
+      }
+    }
+  }
+  for (slot_state* s : touched) s->jobs.publish();
+  return any;
+}
+
+bool dispatcher::handle_timers() {
+  const auto now = clock_type::now();
+  bool any = false;
+  for (std::size_t i = 0; i < live_.size(); ++i) {
+    pool_state& p = *live_[i];
+    for (auto& sp : p.slots) {
+      slot_state& s = *sp;
+      if (s.state == worker_state::backoff && !s.retired && now >= s.restart_at) {
+        spawn(s);
+        any = true;
+      }
+      if (s.alive() && now >= s.kill_at) {
+        pidfd_signal(s.pidfd, SIGKILL);
+        s.kill_at = k_forever;
+        any = true;
+      }
+      if (p.options.job_timeout.count() > 0 && s.alive() && s.end == ending::none && !s.in_flight.empty() &&
+          now - s.front_started > p.options.job_timeout) {
+        log_->warn("{}: job {} in pool '{}' exceeded job_timeout {}; stopping worker {} (pid {})", options_.name,
+                   s.in_flight.front()->id, p.name, format_ms(p.options.job_timeout), s.index, s.pid);
+        terminate(s, ending::timeout, SIGTERM);
+        any = true;
+      }
+    }
+  }
+  return any;
+}
+
+clock_type::time_point dispatcher::next_deadline() const {
+  auto next = k_forever;
+  for (std::size_t i = 0; i < live_.size(); ++i) {
+    const pool_state& p = *live_[i];
+    for (auto& s : p.slots) {
+      if (s->state == worker_state::backoff && !s->retired) next = std::min(next, s->restart_at);
+      if (s->alive()) next = std::min(next, s->kill_at);
+      if (p.options.job_timeout.count() > 0 && s->alive() && s->end == ending::none && !s->in_flight.empty())
+        next = std::min(next, s->front_started + p.options.job_timeout);
+    }
+  }
+  if (phase_ == phase::stopping || phase_ == phase::stopping_workers) next = std::min(next, shutdown_deadline_);
+  return next;
+}
+
+// Nothing to do: spin briefly (a result or a submission is often microseconds away),
+// then sleep in epoll until a worker publishes (eventfd), a thread submits or posts
+// (eventfd), the fork server speaks, or the next timer is due.
+void dispatcher::idle_wait() {
+  auto ready_slot = [this] {
+    for (std::size_t i = 0; i < live_.size(); ++i)
+      for (auto& s : live_[i]->slots)
+        if (s->alive() && s->end != ending::hostile && s->results.wait_readable(clock_type::time_point::min())) return true;
+    return false;
+  };
+  const auto spin_until = clock_type::now() + std::chrono::microseconds(20);
+  while (clock_type::now() < spin_until) {
+    if (submissions_.load(std::memory_order_acquire) != submissions_seen_ || ready_slot()) return;
+    for (int i = 0; i < 16; ++i) ipc::cpu_relax();
+  }
+  sleeping_.store(true, std::memory_order_seq_cst);
+  std::vector<slot_state*> announced;
+  bool ready = submissions_.load(std::memory_order_seq_cst) != submissions_seen_;
+  for (std::size_t i = 0; i < live_.size() && !ready; ++i)
+    for (auto& s : live_[i]->slots) {
+      if (!s->alive() || s->end == ending::hostile) continue;
+      if (!s->results.announce_sleep()) {
+        ready = true;
+        break;
+      }
+      announced.push_back(s.get());
+    }
+  if (!ready) {
+    const auto deadline = next_deadline();
+    int timeout_ms = 1000;  // a safety net only: every event that matters wakes us
+    if (deadline != k_forever) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count() + 1;
+      timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1000));
+    }
+    epoll_event events[8];
+    ::epoll_wait(epoll_fd_, events, 8, timeout_ms);
+  }
+  for (slot_state* s : announced) s->results.withdraw_sleep();
+  sleeping_.store(false, std::memory_order_relaxed);
+  std::uint64_t drained;
+  while (::read(wake_fd_, &drained, sizeof drained) > 0) {
+  }
+}
+
+void dispatcher::begin_shutdown(bool drain) {
+  if (phase_ == phase::done) return;
+  const bool already = phase_ != phase::running;
+  for (pool_state* pp : live_) {
+    pool_state& p = *pp;
+    std::lock_guard lock(p.mutex);
+    if (p.refusal.empty()) p.refusal = "supervisor is stopping";
+    p.accepting.store(false);
+    p.room.notify_all();
+  }
+  if (drain && !already) {
+    phase_ = phase::draining;
+    log_->info("{}: draining", options_.name);
+    return;
+  }
+  if (phase_ == phase::stopping || phase_ == phase::stopping_workers) return;
+  phase_ = phase::stopping;
+  shutdown_deadline_ = clock_type::now() + options_.shutdown_timeout;
+  log_->info("{}: stopping (in-flight jobs have {} to finish)", options_.name, format_ms(options_.shutdown_timeout));
+  for (std::size_t i = 0; i < live_.size(); ++i) fail_all_queued(*live_[i], error_kind::stopped, "supervisor stopped before the job ran");
+}
+
+void dispatcher::advance_shutdown() {
+  const auto now = clock_type::now();
+  if (phase_ == phase::draining) {
+    // Drain: everything accepted runs (with retries) before the workers stop.
+    const bool nothing_left =
+        std::all_of(live_.begin(), live_.end(), [](pool_state* p) { return p->unfinished.load() == 0 || p->gave_up; });
+    if (!nothing_left) return;
+    phase_ = phase::stopping;
+    shutdown_deadline_ = now;
+  }
+  if (phase_ == phase::stopping) {
+    bool in_flight = false;
+    for (std::size_t i = 0; i < live_.size(); ++i)
+      for (auto& s : live_[i]->slots) in_flight |= !s->in_flight.empty();
+    if (in_flight && now < shutdown_deadline_) return;
+    // Stop every worker: idle ones are asked (stop message), busy ones past the deadline
+    // are killed; all get one second before SIGKILL.
+    phase_ = phase::stopping_workers;
+    shutdown_deadline_ = now + std::chrono::seconds(1);
+    for (std::size_t i = 0; i < live_.size(); ++i)
+      for (auto& s : live_[i]->slots) {
+        s->retired = true;
+        if (s->spawn_request) spawning_.erase(s->spawn_request), s->spawn_request = 0;
+        if (s->state == worker_state::backoff) s->state = worker_state::stopped;
+        if (!s->alive()) continue;
+        if (s->in_flight.empty() && s->ready) {
+          (void)wire::encode(s->jobs, {.type = wire::kind::stop});
+          s->jobs.publish();
+          s->stop_sent = true;
+          s->end = ending::shutdown;
+          s->state = worker_state::stopping;
+        } else {
+          terminate(*s, ending::shutdown, SIGKILL);
+        }
+      }
+  }
+  if (phase_ == phase::stopping_workers) {
+    bool alive = false;
+    for (std::size_t i = 0; i < live_.size(); ++i)
+      for (auto& s : live_[i]->slots) {
+        if (!s->alive()) continue;
+        alive = true;
+        if (now >= shutdown_deadline_) pidfd_signal(s->pidfd, SIGKILL);
+      }
+    if (!alive && spawning_.empty()) {
+      phase_ = phase::done;
+      log_->info("{}: stopped", options_.name);
+    }
+  }
+}
+
+}  // namespace ringmaster::detail

@@ -1,0 +1,222 @@
+// The dispatcher: one thread that owns the supervisor's end of every ring, every job in
+// the system and every worker slot. User threads reach it only through each pool's
+// inbox (submissions) and a command queue (everything else), and wake it through one
+// eventfd that the workers' result rings also write to when it sleeps.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ringmaster/ipc/ring.hpp>
+#include <ringmaster/ipc/segment.hpp>
+#include <ringmaster/supervisor/supervisor.hpp>
+#include <ringmaster/worker/detail/wire.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "fork_server.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace ringmaster::detail {
+
+using clock_type = std::chrono::steady_clock;
+
+/// Where a job's result goes when a worker asked for it (job::submit in a handler).
+struct reply_target {
+  std::size_t pool = 0;
+  int slot = -1;
+  std::uint64_t generation = 0;  // of the asking worker's rings: a replacement is not the asker
+  std::uint64_t request = 0;
+};
+
+struct job_record {
+  std::uint64_t token = 0;
+  std::string id, type, payload;
+  unsigned attempts = 0;  // attempts that ended without a final result
+  error_kind last_error = error_kind::none;
+  std::string last_message;
+  std::variant<std::monostate, std::promise<result>, completion_callback, completion_queue*, reply_target> target;
+};
+
+/// Why a worker is on its way out, decided by the supervisor before it died.
+enum class ending : std::uint8_t { none, timeout, recycle, strategy, hostile, shutdown };
+
+struct slot_state {
+  int index = 0;
+  std::size_t pool = 0;
+  worker_state state = worker_state::starting;
+  ipc::segment segment;
+  wire::link_view view;
+  ipc::ring_writer jobs;
+  ipc::ring_reader results;
+  pid_t pid = 0;
+  int pidfd = -1;
+  std::uint64_t server = 0;         // which fork server started it
+  std::uint64_t spawn_request = 0;  // pending spawn, 0 if none
+  bool ready = false;               // sent `ready` since its last spawn
+  bool stop_sent = false;
+  bool retired = false;             // never to be restarted (temporary, pool gave up, shutdown)
+  ending end = ending::none;
+  std::deque<job_record*> in_flight;
+  struct reply {
+    std::uint64_t request;
+    error_kind error;
+    unsigned attempts;
+    std::string body;
+  };
+  std::deque<reply> outbox;  // replies waiting for room in the job ring
+  clock_type::time_point front_started{}, ready_at{}, spawned_at{}, restart_at{}, kill_at = clock_type::time_point::max();
+  std::uint64_t jobs_sent = 0;  // to the current process
+  std::uint64_t jobs_done = 0, jobs_failed = 0;
+  unsigned restarts = 0;
+  unsigned failures_in_a_row = 0;  // for backoff
+  std::map<std::string, unsigned> restarts_by_cause;
+  std::string start_error;  // a worker's `fatal` text
+
+  [[nodiscard]] bool alive() const noexcept { return pid > 0; }
+};
+
+struct pool_state {
+  std::size_t index = 0;
+  std::string name;
+  pool_options options;
+  const handlers* fork_handlers = nullptr;  // null for a command pool
+  std::set<std::string, std::less<>> types;  // known job types; empty: unknown yet (command pool)
+  wire::link_layout layout;
+  std::vector<std::unique_ptr<slot_state>> slots;
+  std::deque<job_record*> queue;  // dispatcher only
+
+  // Shared with submitting threads.
+  std::mutex mutex;
+  std::vector<job_record*> inbox;
+  std::condition_variable room;
+  std::atomic<std::size_t> unfinished{0};  // accepted, no final result yet
+  std::atomic<bool> accepting{true};
+  std::string refusal;  // why not accepting (guarded by mutex)
+  std::atomic<std::uint64_t> next_id{1};
+
+  // Dispatcher only.
+  bool gave_up = false;
+  std::string gave_up_reason;
+  std::atomic<std::uint64_t> completed{0}, failed{0};  // also counted by refusing threads
+  std::uint64_t retried = 0;
+  unsigned restarts = 0;
+  std::deque<clock_type::time_point> restart_times;
+  unsigned start_failures_in_a_row = 0;
+  double avg_job_us = 0;
+
+  class pool api{this};
+  class dispatcher* owner = nullptr;
+};
+
+class dispatcher {
+ public:
+  explicit dispatcher(supervisor_options options);
+  ~dispatcher();
+
+  pool_state& add_pool(std::string name, const handlers* h, pool_options options);
+  pool* find_pool(std::string_view name) noexcept;
+  void start();
+  void drain();
+  void stop();
+  bool wait_idle(std::chrono::milliseconds timeout);
+  supervisor_status status();
+  bool any_gave_up();
+  pid_t fork_server_pid();
+  const supervisor_options& options() const noexcept { return options_; }
+
+  /// A new job for `p`, its id given or the pool's next sequence number.
+  std::unique_ptr<job_record> new_job_for(pool_state& p, std::string_view type, std::string_view payload, std::string id) {
+    return new_job(p, type, payload, std::move(id));
+  }
+  /// From a submitting thread: validates and enqueues `job`, or delivers its refusal.
+  /// With `block` false, returns false (and keeps nothing) when the pool is full.
+  bool submit(pool_state& p, std::unique_ptr<job_record> job, bool block);
+
+ private:
+  // --- the dispatcher thread
+  void run();
+  bool take_commands();
+  bool take_submissions();
+  bool collect_results();
+  bool collect(slot_state& s);
+  void handle_message(slot_state& s, const wire::message& m);
+  void handle_worker_submit(slot_state& s, const wire::message& m);
+  bool handle_fork_events();
+  void on_spawned(const fork_event& e);
+  void on_spawn_failed(const fork_event& e);
+  void on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died);
+  void on_server_death();
+  bool dispatch();
+  bool dispatch_pool(pool_state& p);
+  bool flush_outbox(slot_state& s);
+  bool handle_timers();
+  void idle_wait();
+  clock_type::time_point next_deadline() const;
+
+  void spawn(slot_state& s);
+  void schedule_restart(slot_state& s, bool planned);
+  void terminate(slot_state& s, ending why, int sig);
+  void give_up(pool_state& p, std::string reason);
+  void complete(pool_state& p, job_record* job, result r);
+  void requeue_front(pool_state& p, job_record* job);
+  void deliver_reply(const reply_target& t, const result& r);
+  void fail_all_queued(pool_state& p, error_kind kind, const std::string& why);
+  void begin_shutdown(bool drain);
+  void advance_shutdown();
+  unsigned credits(const pool_state& p) const noexcept;
+  std::unique_ptr<job_record> new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id);
+  void post(std::function<void()> command);
+  void wake() noexcept;
+  void start_pool(pool_state& p);
+
+  supervisor_options options_;
+  std::shared_ptr<spdlog::logger> log_;
+  fork_server active_, standby_;
+  std::uint64_t server_id_ = 1;
+  int wake_fd_ = -1;
+  int epoll_fd_ = -1;
+
+  // Sleep protocol with submitters (a Dekker pair, like the doorbells).
+  std::atomic<bool> sleeping_{false};
+  std::atomic<std::uint64_t> submissions_{0};
+  std::uint64_t submissions_seen_ = 0;
+
+  mutable std::mutex pools_mutex_;  // guards pools_ (appended to by add_pool, any thread)
+  std::vector<std::unique_ptr<pool_state>> pools_;
+  std::vector<pool_state*> live_;   // dispatcher thread only: the started pools, by index
+
+  std::mutex commands_mutex_;
+  std::vector<std::function<void()>> commands_;
+
+  std::thread thread_;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> finished_{false};
+  std::uint64_t next_token_ = 1;
+  std::uint64_t next_spawn_ = 1;
+  std::unordered_map<std::uint64_t, slot_state*> spawning_;
+  std::unordered_map<pid_t, slot_state*> by_pid_;
+
+  enum class phase { running, draining, stopping, stopping_workers, done };
+  phase phase_ = phase::running;
+  clock_type::time_point shutdown_deadline_{};
+  std::vector<std::shared_ptr<std::promise<void>>> shutdown_waiters_;
+
+  std::mutex idle_mutex_;
+  std::condition_variable idle_cv_;
+};
+
+}  // namespace ringmaster::detail

@@ -1,0 +1,95 @@
+// The fork server: a single-threaded process, forked while the supervisor is still
+// single-threaded, that does nothing but start workers on request and report their
+// deaths. Forking from the multi-threaded supervisor would be unsafe (a lock held by
+// another thread at fork stays locked forever in the child); forking from this process,
+// a clean copy of the program taken at supervisor construction, is not.
+//
+// Protocol: one SOCK_SEQPACKET socket pair. The supervisor sends spawn requests (with the
+// slot's segment and the dispatcher's eventfd attached as SCM_RIGHTS); the server answers
+// `spawned` (with a pidfd attached) or `spawn_failed`, and sends `exited` (wait status and
+// peak RSS) for every worker it reaps.
+//
+// Lifetime: the server lives until its socket reaches end-of-file, which the kernel
+// guarantees when the supervisor dies however it dies; it then SIGKILLs and reaps every
+// worker it started and exits. Workers also carry PR_SET_PDEATHSIG(SIGKILL) against the
+// server, so a killed server leaves no worker behind either.
+//
+// A server can also fork a *standby*: another fork server, kept idle by the supervisor
+// and promoted when the active one dies, so that killing the fork server is survived
+// without ever forking from the multi-threaded supervisor.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace ringmaster::detail {
+
+/// What the supervisor asks for.
+struct spawn_request {
+  std::uint64_t request = 0;    ///< echoed in the answer
+  int slot = -1;
+  std::string pool;
+  std::vector<std::string> command;  ///< empty: fork and run the handlers below
+  std::uint32_t handlers_id = 0;
+  std::uint64_t handlers_fingerprint = 0;
+  std::size_t max_body = 0;
+  std::size_t memory_limit = 0;  ///< RLIMIT_AS in bytes; 0: none
+  int segment_fd = -1;           ///< not owned; sent, then still the caller's
+  int wake_fd = -1;
+};
+
+/// What the server reports.
+struct fork_event {
+  enum class kind : std::uint32_t { spawned = 1, spawn_failed = 2, exited = 3 };
+  kind what{};
+  std::uint64_t request = 0;
+  pid_t pid = 0;
+  int status = 0;               ///< exited: the wait status; spawn_failed: an errno value
+  std::int64_t max_rss_kib = 0;  ///< exited: peak resident set size
+  std::string message;          ///< spawn_failed: why
+  int pidfd = -1;               ///< spawned: a pidfd for the worker, owned by the receiver
+};
+
+class fork_server {
+ public:
+  fork_server() = default;
+  fork_server(fork_server&& other) noexcept;
+  fork_server& operator=(fork_server&& other) noexcept;
+  fork_server(const fork_server&) = delete;
+  fork_server& operator=(const fork_server&) = delete;
+  /// Closes the socket (the server kills and reaps its workers, then exits), then reaps
+  /// the server if it is this process's child, waiting a bounded time.
+  ~fork_server();
+
+  /// Forks a new fork server from this process. Throws std::system_error.
+  static fork_server fork_from_here(const std::string& name);
+
+  /// Asks this server to fork a standby fork server (see above). Blocking send.
+  [[nodiscard]] std::optional<fork_server> fork_standby(std::error_code& ec);
+
+  /// Sends a spawn request. Blocking send; errors (the server died) as ec.
+  void spawn(const spawn_request& request, std::error_code& ec) noexcept;
+  /// The next event, if one is waiting; nullopt and ec clear if none. ec set (e.g.
+  /// errc::connection_reset) when the server is gone.
+  std::optional<fork_event> try_receive(std::error_code& ec) noexcept;
+
+  [[nodiscard]] int socket_fd() const noexcept { return sock_; }
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  [[nodiscard]] bool valid() const noexcept { return sock_ >= 0; }
+
+ private:
+  int sock_ = -1;
+  pid_t pid_ = -1;
+  int pidfd_ = -1;      // to wait for its exit (a standby is our grandchild: no waitpid)
+  bool child_ = false;  // forked by this process: also reaped by it
+};
+
+/// The server's main loop, in the server process. Never returns.
+[[noreturn]] void fork_server_main(int sock) noexcept;
+
+}  // namespace ringmaster::detail

@@ -1,0 +1,146 @@
+// The embedding API: thin forwarding to the dispatcher, plus the completion queue.
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <deque>
+#include <mutex>
+#include <ringmaster/supervisor/supervisor.hpp>
+
+#include "dispatcher.hpp"
+
+namespace ringmaster {
+
+// --- names
+
+namespace {
+constexpr std::array<std::string_view, 3> k_restart_types{"permanent", "transient", "temporary"};
+constexpr std::array<std::string_view, 3> k_strategies{"one_for_one", "one_for_all", "rest_for_one"};
+constexpr std::array<std::string_view, 8> k_states{"starting", "ready", "busy", "stopping", "backoff", "exited", "signaled", "stopped"};
+
+template <class E, std::size_t N>
+std::optional<E> parse(const std::array<std::string_view, N>& names, std::string_view s) noexcept {
+  for (std::size_t i = 0; i < N; ++i)
+    if (names[i] == s) return static_cast<E>(i);
+  return std::nullopt;
+}
+}  // namespace
+
+std::string_view to_string(restart_type t) noexcept { return k_restart_types[static_cast<std::size_t>(t)]; }
+std::string_view to_string(restart_strategy s) noexcept { return k_strategies[static_cast<std::size_t>(s)]; }
+std::string_view to_string(worker_state s) noexcept { return k_states[static_cast<std::size_t>(s)]; }
+std::optional<restart_type> restart_type_from_string(std::string_view s) noexcept { return parse<restart_type>(k_restart_types, s); }
+std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept {
+  return parse<restart_strategy>(k_strategies, s);
+}
+
+// --- completion_queue
+
+struct completion_queue::impl {
+  std::mutex mutex;
+  std::deque<result> results;
+};
+
+completion_queue::completion_queue() : impl_(std::make_unique<impl>()) {
+  fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd_ < 0) throw std::system_error(errno, std::system_category(), "cannot create a completion queue's eventfd");
+}
+
+completion_queue::~completion_queue() { ::close(fd_); }
+
+void completion_queue::push(result r) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->results.push_back(std::move(r));
+  // Under the lock, so that readiness and contents never disagree for long.
+  ipc::detail::eventfd_signal(fd_);
+}
+
+std::optional<result> completion_queue::try_pop() {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->results.empty()) return std::nullopt;
+  result r = std::move(impl_->results.front());
+  impl_->results.pop_front();
+  if (impl_->results.empty()) {
+    std::uint64_t n;
+    (void)::read(fd_, &n, sizeof n);  // no longer readable
+  }
+  return r;
+}
+
+std::vector<result> completion_queue::drain() {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<result> out(std::make_move_iterator(impl_->results.begin()), std::make_move_iterator(impl_->results.end()));
+  impl_->results.clear();
+  std::uint64_t n;
+  (void)::read(fd_, &n, sizeof n);
+  return out;
+}
+
+std::optional<result> completion_queue::pop(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto r = try_pop()) return r;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd p{fd_, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(left.count()) + 1);
+  }
+}
+
+// --- pool
+
+const std::string& pool::name() const noexcept { return state_->name; }
+
+std::future<result> pool::submit(std::string_view type, std::string_view payload, std::string id) {
+  auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
+  auto future = job->target.emplace<std::promise<result>>().get_future();
+  state_->owner->submit(*state_, std::move(job), true);
+  return future;
+}
+
+void pool::submit(std::string_view type, std::string_view payload, completion_callback done, std::string id) {
+  auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
+  job->target = std::move(done);
+  state_->owner->submit(*state_, std::move(job), true);
+}
+
+void pool::submit(std::string_view type, std::string_view payload, completion_queue& queue, std::string id) {
+  auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
+  job->target = &queue;
+  state_->owner->submit(*state_, std::move(job), true);
+}
+
+bool pool::try_submit(std::string_view type, std::string_view payload, completion_callback done, std::string id) {
+  auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
+  job->target = std::move(done);
+  return state_->owner->submit(*state_, std::move(job), false);
+}
+
+// --- supervisor
+
+supervisor::supervisor(supervisor_options options)
+    : dispatcher_(std::make_unique<detail::dispatcher>(std::move(options))) {}
+
+supervisor::~supervisor() = default;
+
+pool& supervisor::add_pool(std::string name, const handlers& h, pool_options options) {
+  return dispatcher_->add_pool(std::move(name), &h, std::move(options)).api;
+}
+
+pool& supervisor::add_pool(std::string name, pool_options options) {
+  if (options.command.empty()) throw std::invalid_argument("pool '" + name + "': a pool without handlers needs a command");
+  return dispatcher_->add_pool(std::move(name), nullptr, std::move(options)).api;
+}
+
+pool* supervisor::find_pool(std::string_view name) noexcept { return dispatcher_->find_pool(name); }
+void supervisor::start() { dispatcher_->start(); }
+void supervisor::drain() { dispatcher_->drain(); }
+void supervisor::stop() { dispatcher_->stop(); }
+bool supervisor::wait_idle(std::chrono::milliseconds timeout) { return dispatcher_->wait_idle(timeout); }
+supervisor_status supervisor::status() const { return dispatcher_->status(); }
+bool supervisor::any_pool_gave_up() const { return dispatcher_->any_gave_up(); }
+const supervisor_options& supervisor::options() const noexcept { return dispatcher_->options(); }
+pid_t supervisor::fork_server_pid() const { return dispatcher_->fork_server_pid(); }
+
+}  // namespace ringmaster

@@ -1,0 +1,302 @@
+// The worker's main loop: attach to the slot's rings, report ready, run jobs one at a
+// time, send each result back, never let a handler's exception end the process.
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <new>
+#include <ringmaster/ipc/segment.hpp>
+#include <ringmaster/worker/detail/log.hpp>
+#include <ringmaster/worker/detail/wire.hpp>
+#include <ringmaster/worker/serve.hpp>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace ringmaster::detail {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Set while a job runs, so that a failed allocation is recorded where the supervisor
+// can see it even if the process dies of it before it can report.
+wire::worker_control* g_control = nullptr;
+
+void note_allocation_failure() {
+  if (g_control) g_control->out_of_memory.store(1, std::memory_order_relaxed);
+  throw std::bad_alloc();
+}
+
+// A job or reply read while a handler waited for a reply: kept until its turn.
+struct deferred_message {
+  wire::kind type;
+  std::uint8_t status;
+  std::uint32_t attempt;
+  std::uint64_t token;
+  std::string job_type, id, body;
+};
+
+}  // namespace
+
+class worker_runtime {
+ public:
+  worker_runtime(const worker_launch& launch, ipc::segment seg, const handlers* h)
+      : launch_(launch), segment_(std::move(seg)), handlers_(h) {
+    log_ = logger("worker " + launch.pool + "/" + std::to_string(launch.slot));
+  }
+
+  // Attaches to the rings; on failure returns the reason.
+  std::string attach() {
+    layout_ = wire::link_layout::for_body(launch_.max_body);
+    if (segment_.bytes().size() < layout_.total) return "segment smaller than the slot layout";
+    view_ = wire::link_view::in(segment_.bytes(), layout_);
+    std::error_code ec;
+    jobs_ = ipc::ring_reader::attach(view_.job_ring, layout_.rings, ec);
+    if (ec) return "cannot attach job ring: " + ec.message();
+    results_ = ipc::ring_writer::attach(view_.result_ring, layout_.rings, ec);
+    if (ec) return "cannot attach result ring: " + ec.message();
+    results_.wake_through(launch_.wake_fd);
+    view_.control->pid.store(::getpid(), std::memory_order_relaxed);
+    return {};
+  }
+
+  // Reports a start failure to the supervisor.
+  void fatal(std::string_view why) {
+    log_->error("cannot serve: {}", why);
+    if (!results_.valid()) return;
+    send({.type = wire::kind::fatal, .body = why});
+    results_.publish();
+  }
+
+  int run() {
+    std::string names;
+    for (const auto& n : handlers_->names()) names += (names.empty() ? "" : "\n") + n;
+    send({.type = wire::kind::ready, .token = jobs_.generation(), .body = names});
+    results_.publish();
+    log_->debug("ready, generation {}", jobs_.generation());
+    g_control = view_.control;
+    std::set_new_handler(note_allocation_failure);
+
+    while (!stop_) {
+      deferred_message m;
+      if (!next_message(m, clock_type::time_point::max())) return k_exit_protocol;
+      switch (m.type) {
+        case wire::kind::job: execute(m); break;
+        case wire::kind::stop: stop_ = true; break;
+        default: break;  // a reply nobody waits for any more
+      }
+    }
+    results_.publish();
+    log_->debug("stopped after {} job(s)", view_.control->jobs_done.load());
+    return k_exit_stopped;
+  }
+
+  // --- used by job (the handler's side)
+
+  std::uint64_t submit(std::string_view pool, std::string_view type, std::string_view payload, bool wants_reply) {
+    const std::uint64_t token = wants_reply ? next_request_++ : 0;
+    const wire::message m{.type = wire::kind::submit, .token = token, .pool = pool, .job_type = type, .body = payload};
+    if (auto ec = send(m)) throw std::runtime_error("cannot submit to pool '" + std::string(pool) + "': " + ec.message());
+    results_.publish();
+    return token;
+  }
+
+  result wait(std::uint64_t token, std::chrono::milliseconds timeout) {
+    const auto deadline = timeout.count() >= std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24 * 365)).count()
+                              ? clock_type::time_point::max()
+                              : clock_type::now() + timeout;
+    for (;;) {
+      if (auto it = replies_.find(token); it != replies_.end()) {
+        result r = std::move(it->second);
+        replies_.erase(it);
+        return r;
+      }
+      deferred_message m;
+      if (!read_ring(m, deadline)) {
+        result r;
+        r.error = clock_type::now() >= deadline ? error_kind::timeout : error_kind::stopped;
+        r.value = r.error == error_kind::timeout ? "no reply within " + std::to_string(timeout.count()) + " ms"
+                                                  : "supervisor connection broken";
+        return r;
+      }
+      if (m.type == wire::kind::reply) {
+        result r;
+        r.error = static_cast<error_kind>(m.status);
+        r.value = std::move(m.body);
+        r.attempts = m.attempt;
+        replies_.emplace(m.token, std::move(r));
+      } else {
+        backlog_.push_back(std::move(m));  // a job, or stop: after the handler returns
+      }
+    }
+  }
+
+ private:
+  std::error_code send(const wire::message& m) {
+    auto ec = wire::encode(results_, m);
+    if (ec == ipc::errc::full) {
+      // Blocks only while the dispatcher is behind; it never stops reading a live worker.
+      results_.publish();
+      if (!results_.wait_writable(layout_.rings.max_message, clock_type::now() + std::chrono::hours(1)))
+        return ipc::errc::timed_out;
+      ec = wire::encode(results_, m);
+    }
+    return ec;
+  }
+
+  // The next message: one kept back while a handler waited, else from the ring.
+  bool next_message(deferred_message& m, clock_type::time_point deadline) {
+    if (!backlog_.empty()) {
+      m = std::move(backlog_.front());
+      backlog_.pop_front();
+      return true;
+    }
+    return read_ring(m, deadline);
+  }
+
+  // Reads one message from the job ring, copying it out so that its space goes back to
+  // the supervisor at once. Publishes staged results before any wait. False on a broken
+  // ring or the deadline.
+  bool read_ring(deferred_message& out, clock_type::time_point deadline) {
+    std::span<const std::byte> bytes;
+    auto ec = jobs_.try_read(bytes);
+    if (ec == ipc::errc::empty) {
+      flush_results();
+      while ((ec = jobs_.read(bytes, std::min(deadline, clock_type::now() + std::chrono::seconds(1)), wait_policy_)) ==
+             ipc::errc::timed_out) {
+        if (clock_type::now() >= deadline) return false;
+      }
+    }
+    if (ec) {
+      log_->error("job ring unusable: {}", ec.message());
+      return false;
+    }
+    auto m = wire::decode(bytes);
+    if (!m) {
+      log_->error("malformed message from the supervisor");
+      return false;
+    }
+    out.type = m->type;
+    out.status = m->status;
+    out.attempt = m->attempt;
+    out.token = m->token;
+    out.job_type.assign(m->job_type);
+    out.id.assign(m->id);
+    out.body.assign(m->body);
+    jobs_.release();
+    return true;
+  }
+
+  void execute(deferred_message& m) {
+    const handler* fn = handlers_->find(m.job_type);
+    auto& control = *view_.control;
+    const std::int64_t started = wire::monotonic_ns();
+    control.started_ns.store(started, std::memory_order_relaxed);
+    control.current_job.store(m.token, std::memory_order_release);
+    error_kind status = error_kind::none;
+    std::string value;
+    if (!fn) {
+      status = error_kind::rejected;
+      value = "no handler for job type '" + m.job_type + "' in this worker";
+    } else {
+      job j(*this, m.job_type, m.body, m.id, m.attempt, launch_.slot);
+      try {
+        value = (*fn)(j);
+      } catch (const std::bad_alloc&) {
+        status = error_kind::memory;
+        value = "out of memory (std::bad_alloc)";
+      } catch (const std::exception& e) {
+        status = error_kind::exception;
+        value = e.what();
+      } catch (...) {
+        status = error_kind::exception;
+        value = "unknown exception";
+      }
+    }
+    control.out_of_memory.store(0, std::memory_order_relaxed);
+    // A result's `attempt` field carries the run time in microseconds.
+    const auto micros = static_cast<std::uint32_t>(std::min<std::int64_t>((wire::monotonic_ns() - started) / 1000, UINT32_MAX));
+    auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .attempt = micros, .token = m.token, .body = value});
+    if (ec == ipc::errc::message_too_large) {
+      const std::string why = "result of " + std::to_string(value.size()) + " bytes exceeds max_message";
+      ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .attempt = micros, .token = m.token, .body = why});
+    }
+    control.current_job.store(0, std::memory_order_release);
+    control.jobs_done.fetch_add(1, std::memory_order_relaxed);
+    if (ec) {
+      log_->error("cannot send a result: {}", ec.message());
+      stop_ = true;
+      return;
+    }
+    // Results are batched while more jobs wait in the ring, but never held long: a
+    // result is published at once when it took a while or when nothing else is queued.
+    if (++staged_ >= 32 || !backlog_.empty() || clock_type::now() - last_flush_ > std::chrono::microseconds(100)) flush_results();
+  }
+
+  void flush_results() {
+    results_.publish();
+    staged_ = 0;
+    last_flush_ = clock_type::now();
+  }
+
+  worker_launch launch_;
+  ipc::segment segment_;
+  const handlers* handlers_;
+  std::shared_ptr<spdlog::logger> log_;
+  wire::link_layout layout_;
+  wire::link_view view_;
+  ipc::ring_reader jobs_;
+  ipc::ring_writer results_;
+  ipc::wait_policy wait_policy_{std::chrono::microseconds(50), std::chrono::milliseconds(50)};
+  std::deque<deferred_message> backlog_;
+  std::unordered_map<std::uint64_t, result> replies_;
+  std::uint64_t next_request_ = 1;
+  unsigned staged_ = 0;
+  clock_type::time_point last_flush_;
+  bool stop_ = false;
+};
+
+int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept {
+  try {
+    std::error_code ec;
+    auto seg = ipc::segment::map_fd(launch.segment_fd, ec);
+    if (ec) {
+      std::fprintf(stderr, "ringmaster worker: cannot map its segment (fd %d): %s\n", launch.segment_fd, ec.message().c_str());
+      return k_exit_cannot_serve;
+    }
+    worker_runtime rt(launch, std::move(seg), h);
+    if (auto why = rt.attach(); !why.empty()) {
+      rt.fatal(why);
+      return k_exit_cannot_serve;
+    }
+    if (!handlers_error.empty() || h == nullptr) {
+      rt.fatal(handlers_error.empty() ? "no handlers" : handlers_error);
+      return k_exit_cannot_serve;
+    }
+    return rt.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ringmaster worker: %s\n", e.what());
+    return k_exit_cannot_serve;
+  }
+}
+
+}  // namespace ringmaster::detail
+
+namespace ringmaster {
+
+void job::post(std::string_view pool, std::string_view type, std::string_view payload) {
+  (void)runtime_->submit(pool, type, payload, false);
+}
+
+pending_request job::submit(std::string_view pool, std::string_view type, std::string_view payload) {
+  return {runtime_->submit(pool, type, payload, true)};
+}
+
+result job::wait(pending_request request, std::chrono::milliseconds timeout) { return runtime_->wait(request.token, timeout); }
+
+result job::call(std::string_view pool, std::string_view type, std::string_view payload, std::chrono::milliseconds timeout) {
+  return wait(submit(pool, type, payload), timeout);
+}
+
+}  // namespace ringmaster

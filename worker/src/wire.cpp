@@ -1,0 +1,96 @@
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <ctime>
+#include <ringmaster/worker/detail/wire.hpp>
+
+namespace ringmaster::wire {
+namespace {
+
+bool known(std::uint8_t k) noexcept {
+  switch (static_cast<kind>(k)) {
+    case kind::job:
+    case kind::reply:
+    case kind::stop:
+    case kind::ready:
+    case kind::result:
+    case kind::submit:
+    case kind::fatal: return true;
+  }
+  return false;
+}
+
+std::string_view take(std::span<const std::byte> bytes, std::size_t& at, std::size_t n) noexcept {
+  std::string_view v(reinterpret_cast<const char*>(bytes.data()) + at, n);
+  at += n;
+  return v;
+}
+
+}  // namespace
+
+std::optional<message> decode(std::span<const std::byte> bytes) noexcept {
+  if (bytes.size() < sizeof(header)) return std::nullopt;
+  header h;
+  std::memcpy(&h, bytes.data(), sizeof h);  // one copy: checks below apply to it only
+  if (!known(static_cast<std::uint8_t>(h.type))) return std::nullopt;
+  if (h.pool_len > k_max_name || h.type_len > k_max_name || h.id_len > k_max_name) return std::nullopt;
+  const std::size_t names = std::size_t{h.pool_len} + h.type_len + h.id_len;
+  if (names > bytes.size() - sizeof(header)) return std::nullopt;
+  message m;
+  m.type = h.type;
+  m.status = h.status;
+  m.attempt = h.attempt;
+  m.token = h.token;
+  std::size_t at = sizeof(header);
+  m.pool = take(bytes, at, h.pool_len);
+  m.job_type = take(bytes, at, h.type_len);
+  m.id = take(bytes, at, h.id_len);
+  m.body = take(bytes, at, bytes.size() - at);
+  return m;
+}
+
+std::error_code encode(ipc::ring_writer& ring, const message& m) noexcept {
+  if (m.pool.size() > k_max_name || m.job_type.size() > k_max_name || m.id.size() > k_max_name)
+    return ipc::errc::message_too_large;
+  header h{};
+  h.type = m.type;
+  h.status = m.status;
+  h.pool_len = static_cast<std::uint16_t>(m.pool.size());
+  h.type_len = static_cast<std::uint16_t>(m.job_type.size());
+  h.id_len = static_cast<std::uint16_t>(m.id.size());
+  h.attempt = m.attempt;
+  h.token = m.token;
+  auto bytes = [](std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); };
+  return ring.try_write({std::as_bytes(std::span(&h, 1)), bytes(m.pool), bytes(m.job_type), bytes(m.id), bytes(m.body)});
+}
+
+link_layout link_layout::for_body(std::size_t max_body) noexcept {
+  link_layout l;
+  l.rings.max_message = max_body + k_envelope;
+  // Room for several messages of the largest size, so that a few queued jobs never
+  // make the ring full; never below 256 KiB.
+  l.rings.capacity = std::bit_ceil(std::max<std::size_t>(std::size_t{256} << 10, 4 * (l.rings.max_message + 64)));
+  const std::size_t ring = ipc::ring_footprint(l.rings);
+  l.job_ring_offset = 4096;  // the control block, padded to a page
+  l.result_ring_offset = l.job_ring_offset + ring;
+  l.total = l.result_ring_offset + ring;
+  return l;
+}
+
+link_view link_view::in(std::span<std::byte> segment_bytes, const link_layout& layout) noexcept {
+  static_assert(sizeof(worker_control) <= 4096);
+  link_view v;
+  v.control = reinterpret_cast<worker_control*>(segment_bytes.data());
+  const std::size_t ring = ipc::ring_footprint(layout.rings);
+  v.job_ring = segment_bytes.subspan(layout.job_ring_offset, ring);
+  v.result_ring = segment_bytes.subspan(layout.result_ring_offset, ring);
+  return v;
+}
+
+std::int64_t monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace ringmaster::wire
