@@ -97,6 +97,7 @@ ring_writer& ring_writer::operator=(ring_writer&& other) noexcept {
   generation_ = other.generation_;
   reserved_pos_ = other.reserved_pos_;
   reserved_size_ = other.reserved_size_;
+  reserved_open_ = std::exchange(other.reserved_open_, false);
   wake_fd_ = other.wake_fd_;
   return *this;
 }
@@ -159,15 +160,19 @@ std::error_code ring_writer::make_room(std::size_t frame, std::size_t& pos) noex
 
 std::error_code ring_writer::try_reserve(std::size_t size, std::span<std::byte>& out) noexcept {
   if (size > max_message_) return errc::message_too_large;
+  reserved_open_ = false;  // a new reservation abandons any open one
   std::size_t pos = 0;
   if (auto ec = make_room(frame_size(size), pos)) return ec;
   reserved_pos_ = pos;
   reserved_size_ = size;
+  reserved_open_ = true;
   out = {data_ + pos + k_frame_header, size};
   return {};
 }
 
 void ring_writer::commit(std::size_t used) noexcept {
+  if (!reserved_open_) return;  // misuse (no try_reserve succeeded): never touch the ring
+  reserved_open_ = false;
   if (used > reserved_size_) used = reserved_size_;
   const frame_header fh{static_cast<std::uint32_t>(used), seq_++};
   std::memcpy(data_ + reserved_pos_, &fh, sizeof fh);
@@ -240,6 +245,7 @@ void ring_writer::reset() noexcept {
   head_ = published_ = tail_seen_ = 0;
   seq_ = 0;
   reserved_size_ = 0;
+  reserved_open_ = false;
 }
 
 std::size_t ring_writer::backlog() const noexcept { return static_cast<std::size_t>(head_ - tail_seen_); }

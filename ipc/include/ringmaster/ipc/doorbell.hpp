@@ -100,6 +100,7 @@ inline void ring(doorbell_word& bell, int wake_fd = -1) noexcept {
 template <class Ready>
 bool announce_sleep(doorbell_word& bell, Ready&& ready) {
   bell.sleepers.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // as in wait_until
   if (ready()) {
     bell.sleepers.fetch_sub(1, std::memory_order_relaxed);
     return true;
@@ -129,6 +130,10 @@ bool wait_until(doorbell_word& bell, Ready&& ready, std::chrono::steady_clock::t
     if (now >= deadline) return ready();
     const std::uint32_t seen = bell.word.load(std::memory_order_acquire);
     bell.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    // The increment must be ordered before ready()'s loads, which are only acquire: on
+    // x86 the locked add already is a full barrier; on ARMv8.3+ an acquire load (LDAPR)
+    // could pass it. Only the sleep path pays for this fence.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (ready()) {
       bell.sleepers.fetch_sub(1, std::memory_order_relaxed);
       return true;

@@ -129,7 +129,8 @@ class ring_writer {
   /// is abandoned by the next try_reserve.
   [[nodiscard]] std::error_code try_reserve(std::size_t size, std::span<std::byte>& out) noexcept;
   /// Finishes the reservation as a message of `used` bytes (used <= the reserved size),
-  /// staged until publish().
+  /// staged until publish(). Without an open reservation (no successful try_reserve
+  /// since the last commit) it does nothing.
   void commit(std::size_t used) noexcept;
 
   /// Stages a copy of `message`. Non-blocking; errors as try_reserve.
@@ -184,6 +185,7 @@ class ring_writer {
   std::uint64_t generation_ = 0;
   std::size_t reserved_pos_ = 0;   // the open reservation, from try_reserve
   std::size_t reserved_size_ = 0;
+  bool reserved_open_ = false;
   int wake_fd_ = -1;
 };
 
@@ -217,6 +219,9 @@ class ring_reader {
   /// it sleeps for space. Non-blocking.
   void release() noexcept;
 
+  /// Whether try_read would now return something other than empty (a message, or
+  /// corrupt). Non-blocking; one shared-memory load.
+  [[nodiscard]] bool readable() const noexcept { return tail_ != head_seen_ || published_more(); }
   /// Blocks until a message (or a corrupt frame) is available, or `deadline`; returns
   /// whether try_read would now return something other than empty. Releases first, so a
   /// waiting reader never holds back a writer.
