@@ -829,10 +829,10 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
           if (other.get() != &s && other->alive() && other->end == ending::none) terminate(*other, ending::strategy, SIGKILL);
     }
   }
-  schedule_restart(s, planned);
+  schedule_restart(s, planned, was_ready);
 }
 
-void dispatcher::schedule_restart(slot_state& s, bool planned) {
+void dispatcher::schedule_restart(slot_state& s, bool planned, bool was_ready) {
   pool_state& p = *live_[s.pool];
   const auto now = clock_type::now();
   if (planned) {
@@ -842,7 +842,7 @@ void dispatcher::schedule_restart(slot_state& s, bool planned) {
   // Backoff: the first restart after a stable run is immediate; each further one in a
   // row waits twice as long, up to backoff_max, with +-25% jitter so that slots that died
   // together do not restart in lockstep.
-  if (s.ready_at != clock_type::time_point{} && now - s.ready_at >= p.options.stable_after) s.failures_in_a_row = 0;
+  if (was_ready && now - s.ready_at >= p.options.stable_after) s.failures_in_a_row = 0;
   const unsigned n = ++s.failures_in_a_row;
   if (n <= 1) {
     spawn(s);
@@ -1100,7 +1100,7 @@ void dispatcher::idle_wait() {
   auto ready_slot = [this] {
     for (std::size_t i = 0; i < live_.size(); ++i)
       for (auto& s : live_[i]->slots)
-        if (s->alive() && s->end != ending::hostile && s->results.wait_readable(clock_type::time_point::min())) return true;
+        if (s->alive() && s->end != ending::hostile && s->results.readable()) return true;
     return false;
   };
   const auto spin_until = clock_type::now() + std::chrono::microseconds(20);

@@ -168,7 +168,7 @@ class dispatcher {
   clock_type::time_point next_deadline() const;
 
   void spawn(slot_state& s);
-  void schedule_restart(slot_state& s, bool planned);
+  void schedule_restart(slot_state& s, bool planned, bool was_ready);
   void terminate(slot_state& s, ending why, int sig);
   void give_up(pool_state& p, std::string reason);
   void complete(pool_state& p, job_record* job, result r);
