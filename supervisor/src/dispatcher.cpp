@@ -351,6 +351,10 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
           t->push(std::move(r));
         } else if constexpr (std::is_same_v<T, reply_target>) {
           deliver_reply(t, r);
+        } else if (!r.ok()) {
+          // A job posted by a handler (fire and forget): nobody waits for it, so its
+          // failure is said here rather than nowhere.
+          log_->warn("{}: posted job {} in pool '{}' failed ({}): {}", options_.name, r.id, p.name, to_string(r.error), r.value);
         }
       },
       job->target);
@@ -620,6 +624,7 @@ bool dispatcher::flush_outbox(slot_state& s) {
 }
 
 bool dispatcher::handle_fork_events() {
+  if (!active_.valid()) return false;  // no server left: the pools have given up
   bool any = false;
   std::error_code ec;
   while (auto e = active_.try_receive(ec)) {
@@ -892,6 +897,7 @@ void dispatcher::spawn(slot_state& s) {
   }
   r.max_body = p.options.max_message;
   r.memory_limit = p.options.memory_limit;
+  r.log_level = static_cast<int>(spdlog::get_level());
   r.segment_fd = s.segment.fd();
   r.wake_fd = wake_fd_;
   std::error_code ec;
@@ -952,6 +958,7 @@ void dispatcher::on_server_death() {
   // pidfd says so), so that its rings can be reset safely; requests it never answered
   // are simply made again.
   std::vector<slot_state*> victims;
+  std::vector<slot_state*> unanswered;  // spawns in progress: maybe what killed the server
   for (pool_state* p : live_)
     for (auto& s : p->slots) {
       if (s->alive() && s->server == dead) {
@@ -959,7 +966,7 @@ void dispatcher::on_server_death() {
       } else if (s->spawn_request) {
         spawning_.erase(s->spawn_request);
         s->spawn_request = 0;
-        victims.push_back(s.get());
+        unanswered.push_back(s.get());
       }
     }
   for (slot_state* s : victims) {
@@ -991,6 +998,13 @@ void dispatcher::on_server_death() {
   // Their deaths were not their jobs' fault: nothing is charged, and they restart at
   // once on the new server (or retire, if there is none).
   for (slot_state* s : victims) on_exit(*s, W_EXITCODE(0, SIGKILL), 0, true);
+  // A spawn the server never answered may be what killed it (a launch that crashes the
+  // server): each counts as a start failure of its pool, so a pool that kills every
+  // server it asks gives up after a few, instead of using up servers for ever.
+  for (slot_state* s : unanswered) {
+    if (s->start_error.empty()) s->start_error = "the fork server died while starting this worker";
+    on_exit(*s, W_EXITCODE(k_exit_cannot_serve, 0), 0, false);
+  }
   if (!active_.valid())
     for (pool_state* p : live_) give_up(*p, "the fork server died and no standby was left");
 }
@@ -1025,6 +1039,13 @@ bool dispatcher::dispatch_pool(pool_state& p) {
       if (p.queue.empty()) break;
       if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= limit) continue;
       job_record* j = p.queue.front();
+      if (!p.fork_handlers && !p.types.empty() && !p.types.count(j->type)) {
+        // A command pool's workers said which types they serve when they became ready.
+        p.queue.pop_front();
+        complete(p, j, failed(*j, error_kind::rejected, "pool '" + p.name + "' has no handler for job type '" + j->type + "'"));
+        progress = any = true;
+        continue;
+      }
       const auto ec = wire::encode(s.jobs, {.type = wire::kind::job,
                                             .attempt = j->attempts + 1,
                                             .token = j->token,

@@ -13,7 +13,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/environment.hpp>
-#include <boost/process/v2/posix/bind_fd.hpp>
 #include <boost/process/v2/process.hpp>
 // Boost 1.81's header-only mode omits this file, which defines
 // process_environment::on_setup (environment.hpp includes only detail/impl/environment.ipp).
@@ -45,7 +44,7 @@ struct request_header {
   std::uint32_t handlers_id;
   std::uint32_t argc;
   std::uint32_t pool_len;
-  std::uint32_t reserved;
+  std::int32_t log_level;
 };
 
 struct event_header {
@@ -190,6 +189,7 @@ class server {
     r.handlers_fingerprint = h.fingerprint;
     r.max_body = h.max_body;
     r.memory_limit = h.memory_limit;
+    r.log_level = h.log_level;
     std::size_t at = sizeof h;
     if (h.pool_len > bytes.size() - at) return;
     r.pool.assign(bytes, at, h.pool_len);
@@ -233,7 +233,7 @@ class server {
       const rlimit lim{r.memory_limit, r.memory_limit};
       ::setrlimit(RLIMIT_AS, &lim);
     }
-    worker_launch launch{3, 4, r.slot, r.max_body, r.pool};
+    worker_launch launch{3, 4, r.slot, r.max_body, r.log_level, r.pool};
     // The handlers object is found in this process's copy of the program, as it was
     // when the fork server was forked. A fingerprint mismatch means types were added
     // after that: they would be missing here.
@@ -246,14 +246,32 @@ class server {
     ::_exit(run_worker(launch, h, error));
   }
 
-  // Sets up the exec'd child: death with the server, memory limit, default signal mask.
+  // Sets up the exec'd child: the slot's segment and the dispatcher's eventfd at
+  // descriptors 3 and 4, death with the server, memory limit, default signal mask.
+  // (Not Boost's posix::bind_fd: in 1.81 its on_setup falls off the end of a function
+  // returning error_code — undefined behaviour that crashes at -O2.)
   struct exec_setup {
     pid_t server;
     std::size_t memory_limit;
+    int segment_fd;
+    int wake_fd;
+
+    template <class Launcher>
+    bp2::error_code on_setup(Launcher& launcher, const bp2::filesystem::path&, const char* const*) {
+      launcher.fd_whitelist.push_back(3);
+      launcher.fd_whitelist.push_back(4);
+      return {};
+    }
+
     template <class Launcher>
     bp2::error_code on_exec_setup(Launcher&, const bp2::filesystem::path&, const char* const*) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != server) return {ESRCH, bp2::system_category()};
+      // Copy both above 10 first: either may already be 3 or 4, and dup2(fd, fd) would
+      // leave close-on-exec set.
+      const int seg = ::fcntl(segment_fd, F_DUPFD, 10);
+      const int wake = ::fcntl(wake_fd, F_DUPFD, 10);
+      if (seg < 0 || wake < 0 || ::dup2(seg, 3) < 0 || ::dup2(wake, 4) < 0) return {errno, bp2::system_category()};
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -278,12 +296,12 @@ class server {
       std::vector<std::string> env;
       for (char** e = environ; *e; ++e)
         if (std::strncmp(*e, k_launch_env, std::strlen(k_launch_env)) != 0) env.emplace_back(*e);
-      const worker_launch launch{3, 4, r.slot, r.max_body, r.pool};
+      const worker_launch launch{3, 4, r.slot, r.max_body, r.log_level, r.pool};
       env.push_back(std::string(k_launch_env) + "=" + launch.to_env());
       std::vector<std::string> args(r.command.begin() + 1, r.command.end());
       boost::asio::io_context ctx;
-      bp2::process proc(ctx, exe, args, bp2::process_environment(env), bp2::posix::bind_fd(3, r.segment_fd),
-                        bp2::posix::bind_fd(4, r.wake_fd), exec_setup{self_, r.memory_limit});
+      bp2::process proc(ctx, exe, args, bp2::process_environment(env),
+                        exec_setup{self_, r.memory_limit, r.segment_fd, r.wake_fd});
       const pid_t pid = proc.id();
       proc.detach();  // we reap it ourselves, with everything else, through SIGCHLD
       spawned(r.request, pid);
@@ -486,6 +504,7 @@ void fork_server::spawn(const spawn_request& r, std::error_code& ec) noexcept {
     h.handlers_id = r.handlers_id;
     h.argc = static_cast<std::uint32_t>(r.command.size());
     h.pool_len = static_cast<std::uint32_t>(r.pool.size());
+    h.log_level = r.log_level;
     std::string packet;
     append(packet, h);
     packet += r.pool;

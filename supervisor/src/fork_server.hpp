@@ -39,6 +39,7 @@ struct spawn_request {
   std::uint64_t handlers_fingerprint = 0;
   std::size_t max_body = 0;
   std::size_t memory_limit = 0;  ///< RLIMIT_AS in bytes; 0: none
+  int log_level = -1;            ///< the supervisor's spdlog level when it asked
   int segment_fd = -1;           ///< not owned; sent, then still the caller's
   int wake_fd = -1;
 };

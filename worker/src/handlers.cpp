@@ -49,6 +49,16 @@ handlers& handlers::on(std::string type, handler fn) {
   return *this;
 }
 
+handlers& handlers::on_start(std::function<void(int)> fn) {
+  on_start_ = std::move(fn);
+  return *this;
+}
+
+handlers& handlers::on_stop(std::function<void(int)> fn) {
+  on_stop_ = std::move(fn);
+  return *this;
+}
+
 const handler* handlers::find(std::string_view type) const noexcept {
   auto it = table_.find(type);
   return it == table_.end() ? nullptr : &it->second;

@@ -1,6 +1,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <array>
 #include <ringmaster/worker/detail/log.hpp>
+#include <ringmaster/worker/logging.hpp>
 
 namespace ringmaster::detail {
 
@@ -16,3 +18,25 @@ std::shared_ptr<spdlog::logger> logger(const std::string& name) {
 }
 
 }  // namespace ringmaster::detail
+
+namespace ringmaster {
+
+bool set_log_level(std::string_view level) noexcept {
+  static constexpr std::array<std::pair<std::string_view, spdlog::level::level_enum>, 7> k_levels{{
+      {"trace", spdlog::level::trace},
+      {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},
+      {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},
+      {"critical", spdlog::level::critical},
+      {"off", spdlog::level::off},
+  }};
+  for (const auto& [name, value] : k_levels)
+    if (name == level) {
+      spdlog::set_level(value);
+      return true;
+    }
+  return false;
+}
+
+}  // namespace ringmaster

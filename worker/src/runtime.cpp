@@ -43,6 +43,7 @@ class worker_runtime {
  public:
   worker_runtime(const worker_launch& launch, ipc::segment seg, const handlers* h)
       : launch_(launch), segment_(std::move(seg)), handlers_(h) {
+    if (launch.log_level >= 0) spdlog::set_level(static_cast<spdlog::level::level_enum>(launch.log_level));
     log_ = logger("worker " + launch.pool + "/" + std::to_string(launch.slot));
   }
 
@@ -70,6 +71,14 @@ class worker_runtime {
   }
 
   int run() {
+    if (const auto& hook = handlers_->start_hook()) {
+      try {
+        hook(launch_.slot);
+      } catch (const std::exception& e) {
+        fatal(std::string("on_start failed: ") + e.what());
+        return k_exit_cannot_serve;
+      }
+    }
     std::string names;
     for (const auto& n : handlers_->names()) names += (names.empty() ? "" : "\n") + n;
     send({.type = wire::kind::ready, .token = jobs_.generation(), .body = names});
@@ -88,7 +97,15 @@ class worker_runtime {
       }
     }
     results_.publish();
+    if (const auto& hook = handlers_->stop_hook()) {
+      try {
+        hook(launch_.slot);
+      } catch (const std::exception& e) {
+        log_->error("on_stop failed: {}", e.what());
+      }
+    }
     log_->debug("stopped after {} job(s)", view_.control->jobs_done.load());
+    std::fflush(nullptr);  // the process ends with _exit: nothing else flushes stdio
     return k_exit_stopped;
   }
 

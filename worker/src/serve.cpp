@@ -12,7 +12,7 @@ namespace detail {
 
 std::string worker_launch::to_env() const {
   return "fd=" + std::to_string(segment_fd) + " wake=" + std::to_string(wake_fd) + " slot=" + std::to_string(slot) +
-         " max_body=" + std::to_string(max_body) + " pool=" + pool;
+         " max_body=" + std::to_string(max_body) + " log=" + std::to_string(log_level) + " pool=" + pool;
 }
 
 std::optional<worker_launch> worker_launch::from_env(std::string_view text, std::string& error) {
@@ -36,7 +36,7 @@ std::optional<worker_launch> worker_launch::from_env(std::string_view text, std:
     text.remove_prefix(std::min(end + 1, text.size()));
     long long n = 0;
     auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (ec != std::errc{} || p != value.data() + value.size() || n < 0) {
+    if (ec != std::errc{} || p != value.data() + value.size() || n < -1) {
       error = "bad number for " + std::string(key) + ": '" + std::string(value) + "'";
       return std::nullopt;
     }
@@ -44,6 +44,7 @@ std::optional<worker_launch> worker_launch::from_env(std::string_view text, std:
     else if (key == "wake") l.wake_fd = static_cast<int>(n), have_wake = true;
     else if (key == "slot") l.slot = static_cast<int>(n), have_slot = true;
     else if (key == "max_body") l.max_body = static_cast<std::size_t>(n), have_body = true;
+    else if (key == "log") l.log_level = static_cast<int>(n);
     else {
       error = "unknown key '" + std::string(key) + "'";
       return std::nullopt;

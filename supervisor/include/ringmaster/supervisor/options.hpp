@@ -37,7 +37,7 @@ struct pool_options {
   unsigned workers = 0;
   /// Empty: fork workers that run the pool's handlers. Otherwise exec this worker
   /// executable (argv; a bare name is looked up in PATH), built on ringmaster::serve().
-  std::vector<std::string> command;
+  std::vector<std::string> command{};
   restart_type restart = restart_type::permanent;
   /// Restart intensity: more than `max_restarts` restarts within `restart_window` and the
   /// pool gives up: its workers are stopped and its jobs fail (kind `stopped`).

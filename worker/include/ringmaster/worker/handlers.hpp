@@ -51,6 +51,17 @@ class handlers {
   /// type, one over 1024 bytes, or one already registered. Returns *this for chaining.
   handlers& on(std::string type, handler fn);
 
+  /// Runs once in each worker process before it reports ready: to open what the worker
+  /// alone owns (a file, a connection), for a dedicated worker. An exception makes that
+  /// worker's start fail with its message (and a pool whose workers cannot start gives
+  /// up with it). Replaces an earlier hook.
+  handlers& on_start(std::function<void(int slot)> fn);
+  /// Runs in each worker process when it is told to stop (recycling, drain, stop), after
+  /// its last job: to flush and close. Not run when the worker dies or is killed.
+  handlers& on_stop(std::function<void(int slot)> fn);
+  [[nodiscard]] const std::function<void(int)>& start_hook() const noexcept { return on_start_; }
+  [[nodiscard]] const std::function<void(int)>& stop_hook() const noexcept { return on_stop_; }
+
   /// The handler for `type`, or nullptr. Non-blocking.
   [[nodiscard]] const handler* find(std::string_view type) const noexcept;
   /// Registered types, sorted.
@@ -66,6 +77,7 @@ class handlers {
 
  private:
   std::map<std::string, handler, std::less<>> table_;
+  std::function<void(int)> on_start_, on_stop_;
   std::uint32_t id_;
 };
 

@@ -39,9 +39,10 @@ struct worker_launch {
   int wake_fd = -1;           ///< eventfd that wakes the dispatcher
   int slot = -1;              ///< the worker's slot in its pool
   std::size_t max_body = 0;   ///< the pool's max_message
+  int log_level = -1;         ///< spdlog level to log at; -1: leave as is
   std::string pool;           ///< the pool's name, for logs
 
-  /// "fd=3 wake=4 slot=0 max_body=1048576 pool=compute"
+  /// "fd=3 wake=4 slot=0 max_body=1048576 log=2 pool=compute"
   [[nodiscard]] std::string to_env() const;
   /// Parses to_env()'s form; nullopt and `error` set if malformed.
   static std::optional<worker_launch> from_env(std::string_view text, std::string& error);
