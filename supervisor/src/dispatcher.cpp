@@ -38,6 +38,14 @@ std::string format_bytes(std::size_t b) {
   return std::to_string(b) + " bytes";
 }
 
+// The last non-empty line of `text`, at most 500 bytes.
+std::string last_line(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+  const auto nl = text.rfind('\n');
+  if (nl != std::string_view::npos) text.remove_prefix(nl + 1);
+  return std::string(text.substr(0, 500));
+}
+
 double ms_since(clock_type::time_point t) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
 }
@@ -633,7 +641,12 @@ bool dispatcher::handle_fork_events() {
       case fork_event::kind::spawned: on_spawned(*e); break;
       case fork_event::kind::spawn_failed: on_spawn_failed(*e); break;
       case fork_event::kind::exited:
-        if (auto it = by_pid_.find(e->pid); it != by_pid_.end()) on_exit(*it->second, e->status, e->max_rss_kib, false);
+        if (auto it = by_pid_.find(e->pid); it != by_pid_.end()) {
+          slot_state& s = *it->second;
+          // A worker that never became ready: its last line on stderr says why.
+          if (!s.ready && s.start_error.empty()) s.start_error = last_line(e->message);
+          on_exit(s, e->status, e->max_rss_kib, false);
+        }
         break;
     }
   }
@@ -816,7 +829,10 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
       // A worker that never became ready: a start failure. A pool whose workers keep
       // failing to start cannot work; it fails fast, with the worker's own words.
       if (++p.start_failures_in_a_row >= 3 || p.restart_times.size() > p.options.max_restarts) {
-        give_up(p, "pool '" + p.name + "' cannot start its workers: " + (s.start_error.empty() ? "worker " + message + " before it was ready" : s.start_error));
+        // The worker's own words first, then how it ended (when there was a process).
+        std::string reason = "worker " + message + " before it was ready";
+        if (!s.start_error.empty()) reason = pid > 0 ? s.start_error + " (" + reason + ")" : s.start_error;
+        give_up(p, "pool '" + p.name + "' cannot start its workers: " + reason);
         return;
       }
     }
@@ -831,7 +847,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
       const std::size_t first = options_.strategy == restart_strategy::one_for_all ? 0 : s.pool;
       for (std::size_t i = first; i < live_.size(); ++i)
         for (auto& other : live_[i]->slots)
-          if (other.get() != &s && other->alive() && other->end == ending::none) terminate(*other, ending::strategy, SIGKILL);
+          if (other.get() != &s && other->alive() && other->running_normally()) terminate(*other, ending::strategy, SIGKILL);
     }
   }
   schedule_restart(s, planned, was_ready);
@@ -907,7 +923,9 @@ void dispatcher::spawn(slot_state& s) {
 }
 
 void dispatcher::terminate(slot_state& s, ending why, int sig) {
-  if (s.end == ending::none || why == ending::hostile || why == ending::shutdown) s.end = why;
+  // A decision already taken stands, except that recycling (a clean exit after this
+  // job) yields to anything that ends the worker sooner.
+  if (s.end == ending::none || s.end == ending::recycle || why == ending::hostile || why == ending::shutdown) s.end = why;
   if (s.state != worker_state::backoff) s.state = worker_state::stopping;
   pidfd_signal(s.pidfd, sig);
   if (sig == SIGTERM) s.kill_at = clock_type::now() + live_[s.pool]->options.kill_grace;
@@ -1087,7 +1105,13 @@ bool dispatcher::handle_timers() {
         s.kill_at = k_forever;
         any = true;
       }
-      if (p.options.job_timeout.count() > 0 && s.alive() && s.end == ending::none && !s.in_flight.empty() &&
+      if (s.alive() && !s.ready && s.running_normally() && now - s.spawned_at > p.options.start_timeout) {
+        s.start_error = "worker did not report ready within start_timeout of " + format_ms(p.options.start_timeout);
+        log_->warn("{}: pool '{}': {} (pid {}); killing it", options_.name, p.name, s.start_error, s.pid);
+        terminate(s, ending::start_timeout, SIGKILL);
+        any = true;
+      }
+      if (p.options.job_timeout.count() > 0 && s.alive() && s.running_normally() && !s.in_flight.empty() &&
           now - s.front_started > p.options.job_timeout) {
         log_->warn("{}: job {} in pool '{}' exceeded job_timeout {}; stopping worker {} (pid {})", options_.name,
                    s.in_flight.front()->id, p.name, format_ms(p.options.job_timeout), s.index, s.pid);
@@ -1106,8 +1130,10 @@ clock_type::time_point dispatcher::next_deadline() const {
     for (auto& s : p.slots) {
       if (s->state == worker_state::backoff && !s->retired) next = std::min(next, s->restart_at);
       if (s->alive()) next = std::min(next, s->kill_at);
-      if (p.options.job_timeout.count() > 0 && s->alive() && s->end == ending::none && !s->in_flight.empty())
+      if (p.options.job_timeout.count() > 0 && s->alive() && s->running_normally() && !s->in_flight.empty())
         next = std::min(next, s->front_started + p.options.job_timeout);
+      if (s->alive() && !s->ready && s->running_normally())
+        next = std::min(next, s->spawned_at + p.options.start_timeout);
     }
   }
   if (phase_ == phase::stopping || phase_ == phase::stopping_workers) next = std::min(next, shutdown_deadline_);

@@ -52,7 +52,7 @@ struct job_record {
 };
 
 /// Why a worker is on its way out, decided by the supervisor before it died.
-enum class ending : std::uint8_t { none, timeout, recycle, strategy, hostile, shutdown };
+enum class ending : std::uint8_t { none, timeout, recycle, strategy, hostile, shutdown, start_timeout };
 
 struct slot_state {
   int index = 0;
@@ -87,6 +87,8 @@ struct slot_state {
   std::string start_error;  // a worker's `fatal` text
 
   [[nodiscard]] bool alive() const noexcept { return pid > 0; }
+  /// Not on its way out (a pending recycle still counts: the job it runs is timed).
+  [[nodiscard]] bool running_normally() const noexcept { return end == ending::none || end == ending::recycle; }
 };
 
 struct pool_state {

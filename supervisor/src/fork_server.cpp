@@ -22,7 +22,7 @@
 #include <cstring>
 #include <ringmaster/worker/handlers.hpp>
 #include <ringmaster/worker/serve.hpp>
-#include <set>
+#include <map>
 #include <utility>
 
 extern char** environ;
@@ -156,14 +156,19 @@ class server {
 
     std::string bytes;
     std::vector<int> fds;
+    std::vector<pollfd> polled;
     for (;;) {
-      pollfd p[2] = {{sock_, POLLIN, 0}, {sigfd_, POLLIN, 0}};
-      if (::poll(p, 2, -1) < 0) {
+      polled.assign({{sock_, POLLIN, 0}, {sigfd_, POLLIN, 0}});
+      for (const auto& [pid, c] : children_)
+        if (c.err_fd >= 0) polled.push_back({c.err_fd, POLLIN, 0});
+      if (::poll(polled.data(), polled.size(), -1) < 0) {
         if (errno == EINTR) continue;
         shutdown(2);
       }
-      if (p[1].revents & POLLIN) reap();
-      if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      for (std::size_t i = 2; i < polled.size(); ++i)
+        if (polled[i].revents) relay_stderr(polled[i].fd);
+      if (polled[1].revents & POLLIN) reap();
+      if (polled[0].revents & (POLLIN | POLLHUP | POLLERR)) {
         const ssize_t n = recv_packet(sock_, bytes, fds, true);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (n <= 0) shutdown(0);  // the supervisor is gone or done with us
@@ -174,6 +179,50 @@ class server {
   }
 
  private:
+  struct child {
+    int err_fd = -1;   // read end of the worker's stderr
+    std::string tail;  // its last bytes: a start failure's own words
+  };
+
+  // Passes a worker's stderr on to ours, keeping its tail.
+  void relay_stderr(int fd) noexcept {
+    for (auto& [pid, c] : children_)
+      if (c.err_fd == fd) return drain_stderr(c);
+  }
+
+  void drain_stderr(child& c) noexcept {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(c.err_fd, buf, sizeof buf);
+      if (n > 0) {
+        for (ssize_t off = 0; off < n;) {  // our stderr may be a slow pipe: write it all
+          const ssize_t w = ::write(STDERR_FILENO, buf + off, static_cast<std::size_t>(n - off));
+          if (w <= 0 && errno != EINTR) break;
+          if (w > 0) off += w;
+        }
+        try {
+          c.tail.append(buf, static_cast<std::size_t>(n));
+          if (c.tail.size() > 2048) c.tail.erase(0, c.tail.size() - 2048);
+        } catch (...) {
+        }
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) {  // every writer closed it
+        ::close(c.err_fd);
+        c.err_fd = -1;
+      }
+      return;  // EAGAIN: all read for now
+    }
+  }
+
+  // A pipe for a new worker's stderr: [read end (ours, non-blocking), write end].
+  static bool stderr_pipe(int (&p)[2]) noexcept {
+    if (::pipe2(p, O_CLOEXEC) != 0) return false;
+    ::fcntl(p[0], F_SETFL, O_NONBLOCK);
+    return true;
+  }
+
   void handle(const std::string& bytes, std::vector<int>& fds) noexcept {
     request_header h;
     if (bytes.size() < sizeof h) return;
@@ -213,13 +262,25 @@ class server {
   }
 
   void fork_worker(const spawn_request& r) noexcept {
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-      report_failure(r.request, errno, std::string("fork failed: ") + std::strerror(errno));
+    int err[2];
+    if (!stderr_pipe(err)) {
+      report_failure(r.request, errno, std::string("cannot create a pipe: ") + std::strerror(errno));
       return;
     }
-    if (pid == 0) become_worker(r);
-    spawned(r.request, pid);
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      const int e = errno;
+      ::close(err[0]);
+      ::close(err[1]);
+      report_failure(r.request, e, std::string("fork failed: ") + std::strerror(e));
+      return;
+    }
+    if (pid == 0) {
+      ::dup2(err[1], STDERR_FILENO);
+      become_worker(r);
+    }
+    ::close(err[1]);
+    spawned(r.request, pid, err[0]);
   }
 
   [[noreturn]] void become_worker(const spawn_request& r) noexcept {
@@ -255,6 +316,7 @@ class server {
     std::size_t memory_limit;
     int segment_fd;
     int wake_fd;
+    int stderr_fd;
 
     template <class Launcher>
     bp2::error_code on_setup(Launcher& launcher, const bp2::filesystem::path&, const char* const*) {
@@ -271,7 +333,8 @@ class server {
       // leave close-on-exec set.
       const int seg = ::fcntl(segment_fd, F_DUPFD, 10);
       const int wake = ::fcntl(wake_fd, F_DUPFD, 10);
-      if (seg < 0 || wake < 0 || ::dup2(seg, 3) < 0 || ::dup2(wake, 4) < 0) return {errno, bp2::system_category()};
+      if (seg < 0 || wake < 0 || ::dup2(seg, 3) < 0 || ::dup2(wake, 4) < 0 || ::dup2(stderr_fd, STDERR_FILENO) < 0)
+        return {errno, bp2::system_category()};
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -299,12 +362,25 @@ class server {
       const worker_launch launch{3, 4, r.slot, r.max_body, r.log_level, r.pool};
       env.push_back(std::string(k_launch_env) + "=" + launch.to_env());
       std::vector<std::string> args(r.command.begin() + 1, r.command.end());
+      int err[2];
+      if (!stderr_pipe(err)) {
+        report_failure(r.request, errno, std::string("cannot create a pipe: ") + std::strerror(errno));
+        return;
+      }
       boost::asio::io_context ctx;
-      bp2::process proc(ctx, exe, args, bp2::process_environment(env),
-                        exec_setup{self_, r.memory_limit, r.segment_fd, r.wake_fd});
-      const pid_t pid = proc.id();
-      proc.detach();  // we reap it ourselves, with everything else, through SIGCHLD
-      spawned(r.request, pid);
+      pid_t pid = -1;
+      try {
+        bp2::process proc(ctx, exe, args, bp2::process_environment(env),
+                          exec_setup{self_, r.memory_limit, r.segment_fd, r.wake_fd, err[1]});
+        pid = proc.id();
+        proc.detach();  // we reap it ourselves, with everything else, through SIGCHLD
+      } catch (...) {
+        ::close(err[0]);
+        ::close(err[1]);
+        throw;
+      }
+      ::close(err[1]);
+      spawned(r.request, pid, err[0]);
     } catch (const std::system_error& e) {
       report_failure(r.request, e.code().value(), "cannot execute '" + r.command[0] + "': " + e.code().message());
     } catch (const std::exception& e) {
@@ -322,11 +398,11 @@ class server {
       ::setpgid(0, 0);
       server(3).run();
     }
-    children_.insert(pid);
+    children_[pid];
   }
 
-  void spawned(std::uint64_t request, pid_t pid) {
-    children_.insert(pid);
+  void spawned(std::uint64_t request, pid_t pid, int err_fd) {
+    children_[pid].err_fd = err_fd;
     // The pidfd is taken while the child cannot have been reaped (we reap it), so it
     // names exactly this process, never a recycled pid.
     const int pidfd = pidfd_open(pid);
@@ -353,17 +429,26 @@ class server {
     int status = 0;
     rusage ru{};
     for (pid_t pid; (pid = ::wait4(-1, &status, WNOHANG, &ru)) > 0;) {
-      children_.erase(pid);
-      event_header e{fork_event::kind::exited, pid, 0, status, 0, ru.ru_maxrss};
+      std::string tail;
+      if (auto it = children_.find(pid); it != children_.end()) {
+        if (it->second.err_fd >= 0) {
+          drain_stderr(it->second);  // what it wrote last, before it died
+          if (it->second.err_fd >= 0) ::close(it->second.err_fd);  // a grandchild may hold it open
+        }
+        tail = std::move(it->second.tail);
+        children_.erase(it);
+      }
+      event_header e{fork_event::kind::exited, pid, 0, status, static_cast<std::uint32_t>(tail.size()), ru.ru_maxrss};
       std::string packet;
       append(packet, e);
+      packet += tail;
       if (!send_packet(sock_, packet, {})) shutdown(3);
     }
   }
 
   [[noreturn]] void shutdown(int code) noexcept {
-    for (pid_t pid : children_) ::kill(pid, SIGKILL);
-    for (pid_t pid : children_)
+    for (const auto& [pid, c] : children_) ::kill(pid, SIGKILL);
+    for (const auto& [pid, c] : children_)
       while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
       }
     ::_exit(code);
@@ -372,7 +457,7 @@ class server {
   int sock_;
   pid_t self_;
   int sigfd_ = -1;
-  std::set<pid_t> children_;
+  std::map<pid_t, child> children_;
 };
 
 // Reads the hello a new server sends first, with a bounded wait.

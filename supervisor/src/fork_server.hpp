@@ -4,6 +4,10 @@
 // another thread at fork stays locked forever in the child); forking from this process,
 // a clean copy of the program taken at supervisor construction, is not.
 //
+// Every worker's stderr is a pipe to the server, which passes it on to its own stderr
+// (the supervisor's) and keeps the last bytes: a worker that fails to start is reported
+// with its own words.
+//
 // Protocol: one SOCK_SEQPACKET socket pair. The supervisor sends spawn requests (with the
 // slot's segment and the dispatcher's eventfd attached as SCM_RIGHTS); the server answers
 // `spawned` (with a pidfd attached) or `spawn_failed`, and sends `exited` (wait status and
@@ -52,7 +56,7 @@ struct fork_event {
   pid_t pid = 0;
   int status = 0;               ///< exited: the wait status; spawn_failed: an errno value
   std::int64_t max_rss_kib = 0;  ///< exited: peak resident set size
-  std::string message;          ///< spawn_failed: why
+  std::string message;          ///< spawn_failed: why; exited: the last bytes of its stderr
   int pidfd = -1;               ///< spawned: a pidfd for the worker, owned by the receiver
 };
 

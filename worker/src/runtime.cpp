@@ -179,7 +179,7 @@ class worker_runtime {
     std::span<const std::byte> bytes;
     auto ec = jobs_.try_read(bytes);
     if (ec == ipc::errc::empty) {
-      flush_results();
+      results_.publish();
       while ((ec = jobs_.read(bytes, std::min(deadline, clock_type::now() + std::chrono::seconds(1)), wait_policy_)) ==
              ipc::errc::timed_out) {
         if (clock_type::now() >= deadline) return false;
@@ -246,15 +246,9 @@ class worker_runtime {
       stop_ = true;
       return;
     }
-    // Results are batched while more jobs wait in the ring, but never held long: a
-    // result is published at once when it took a while or when nothing else is queued.
-    if (++staged_ >= 32 || !backlog_.empty() || clock_type::now() - last_flush_ > std::chrono::microseconds(100)) flush_results();
-  }
-
-  void flush_results() {
+    // Published at once: a result held back while the next handler runs would be late
+    // if that handler is slow, and lost (its job run again) if it kills the process.
     results_.publish();
-    staged_ = 0;
-    last_flush_ = clock_type::now();
   }
 
   worker_launch launch_;
@@ -269,8 +263,6 @@ class worker_runtime {
   std::deque<deferred_message> backlog_;
   std::unordered_map<std::uint64_t, result> replies_;
   std::uint64_t next_request_ = 1;
-  unsigned staged_ = 0;
-  clock_type::time_point last_flush_;
   bool stop_ = false;
 };
 

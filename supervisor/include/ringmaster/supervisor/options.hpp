@@ -51,6 +51,9 @@ struct pool_options {
   /// `kill_grace`, and is replaced. 0: no limit.
   std::chrono::milliseconds job_timeout{0};
   std::chrono::milliseconds kill_grace{1000};
+  /// A worker that has not reported ready this long after it was started is killed, as
+  /// a start failure.
+  std::chrono::milliseconds start_timeout{10'000};
   /// Address-space limit of each worker in bytes (RLIMIT_AS); 0: none.
   std::size_t memory_limit = 0;
   /// Replace a worker after it ran this many jobs; 0: never.
