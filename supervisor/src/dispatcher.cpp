@@ -151,6 +151,10 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
     for (auto& t : h->names()) p->types.insert(t);
   p->layout = wire::link_layout::for_body(p->options.max_message);
   p->owner = this;
+  if (!accepting_pools_.load()) {  // added after stop()/drain(): it will never run
+    p->accepting.store(false);
+    p->refusal = "supervisor is stopping";
+  }
   pool_state* raw = p.get();
   {
     std::lock_guard lock(pools_mutex_);
@@ -182,38 +186,39 @@ void dispatcher::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-void dispatcher::post(std::function<void()> command) {
+bool dispatcher::post(std::function<void()> command) {
   {
     std::lock_guard lock(commands_mutex_);
+    if (commands_closed_) return false;  // the dispatcher has ended: nobody would run it
     commands_.push_back(std::move(command));
   }
   submissions_.fetch_add(1, std::memory_order_seq_cst);
   wake();
+  return true;
+}
+
+void dispatcher::require_other_thread(const char* what) const {
+  if (std::this_thread::get_id() == thread_.get_id())
+    throw std::logic_error(std::string(what) + " called from a completion callback (the dispatcher thread) would wait for itself");
 }
 
 void dispatcher::wake() noexcept {
   if (sleeping_.load(std::memory_order_seq_cst)) ipc::detail::eventfd_signal(wake_fd_);
 }
 
-void dispatcher::drain() {
-  if (!started_.load() || finished_.load()) return;
-  auto done = std::make_shared<std::promise<void>>();
-  auto f = done->get_future();
-  post([this, done] {
-    shutdown_waiters_.push_back(done);
-    begin_shutdown(true);
-  });
-  f.wait();
-}
+void dispatcher::drain() { shutdown(true); }
+void dispatcher::stop() { shutdown(false); }
 
-void dispatcher::stop() {
-  if (!started_.load() || finished_.load()) return;
+void dispatcher::shutdown(bool drain) {
+  if (!started_.load()) return;
+  require_other_thread(drain ? "drain()" : "stop()");
   auto done = std::make_shared<std::promise<void>>();
   auto f = done->get_future();
-  post([this, done] {
-    shutdown_waiters_.push_back(done);
-    begin_shutdown(false);
-  });
+  if (!post([this, done, drain] {
+        shutdown_waiters_.push_back(done);
+        begin_shutdown(drain);
+      }))
+    return;  // already finished
   f.wait();
 }
 
@@ -231,10 +236,10 @@ bool dispatcher::any_gave_up() {
 }
 
 pid_t dispatcher::fork_server_pid() {
-  if (!started_.load() || finished_.load()) return active_.pid();
+  if (!started_.load() || std::this_thread::get_id() == thread_.get_id()) return active_.pid();
   std::promise<pid_t> pid;
   auto f = pid.get_future();
-  post([this, &pid] { pid.set_value(active_.pid()); });
+  if (!post([this, &pid] { pid.set_value(active_.pid()); })) return active_.pid();
   return f.get();
 }
 
@@ -276,10 +281,10 @@ supervisor_status dispatcher::status() {
     }
     return st;
   };
-  if (!started_.load() || finished_.load() || std::this_thread::get_id() == thread_.get_id()) return snapshot();
+  if (!started_.load() || std::this_thread::get_id() == thread_.get_id()) return snapshot();
   std::promise<supervisor_status> out;
   auto f = out.get_future();
-  post([&] { out.set_value(snapshot()); });
+  if (!post([&] { out.set_value(snapshot()); })) return snapshot();  // finished: nothing moves any more
   return f.get();
 }
 
@@ -322,7 +327,10 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool blo
   }
   {
     std::unique_lock lock(p.mutex);
-    if (p.unfinished.load() >= p.options.max_pending) {
+    // On the dispatcher thread (a completion callback submitting a follow-up job), waiting
+    // for room would wait for ourselves: the pool goes over max_pending instead.
+    const bool on_dispatcher = std::this_thread::get_id() == thread_.get_id();
+    if (p.unfinished.load() >= p.options.max_pending && !on_dispatcher) {
       if (!block) return false;
       p.room.wait(lock, [&] { return p.unfinished.load() < p.options.max_pending || !p.accepting.load(); });
       if (!p.accepting.load()) {
@@ -392,11 +400,18 @@ void dispatcher::run() {
     if (phase_ != phase::running) advance_shutdown();
     if (!progress && phase_ != phase::done) idle_wait();
   }
+  // Close the command queue: later posts are refused (their callers answer themselves),
+  // and those already posted are run now, so nobody waits for a dispatcher that ended.
+  std::vector<std::function<void()>> last;
+  {
+    std::lock_guard lock(commands_mutex_);
+    commands_closed_ = true;
+    last.swap(commands_);
+  }
   finished_.store(true);
+  for (auto& c : last) c();
   for (auto& w : shutdown_waiters_) w->set_value();
   shutdown_waiters_.clear();
-  // Commands posted after the end (status, fork_server_pid) would wait forever: run them.
-  take_commands();
   log_->debug("{}: dispatcher finished", options_.name);
 }
 
@@ -417,6 +432,9 @@ bool dispatcher::take_commands() {
     live_.push_back(p);
     start_pool(*p);
   }
+  // A submission to a new pool may have been counted by a scan that did not know the
+  // pool yet: look at every inbox again.
+  if (!fresh.empty()) rescan_inboxes_ = true;
   return !batch.empty() || !fresh.empty();
 }
 
@@ -428,8 +446,9 @@ void dispatcher::start_pool(pool_state& p) {
 
 bool dispatcher::take_submissions() {
   const std::uint64_t now = submissions_.load(std::memory_order_acquire);
-  if (now == submissions_seen_) return false;
+  if (now == submissions_seen_ && !rescan_inboxes_) return false;
   submissions_seen_ = now;
+  rescan_inboxes_ = false;
   bool any = false;
   std::vector<job_record*> batch;
   for (pool_state* p : live_) {
@@ -609,9 +628,11 @@ void dispatcher::deliver_reply(const reply_target& t, const result& r) {
 
 bool dispatcher::flush_outbox(slot_state& s) {
   bool any = false;
+  const std::size_t limit = live_[s.pool]->options.max_message;
   while (!s.outbox.empty()) {
     const auto& rep = s.outbox.front();
-    const auto ec = wire::encode(s.jobs, {.type = wire::kind::reply,
+    const auto ec = rep.body.size() > limit ? std::error_code(ipc::errc::message_too_large)
+                                             : wire::encode(s.jobs, {.type = wire::kind::reply,
                                           .status = static_cast<std::uint8_t>(rep.error),
                                           .attempt = rep.attempts,
                                           .token = rep.request,
@@ -1186,6 +1207,7 @@ void dispatcher::idle_wait() {
 
 void dispatcher::begin_shutdown(bool drain) {
   if (phase_ == phase::done) return;
+  accepting_pools_.store(false);
   const bool already = phase_ != phase::running;
   for (pool_state* pp : live_) {
     pool_state& p = *pp;

@@ -181,7 +181,9 @@ class dispatcher {
   void advance_shutdown();
   unsigned credits(const pool_state& p) const noexcept;
   std::unique_ptr<job_record> new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id);
-  void post(std::function<void()> command);
+  bool post(std::function<void()> command);
+  void shutdown(bool drain);
+  void require_other_thread(const char* what) const;
   void wake() noexcept;
   void start_pool(pool_state& p);
 
@@ -203,6 +205,9 @@ class dispatcher {
 
   std::mutex commands_mutex_;
   std::vector<std::function<void()>> commands_;
+  bool commands_closed_ = false;  // the dispatcher ended (guarded by commands_mutex_)
+  bool rescan_inboxes_ = false;
+  std::atomic<bool> accepting_pools_{true};
 
   std::thread thread_;
   std::atomic<bool> started_{false};

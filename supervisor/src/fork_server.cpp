@@ -552,6 +552,7 @@ fork_server fork_server::fork_from_here(const std::string& name) {
 }
 
 std::optional<fork_server> fork_server::fork_standby(std::error_code& ec) {
+  ec.clear();
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     ec = {errno, std::system_category()};

@@ -232,6 +232,11 @@ class worker_runtime {
       }
     }
     control.out_of_memory.store(0, std::memory_order_relaxed);
+    if (status == error_kind::none && value.size() > launch_.max_body) {
+      status = error_kind::rejected;
+      value = "result of " + std::to_string(value.size()) + " bytes exceeds max_message (" +
+              std::to_string(launch_.max_body) + " bytes)";
+    }
     // A result's `attempt` field carries the run time in microseconds.
     const auto micros = static_cast<std::uint32_t>(std::min<std::int64_t>((wire::monotonic_ns() - started) / 1000, UINT32_MAX));
     auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .attempt = micros, .token = m.token, .body = value});

@@ -20,9 +20,10 @@
 // over max_message, unknown type) gets its failed result at once.
 //
 // Threads. submit() and status() may be called from any thread, concurrently. Callbacks
-// and completion-queue pushes run on the dispatcher thread: keep them short, and never
-// call drain() or stop() from one. The destructor stops (as stop()) and joins; it never
-// throws.
+// and completion-queue pushes run on the dispatcher thread: keep them short. A callback
+// may submit follow-up jobs (on that thread submit never blocks: the pool may go over
+// max_pending for them); drain() or stop() from a callback throws std::logic_error, as it
+// would wait for itself. The destructor stops (as stop()) and joins; it never throws.
 #pragma once
 
 #include <chrono>
@@ -137,7 +138,8 @@ class supervisor {
   /// background (jobs submitted meanwhile wait). Throws std::logic_error if called twice.
   void start();
   /// Stops taking jobs (later submissions fail with kind `stopped`), waits until every
-  /// accepted job has its result, then stops the workers. Blocking.
+  /// accepted job has its result, then stops the workers. Blocking; returns at once if
+  /// already stopped. A pool added afterwards refuses its jobs (`stopped`).
   void drain();
   /// Stops taking jobs; jobs not yet sent to a worker fail with kind `stopped`; in-flight
   /// jobs get shutdown_timeout to finish (then fail, `stopped`); then stops the workers.
