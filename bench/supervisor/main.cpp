@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
   const double speedup = f.one_s / f.two_s;
   std::ostringstream md;
   md << "# ringmaster supervisor benchmark\n\n"
-     << "- Command: `ringmaster_supervisor_bench" << (quick ? " --quick" : "") << "` (see `bench/run`)\n"
+     << "- Produced by: `bench/run" << (quick ? " --quick" : "") << "` (`ringmaster_supervisor_bench" << (quick ? " --quick" : "") << "`)\n"
      << "- Machine: " << std::thread::hardware_concurrency() << " cores, CPU \"" << cpu << "\"\n\n"
      << "> Absolute figures from a shared 2-core VM are only indicative; the ratios, against baselines measured in "
         "the same run, are the figures to compare.\n\n"
