@@ -1,0 +1,59 @@
+// ringmaster/cli/jsonl.hpp — the two JSON Lines formats of `ringmaster run`: job lines in,
+// result lines out.
+//
+//   job:     {"id": "a1", "pool": "compute", "type": "primes", "payload": 1000000}
+//   result:  {"id": "a1", "status": "ok", "result": "78498", "attempts": 1, "worker": 2, "ms": 12.5}
+//            {"id": "b7", "status": "failed", "error": {"kind": "crash", "message": "SIGSEGV"},
+//             "attempts": 3, "worker": 0, "ms": 3.1}
+//
+// A job line's `payload` reaches the handler as a string's characters, or as any other
+// JSON value's compact text. `id` and `pool` are optional. Result lines carry `worker`
+// and `ms` whenever a worker ran the job's last attempt.
+//
+// Pure functions, thread-safe. Result text that is not valid UTF-8 (a handler may return
+// any bytes) is written with U+FFFD in place of each bad byte, so every result line is
+// valid JSON.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <ringmaster/worker/result.hpp>
+
+namespace ringmaster::cli {
+
+/// The offset of the first byte that is not part of valid UTF-8 (overlong forms,
+/// surrogates and code points over U+10FFFF are invalid), or nullopt if all is valid.
+[[nodiscard]] std::optional<std::size_t> first_invalid_utf8(std::string_view text) noexcept;
+
+/// Appends `text` as a JSON string literal, quotes included.
+void append_json_string(std::string& out, std::string_view text);
+
+/// A job line's fields.
+struct parsed_job {
+  std::string id;       ///< "" when the line has none (an integer id is given as its text)
+  std::string pool;     ///< "" when the line has none
+  std::string type;
+  std::string payload;  ///< a string's characters, or another value's compact JSON
+};
+
+/// Parses one job line (without its newline). Returns "" and fills `out`, or returns what
+/// is wrong ("not valid JSON: ...", "expected a JSON object, got an array", "missing
+/// \"type\"...", "unknown key ...", "not valid UTF-8 ..."). On failure `out.id` is still
+/// set when the line is an object with a usable id, so the rejection can carry it.
+[[nodiscard]] std::string parse_job_line(std::string_view line, parsed_job& out);
+
+/// Appends `r` as one result line, newline included.
+void append_result_line(std::string& out, const result& r);
+
+/// A result line's id and whether its status is "ok"; nullopt if the line is not a result
+/// line. Used by --resume to learn which jobs are done.
+struct result_line_view {
+  std::string id;
+  bool ok = false;
+};
+[[nodiscard]] std::optional<result_line_view> read_result_line(std::string_view line);
+
+}  // namespace ringmaster::cli

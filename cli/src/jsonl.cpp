@@ -1,0 +1,209 @@
+#include <array>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <ringmaster/cli/jsonl.hpp>
+
+namespace ringmaster::cli {
+namespace {
+
+// Length of the valid UTF-8 sequence starting at text[i], or 0 if it is not one.
+std::size_t utf8_sequence(std::string_view text, std::size_t i) noexcept {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  std::size_t n = 0;
+  char32_t cp = 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1Fu;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0Fu;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07u;
+  } else {
+    return 0;  // a continuation byte, or a lead byte of an overlong or too large form
+  }
+  if (i + n > text.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    const unsigned char cc = byte(i + k);
+    if ((cc & 0xC0u) != 0x80u) return 0;
+    cp = (cp << 6) | (cc & 0x3Fu);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000)) return 0;  // overlong
+  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;                         // surrogate
+  if (cp > 0x10FFFF) return 0;
+  return n;
+}
+
+constexpr std::string_view k_hex = "0123456789abcdef";
+
+std::string_view json_type_name(const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::null: return "null";
+    case nlohmann::json::value_t::object: return "an object";
+    case nlohmann::json::value_t::array: return "an array";
+    case nlohmann::json::value_t::string: return "a string";
+    case nlohmann::json::value_t::boolean: return "a boolean";
+    case nlohmann::json::value_t::number_float: return "a float";
+    default: return "an integer";
+  }
+}
+
+// nlohmann's messages start with "[json.exception.parse_error.101] parse error at line 1,
+// column 5: ": the line is always 1 here and the tag means nothing to a user.
+std::string tidy_parse_error(std::string what) {
+  if (const auto at = what.find("column "); at != std::string::npos) return what.substr(at);
+  if (const auto tag = what.find("] "); tag != std::string::npos) return what.substr(tag + 2);
+  return what;
+}
+
+}  // namespace
+
+std::optional<std::size_t> first_invalid_utf8(std::string_view text) noexcept {
+  for (std::size_t i = 0; i < text.size();) {
+    // Fast path: ASCII, eight bytes at a time would be faster still, but lines are short.
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t n = utf8_sequence(text, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::nullopt;
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  std::size_t run = 0;  // start of the pending run of bytes copied as they are
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      const std::size_t n = utf8_sequence(text, i);
+      if (n > 0) {
+        i += n;
+        continue;
+      }
+    }
+    out.append(text.substr(run, i - run));
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += k_hex[c >> 4];
+          out += k_hex[c & 0xF];
+        } else {
+          out += "\xEF\xBF\xBD";  // U+FFFD for a byte that is not UTF-8
+        }
+    }
+    ++i;
+    run = i;
+  }
+  out.append(text.substr(run));
+  out += '"';
+}
+
+std::string parse_job_line(std::string_view line, parsed_job& out) {
+  out.id.clear();
+  out.pool.clear();
+  out.type.clear();
+  out.payload.clear();
+  if (const auto bad = first_invalid_utf8(line))
+    return "not valid UTF-8 (byte 0x" + std::string{k_hex[static_cast<unsigned char>(line[*bad]) >> 4]} +
+           std::string{k_hex[static_cast<unsigned char>(line[*bad]) & 0xF]} + " at column " + std::to_string(*bad + 1) + ")";
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    return "not valid JSON: " + tidy_parse_error(e.what());
+  }
+  if (!doc.is_object()) return "expected a JSON object, got " + std::string(json_type_name(doc));
+
+  // The id first, so that a line rejected for another reason still carries it.
+  std::string problem;
+  if (auto it = doc.find("id"); it != doc.end()) {
+    if (it->is_string() && !it->get_ref<const std::string&>().empty() && it->get_ref<const std::string&>().size() <= 1024)
+      out.id = it->get_ref<const std::string&>();
+    else if (it->is_number_integer())
+      out.id = it->dump();
+    else
+      problem = "\"id\" must be a non-empty string of at most 1024 bytes, or an integer; got " +
+                std::string(json_type_name(*it));
+  }
+  if (!problem.empty()) return problem;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "id") continue;
+    if (key == "pool") {
+      if (!it->is_string() || it->get_ref<const std::string&>().empty())
+        return "\"pool\" must be a pool's name (a non-empty string), got " + std::string(json_type_name(*it));
+      out.pool = it->get_ref<const std::string&>();
+    } else if (key == "type") {
+      if (!it->is_string() || it->get_ref<const std::string&>().empty())
+        return "\"type\" must be a job type (a non-empty string), got " + std::string(json_type_name(*it));
+      out.type = it->get_ref<const std::string&>();
+    } else if (key == "payload") {
+      out.payload = it->is_string() ? it->get<std::string>() : it->dump();
+    } else {
+      std::string k;
+      append_json_string(k, key);
+      return "unknown key " + k + " (a job line has \"id\", \"pool\", \"type\" and \"payload\")";
+    }
+  }
+  if (out.type.empty()) return "missing \"type\" (the job type, a string)";
+  return {};
+}
+
+void append_result_line(std::string& out, const result& r) {
+  out += "{\"id\": ";
+  append_json_string(out, r.id);
+  if (r.ok()) {
+    out += ", \"status\": \"ok\", \"result\": ";
+    append_json_string(out, r.value);
+  } else {
+    out += ", \"status\": \"failed\", \"error\": {\"kind\": \"";
+    out += to_string(r.error);
+    out += "\", \"message\": ";
+    append_json_string(out, r.value);
+    out += '}';
+  }
+  out += ", \"attempts\": ";
+  out += std::to_string(r.attempts);
+  if (r.worker >= 0) {
+    out += ", \"worker\": ";
+    out += std::to_string(r.worker);
+    out += ", \"ms\": ";
+    std::array<char, 64> buf{};
+    const double ms = r.ms >= 0 && r.ms < 1e15 ? r.ms : 0.0;
+    auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), ms, std::chars_format::fixed, 3);
+    std::string_view text(buf.data(), ec == std::errc{} ? static_cast<std::size_t>(end - buf.data()) : 0);
+    // "12.500" -> "12.5", "3.000" -> "3.0": readable, and still a float to a reader.
+    while (text.size() > 2 && text.back() == '0' && text[text.size() - 2] != '.') text.remove_suffix(1);
+    out += text.empty() ? std::string_view("0.0") : text;
+  }
+  out += "}\n";
+}
+
+std::optional<result_line_view> read_result_line(std::string_view line) {
+  const auto doc = nlohmann::json::parse(line, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return std::nullopt;
+  const auto id = doc.find("id");
+  const auto status = doc.find("status");
+  if (id == doc.end() || !id->is_string() || status == doc.end() || !status->is_string()) return std::nullopt;
+  return result_line_view{id->get<std::string>(), status->get_ref<const std::string&>() == "ok"};
+}
+
+}  // namespace ringmaster::cli

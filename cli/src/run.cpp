@@ -1,0 +1,549 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/sinks/sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ringmaster/cli/config.hpp>
+#include <ringmaster/cli/job_source.hpp>
+#include <ringmaster/cli/progress.hpp>
+#include <ringmaster/cli/result_sink.hpp>
+#include <ringmaster/cli/resume.hpp>
+#include <ringmaster/cli/run.hpp>
+#include <ringmaster/cli/units.hpp>
+#include <ringmaster/supervisor/supervisor.hpp>
+#include <ringmaster/worker/demo_handlers.hpp>
+#include <ringmaster/worker/logging.hpp>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+namespace ringmaster::cli {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Before logging is set up (usage and config errors): plain lines on stderr.
+void say(const std::string& line) {
+  const std::string text = line + "\n";
+  (void)!::write(STDERR_FILENO, text.data(), text.size());
+}
+
+class unique_fd {
+ public:
+  unique_fd() = default;
+  explicit unique_fd(int fd) noexcept : fd_(fd) {}
+  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  unique_fd& operator=(unique_fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~unique_fd() { reset(); }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);  // never retried: the descriptor is gone either way
+    fd_ = -1;
+  }
+  [[nodiscard]] int get() const noexcept { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+// SIGINT and SIGTERM are blocked in every thread and read from a signalfd by one thread
+// that may do anything (no async-signal-safety constraints). SIGPIPE is blocked too, so a
+// results pipe closed by its reader is an EPIPE error, handled, not a silent death.
+// Blocked, not ignored: the mask is reset in every worker (the fork server does it),
+// while an ignored disposition would be inherited by exec'd workers. The mask is never
+// restored: a SIGPIPE or a late SIGINT pending by then must not kill the process on its
+// way out, with a status that would lie about the run.
+void block_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+// A log sink that erases the progress bar around each line of this process's loggers.
+class around_bar_sink final : public spdlog::sinks::sink {
+ public:
+  around_bar_sink(std::vector<spdlog::sink_ptr> inner, progress_reporter& reporter)
+      : inner_(std::move(inner)), reporter_(reporter) {}
+  void log(const spdlog::details::log_msg& msg) override {
+    reporter_.around_output([&] {
+      for (auto& s : inner_)
+        if (s->should_log(msg.level)) s->log(msg);
+    });
+  }
+  void flush() override {
+    for (auto& s : inner_) s->flush();
+  }
+  void set_pattern(const std::string& pattern) override {
+    for (auto& s : inner_) s->set_pattern(pattern);
+  }
+  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+    for (auto& s : inner_) s->set_formatter(formatter->clone());
+  }
+
+ private:
+  std::vector<spdlog::sink_ptr> inner_;
+  progress_reporter& reporter_;
+};
+
+// Routes the named loggers through around_bar_sink while it lives. Installed before any
+// thread but this one logs (the dispatcher is not started yet), removed after they stop.
+class bar_log_routing {
+ public:
+  bar_log_routing(const std::vector<std::shared_ptr<spdlog::logger>>& loggers, progress_reporter& reporter) {
+    for (const auto& l : loggers) {
+      if (!l) continue;
+      saved_.emplace_back(l, l->sinks());
+      l->sinks() = {std::make_shared<around_bar_sink>(l->sinks(), reporter)};
+    }
+  }
+  ~bar_log_routing() {
+    for (auto& [l, sinks] : saved_) l->sinks() = sinks;
+  }
+  bar_log_routing(const bar_log_routing&) = delete;
+  bar_log_routing& operator=(const bar_log_routing&) = delete;
+
+ private:
+  std::vector<std::pair<std::shared_ptr<spdlog::logger>, std::vector<spdlog::sink_ptr>>> saved_;
+};
+
+std::shared_ptr<spdlog::logger> cli_logger() {
+  if (auto l = spdlog::get("ringmaster")) return l;
+  auto l = spdlog::stderr_color_mt("ringmaster");
+  l->set_pattern("[%Y-%m-%d %T.%e] [%n pid %P] [%^%l%$] %v");  // as the library's loggers
+  return l;
+}
+
+// What the completion callbacks reach: counts, the jobs not finished yet (so that a
+// second signal can report them), and the sink. Unfinished jobs live in a slab of slots
+// reused as jobs finish: no allocation or hashing per job once it has grown to the
+// number of jobs in flight (at most max_pending per pool).
+class run_state {
+ public:
+  run_state(run_counters& counters, result_sink& sink, std::vector<std::string> source_names)
+      : counters_(counters), sink_(sink), source_names_(std::move(source_names)) {}
+
+  // A job's place in the input: source index and line, packed.
+  static std::uint64_t where(std::size_t source, std::uint64_t line) noexcept {
+    return (static_cast<std::uint64_t>(source) << 56) | (line & ((std::uint64_t{1} << 56) - 1));
+  }
+
+  // Before submitting: the job's slot, or nullopt if the run was stopped at once
+  // meanwhile. The slot is what the completion callback carries (with this object's
+  // address it fits std::function's inline storage: no allocation per job).
+  std::optional<std::uint32_t> accept(const std::string& id, std::uint64_t where) {
+    std::lock_guard lock(mutex_);
+    if (hard_stopped_) return std::nullopt;
+    std::uint32_t i;
+    if (free_.empty()) {
+      i = static_cast<std::uint32_t>(slots_.size());
+      slots_.emplace_back();
+    } else {
+      i = free_.back();
+      free_.pop_back();
+    }
+    slots_[i].id = id;
+    slots_[i].where = where;
+    slots_[i].live = true;
+    return i;
+  }
+
+  // A final result, on the dispatcher thread (or the submitting one, for refusals).
+  // The line is queued under the lock, so that a second signal's stop_at_once() either
+  // sees the job finished with its line queued, or reports it stopped: never neither.
+  void finish(result r, std::uint32_t slot) {
+    std::lock_guard lock(mutex_);
+    if (hard_stopped_) return;  // already reported as stopped
+    job_slot& s = slots_[slot];
+    if (r.error == error_kind::rejected) {
+      // Refused by the library at submission (payload over max_message, no handler for
+      // the type): say which line it came from, as for malformed lines.
+      const auto source = static_cast<std::size_t>(s.where >> 56);
+      const std::uint64_t line = s.where & ((std::uint64_t{1} << 56) - 1);
+      if (source < source_names_.size()) r.value = source_names_[source] + ":" + std::to_string(line) + ": " + r.value;
+    }
+    s.live = false;
+    free_.push_back(slot);
+    counters_.count(r);
+    sink_.push(std::move(r));
+  }
+
+  // A line refused before submission.
+  void reject(std::string id, std::string message) {
+    result r;
+    r.id = std::move(id);
+    r.error = error_kind::rejected;
+    r.value = std::move(message);
+    {
+      std::lock_guard lock(mutex_);
+      if (hard_stopped_) return;
+      counters_.count(r);
+    }
+    sink_.push(std::move(r), true);
+  }
+
+  // Second signal: every unfinished job is reported stopped, now; later results are
+  // dropped (their jobs already have their line).
+  std::size_t stop_at_once() {
+    std::lock_guard lock(mutex_);
+    hard_stopped_ = true;
+    std::size_t n = 0;
+    for (auto& s : slots_) {
+      if (!s.live) continue;
+      result r;
+      r.id = std::move(s.id);
+      r.error = error_kind::stopped;
+      r.value = "stopped at once by a second signal";
+      counters_.count(r);
+      sink_.push(std::move(r));
+      s.live = false;
+      ++n;
+    }
+    return n;
+  }
+
+ private:
+  struct job_slot {
+    std::string id;
+    std::uint64_t where = 0;
+    bool live = false;
+  };
+  run_counters& counters_;
+  result_sink& sink_;
+  std::vector<std::string> source_names_;
+  std::mutex mutex_;
+  std::vector<job_slot> slots_;
+  std::vector<std::uint32_t> free_;
+  bool hard_stopped_ = false;
+};
+
+struct opened_inputs {
+  unique_fd jobs_file;   // owned when --jobs names a file
+  int jobs_fd = -1;      // the descriptor to read (0 for stdin)
+  std::string jobs_name;
+  std::uint64_t jobs_size = 0;
+  unique_fd results_file;
+  int results_fd = -1;
+  std::string results_name;
+};
+
+// Step 1's checks on files. Returns "" or the problem.
+std::string open_files(const run_options& o, resume_state* resume, opened_inputs& io) {
+  struct stat jobs_st{};
+  if (!o.jobs.empty()) {
+    if (o.jobs == "-") {
+      io.jobs_fd = STDIN_FILENO;
+      io.jobs_name = "stdin";
+    } else {
+      io.jobs_file = unique_fd(::open(o.jobs.c_str(), O_RDONLY | O_CLOEXEC));
+      if (io.jobs_file.get() < 0) return "--jobs: cannot open " + o.jobs + ": " + std::strerror(errno);
+      io.jobs_fd = io.jobs_file.get();
+      io.jobs_name = o.jobs;
+    }
+    if (::fstat(io.jobs_fd, &jobs_st) == 0) {
+      if (S_ISDIR(jobs_st.st_mode)) return "--jobs: expected a file of job lines, got a directory: " + o.jobs;
+      if (S_ISREG(jobs_st.st_mode)) io.jobs_size = static_cast<std::uint64_t>(jobs_st.st_size);
+    }
+  }
+  if (o.results == "-") {
+    if (o.resume) return "--resume: expected --results FILE (the results of the run to resume), got results on stdout";
+    io.results_fd = STDOUT_FILENO;
+    io.results_name = "stdout";
+    return {};
+  }
+  struct stat results_st{};
+  if (::stat(o.results.c_str(), &results_st) == 0) {
+    if (S_ISDIR(results_st.st_mode)) return "--results: expected a file, got a directory: " + o.results;
+    if (!o.jobs.empty() && jobs_st.st_ino == results_st.st_ino && jobs_st.st_dev == results_st.st_dev)
+      return "--results: expected a file other than the jobs file, got " + o.results;
+    struct stat config_st{};
+    if (::stat(o.config.c_str(), &config_st) == 0 && config_st.st_ino == results_st.st_ino &&
+        config_st.st_dev == results_st.st_dev)
+      return "--results: expected a file other than the config file, got " + o.results;
+  }
+  if (resume) {
+    try {
+      *resume = load_resume(o.results);
+    } catch (const std::system_error& e) {
+      return std::string("--resume: ") + e.what();
+    }
+  }
+  // Without --resume a results file is started afresh; with it, appended to.
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (o.resume ? O_APPEND : O_TRUNC);
+  io.results_file = unique_fd(::open(o.results.c_str(), flags, 0644));
+  if (io.results_file.get() < 0) return "--results: cannot open " + o.results + ": " + std::strerror(errno);
+  io.results_fd = io.results_file.get();
+  io.results_name = o.results;
+  return {};
+}
+
+}  // namespace
+
+int run(const run_options& o) {
+  const auto started = clock_type::now();
+
+  // --- 1. Validate everything before starting anything.
+  run_config config;
+  try {
+    config = load_config(o.config);
+  } catch (const config_error& e) {
+    for (const auto& p : e.problems()) say(p);
+    return k_exit_usage;
+  }
+  const std::string level = !o.log_level.empty() ? o.log_level : !config.log_level.empty() ? config.log_level : "info";
+  if (const auto& names = log_level_names(); std::find(names.begin(), names.end(), level) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    say("ringmaster: --log-level: expected one of " + list + ", got \"" + level + "\"");
+    return k_exit_usage;
+  }
+  if (o.workers) {
+    if (*o.workers > 1024) {
+      say("ringmaster: --workers: expected an integer from 0 to 1024 (0: one per core), got " + std::to_string(*o.workers));
+      return k_exit_usage;
+    }
+    for (auto& p : config.pools) p.options.workers = *o.workers;
+  }
+  std::size_t max_message = 0;
+  for (const auto& p : config.pools) max_message = std::max(max_message, p.options.max_message);
+  resume_state resume;
+  opened_inputs io;
+  if (const std::string problem = open_files(o, o.resume ? &resume : nullptr, io); !problem.empty()) {
+    say("ringmaster: " + problem);
+    return k_exit_usage;
+  }
+
+  // --- 2. Signals, logging, the supervisor (forked while this is the only thread).
+  block_signals();
+  sigset_t wanted;
+  sigemptyset(&wanted);
+  sigaddset(&wanted, SIGINT);
+  sigaddset(&wanted, SIGTERM);
+  unique_fd signal_fd(::signalfd(-1, &wanted, SFD_CLOEXEC));
+  unique_fd stop_fd(::eventfd(0, EFD_CLOEXEC));  // readable once stopping: ends blocking reads
+  unique_fd quit_fd(::eventfd(0, EFD_CLOEXEC));  // ends the signal thread
+  if (signal_fd.get() < 0 || stop_fd.get() < 0 || quit_fd.get() < 0) {
+    say(std::string("ringmaster: cannot create descriptors: ") + std::strerror(errno));
+    return k_exit_failed;
+  }
+  (void)demo_handlers();  // before the supervisor: forked workers see only what exists then
+  set_log_level(level);
+  auto log = cli_logger();
+
+  progress_reporter::mode mode = progress_reporter::mode::off;
+  if (o.progress) {
+    const char* term = std::getenv("TERM");
+    const bool terminal = ::isatty(STDERR_FILENO) && !(term && std::string_view(term) == "dumb");
+    mode = terminal ? progress_reporter::mode::bar : progress_reporter::mode::log;
+  }
+
+  std::optional<supervisor> sup;
+  try {
+    sup.emplace(config.supervisor);
+    for (const auto& p : config.pools) {
+      if (p.builtin())
+        sup->add_pool(p.name, demo_handlers(), p.options);
+      else
+        sup->add_pool(p.name, p.options);
+    }
+  } catch (const std::exception& e) {
+    log->error("cannot start: {}", e.what());
+    return k_exit_failed;
+  }
+
+  // --- 3. Threads: results writer, progress, signals; then start and feed.
+  std::vector<std::unique_ptr<job_source>> sources;
+  std::vector<std::string> source_names;
+  if (!config.jobs.empty()) {
+    sources.push_back(std::make_unique<config_job_source>(config));
+    source_names.push_back(config.path);
+  }
+  jsonl_job_source* line_source = nullptr;
+  if (io.jobs_fd >= 0) {
+    const std::size_t max_line = std::max<std::size_t>(std::size_t{1} << 20, 6 * max_message + 65536);
+    auto s = std::make_unique<jsonl_job_source>(io.jobs_fd, io.jobs_name, stop_fd.get(), max_line, io.jobs_size);
+    line_source = s.get();
+    sources.push_back(std::move(s));
+    source_names.push_back(io.jobs_name);
+  }
+  std::atomic<std::size_t> current_source{0};
+
+  run_counters counters;
+  progress_reporter reporter(
+      mode, counters,
+      [&] {
+        // The input read so far: sources before the current one are whole.
+        const std::size_t i = current_source.load();
+        if (sources.empty()) return 1.0;
+        if (i >= sources.size()) return 1.0;
+        const double f = sources[i]->fraction_read();
+        if (f < 0) return -1.0;
+        return (static_cast<double>(i) + f) / static_cast<double>(sources.size());
+      },
+      [&] {
+        std::uint64_t n = 0;
+        for (const auto& p : sup->status().pools) n += p.retried;
+        return n;
+      },
+      [&](const std::string& line) { log->info("{}", line); });
+
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> interrupted{false};
+  std::atomic<bool> output_failed{false};
+  std::mutex stopper_mutex;
+  std::thread stopper;
+  bool stopper_allowed = true;  // false once the run is over and the stopper joined
+  // First signal, or results that cannot be written: stop taking jobs, report queued ones
+  // as stopped, give running ones shutdown_timeout. stop() blocks, so it runs on a
+  // thread of its own and the signal thread stays free to hear a second signal.
+  auto request_stop = [&] {
+    if (stopping.exchange(true)) return;
+    const std::uint64_t one = 1;
+    (void)!::write(stop_fd.get(), &one, sizeof one);
+    std::lock_guard lock(stopper_mutex);
+    // A write error while the last lines are written comes after the end: nothing to stop.
+    if (stopper_allowed) stopper = std::thread([&] { sup->stop(); });
+  };
+
+  const bool results_on_terminal = mode == progress_reporter::mode::bar && ::isatty(io.results_fd);
+  fd_result_sink sink(
+      io.results_fd, io.results_name,
+      results_on_terminal ? std::function<void(const std::function<void()>&)>(
+                                [&](const std::function<void()>& w) { reporter.around_output(w); })
+                          : nullptr,
+      [&](const std::string& why) {
+        output_failed = true;
+        log->error("{}; stopping", why);
+        request_stop();
+      });
+  run_state state(counters, sink, source_names);
+  std::optional<bar_log_routing> routing;
+  if (mode == progress_reporter::mode::bar) routing.emplace(std::vector{spdlog::get("supervisor"), log}, reporter);
+
+  try {
+    sup->start();
+  } catch (const std::exception& e) {
+    log->error("cannot start: {}", e.what());
+    sink.close();
+    return k_exit_failed;
+  }
+  reporter.start();
+
+  std::thread signals([&] {
+    int received = 0;
+    for (;;) {
+      pollfd p[2] = {{signal_fd.get(), POLLIN, 0}, {quit_fd.get(), POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0) continue;  // EINTR
+      if (p[1].revents & POLLIN) return;
+      signalfd_siginfo si{};
+      if (::read(signal_fd.get(), &si, sizeof si) != static_cast<ssize_t>(sizeof si)) continue;
+      const char* abbrev = ::sigabbrev_np(static_cast<int>(si.ssi_signo));
+      const std::string name = std::string("SIG") + (abbrev ? abbrev : "?");
+      if (++received == 1) {
+        interrupted = true;
+        log->warn("{}: stopping: queued jobs are reported stopped, running ones have {} to finish (signal again to "
+                  "stop at once)",
+                  name, format_duration(config.supervisor.shutdown_timeout));
+        request_stop();
+        continue;
+      }
+      // A second signal: report what is unfinished as stopped, write every line, and go.
+      // The workers die with this process (the fork servers see their sockets close, and
+      // each worker has PR_SET_PDEATHSIG), so exiting here leaves nothing behind.
+      log->warn("{} again: stopping at once", name);
+      const std::size_t cut = state.stop_at_once();
+      sink.close();
+      reporter.stop();
+      say("ringmaster: stopped at once: " + std::to_string(cut) + " unfinished job(s) reported stopped; results: " +
+          io.results_name);
+      ::_exit(k_exit_failed);
+    }
+  });
+
+  // Feed: entries in input order; submit() blocks while the pool is full (backpressure).
+  job_admission admission(config, o.resume ? &resume.done : nullptr);
+  std::unordered_map<std::string, pool*> pools;
+  for (const auto& p : config.pools) pools[p.name] = sup->find_pool(p.name);
+  job_entry e;
+  bool read_failed = false;
+  for (std::size_t si = 0; si < sources.size() && !stopping; ++si) {
+    current_source = si;
+    while (!stopping && sources[si]->next(e)) {
+      switch (admission.admit(e)) {
+        case job_admission::verdict::skip:
+          counters.skipped.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case job_admission::verdict::reject:
+          counters.admitted.fetch_add(1, std::memory_order_relaxed);
+          state.reject(std::move(e.id), std::move(e.rejection));
+          break;
+        case job_admission::verdict::submit: {
+          const auto slot = state.accept(e.id, run_state::where(si, e.line));
+          if (!slot) break;
+          counters.admitted.fetch_add(1, std::memory_order_relaxed);
+          run_state* st = &state;
+          pools.at(e.pool)->submit(e.type, e.payload, [st, s = *slot](result r) { st->finish(std::move(r), s); },
+                                   std::move(e.id));
+          break;
+        }
+      }
+    }
+  }
+  current_source = sources.size();
+  if (line_source && !line_source->read_error().empty()) {
+    log->error("{}", line_source->read_error());
+    read_failed = true;
+  }
+  counters.input_done = true;
+
+  // --- 4. Finish: every accepted job gets its line.
+  if (!stopping)
+    sup->drain();
+  else
+    sup->stop();  // idempotent: waits for the stop a signal began
+  {
+    const std::uint64_t one = 1;
+    (void)!::write(quit_fd.get(), &one, sizeof one);
+  }
+  signals.join();
+  {
+    std::lock_guard lock(stopper_mutex);
+    stopper_allowed = false;
+    if (stopper.joinable()) stopper.join();
+  }
+  const supervisor_status status = sup->status();
+  const bool gave_up = sup->any_pool_gave_up();
+  sink.close();
+  reporter.stop();
+  routing.reset();
+  if (const std::string err = sink.error(); !err.empty()) output_failed = true;
+
+  const double wall = std::chrono::duration<double>(clock_type::now() - started).count();
+  const std::string summary = format_summary(counters, status, wall, interrupted, io.results_name);
+  (void)!::write(STDERR_FILENO, summary.data(), summary.size());
+
+  if (gave_up) return k_exit_gave_up;
+  if (counters.failed.load() > 0 || interrupted || output_failed || read_failed) return k_exit_failed;
+  return k_exit_ok;
+}
+
+}  // namespace ringmaster::cli

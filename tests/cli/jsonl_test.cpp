@@ -1,0 +1,133 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <ringmaster/cli/jsonl.hpp>
+
+namespace ringmaster::cli {
+namespace {
+
+TEST(CliJobLine, TheDesignExampleParses) {
+  parsed_job j;
+  ASSERT_EQ(parse_job_line(R"({"id": "a1", "pool": "compute", "type": "primes", "payload": 1000000})", j), "");
+  EXPECT_EQ(j.id, "a1");
+  EXPECT_EQ(j.pool, "compute");
+  EXPECT_EQ(j.type, "primes");
+  EXPECT_EQ(j.payload, "1000000");
+}
+
+TEST(CliJobLine, PayloadIsAStringsCharactersOrCompactJson) {
+  parsed_job j;
+  ASSERT_EQ(parse_job_line(R"({"type": "echo", "payload": "tab\there \u00e9"})", j), "");
+  EXPECT_EQ(j.payload, "tab\there \xc3\xa9");
+  ASSERT_EQ(parse_job_line(R"({"type": "echo", "payload": {"b": [1, 2.5, null], "a": true}})", j), "");
+  EXPECT_EQ(j.payload, R"({"a":true,"b":[1,2.5,null]})");
+  ASSERT_EQ(parse_job_line(R"({"type": "echo"})", j), "");
+  EXPECT_EQ(j.payload, "");
+  EXPECT_EQ(j.id, "");
+  EXPECT_EQ(j.pool, "");
+}
+
+TEST(CliJobLine, IntegerIdsAreTheirText) {
+  parsed_job j;
+  ASSERT_EQ(parse_job_line(R"({"id": 17, "type": "echo"})", j), "");
+  EXPECT_EQ(j.id, "17");
+}
+
+TEST(CliJobLine, EachMalformationSaysWhatIsWrong) {
+  parsed_job j;
+  EXPECT_EQ(parse_job_line("{\"type\": \"echo\",", j).rfind("not valid JSON: ", 0), 0u);
+  EXPECT_EQ(parse_job_line("[1, 2]", j), "expected a JSON object, got an array");
+  EXPECT_EQ(parse_job_line("\"echo\"", j), "expected a JSON object, got a string");
+  EXPECT_EQ(parse_job_line("{\"payload\": 1}", j), "missing \"type\" (the job type, a string)");
+  EXPECT_EQ(parse_job_line("{\"type\": \"\"}", j), "\"type\" must be a job type (a non-empty string), got a string");
+  EXPECT_EQ(parse_job_line("{\"type\": 3}", j), "\"type\" must be a job type (a non-empty string), got an integer");
+  EXPECT_EQ(parse_job_line("{\"type\": \"echo\", \"pool\": null}", j),
+            "\"pool\" must be a pool's name (a non-empty string), got null");
+  EXPECT_EQ(parse_job_line("{\"type\": \"echo\", \"extra\": 1}", j),
+            "unknown key \"extra\" (a job line has \"id\", \"pool\", \"type\" and \"payload\")");
+  EXPECT_EQ(parse_job_line("{\"id\": true, \"type\": \"echo\"}", j).rfind("\"id\" must be", 0), 0u);
+  EXPECT_EQ(parse_job_line("{\"type\": \"caf\xc3\"}", j), "not valid UTF-8 (byte 0xc3 at column 14)");
+}
+
+TEST(CliJobLine, ARejectedLineStillCarriesItsId) {
+  parsed_job j;
+  EXPECT_NE(parse_job_line(R"({"id": "keep", "payload": 1})", j), "");
+  EXPECT_EQ(j.id, "keep");
+}
+
+TEST(CliUtf8, FindsTheFirstInvalidByte) {
+  EXPECT_EQ(first_invalid_utf8("plain ascii"), std::nullopt);
+  EXPECT_EQ(first_invalid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::nullopt);
+  EXPECT_EQ(first_invalid_utf8("ab\xff"), 2u);
+  EXPECT_EQ(first_invalid_utf8("\xc0\xaf"), 0u) << "overlong";
+  EXPECT_EQ(first_invalid_utf8("x\xed\xa0\x80"), 1u) << "surrogate";
+  EXPECT_EQ(first_invalid_utf8("\xf4\x90\x80\x80"), 0u) << "over U+10FFFF";
+  EXPECT_EQ(first_invalid_utf8("\xe2\x82"), 0u) << "cut short";
+}
+
+TEST(CliJsonString, EscapesWhatJsonRequiresAndRepairsBadUtf8) {
+  std::string out;
+  append_json_string(out, "a\"b\\c\nd\te\x01 \xc3\xa9 \xff!");
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\te\\u0001 \xc3\xa9 \xef\xbf\xbd!\"");
+  EXPECT_FALSE(nlohmann::json::parse(out, nullptr, false).is_discarded());
+}
+
+TEST(CliResultLine, MatchesTheDesignsFormat) {
+  result ok;
+  ok.id = "a1";
+  ok.value = "78498";
+  ok.attempts = 1;
+  ok.worker = 2;
+  ok.ms = 12.5;
+  std::string line;
+  append_result_line(line, ok);
+  EXPECT_EQ(line, R"({"id": "a1", "status": "ok", "result": "78498", "attempts": 1, "worker": 2, "ms": 12.5})" "\n");
+
+  result crash;
+  crash.id = "b7";
+  crash.error = error_kind::crash;
+  crash.value = "SIGSEGV";
+  crash.attempts = 3;
+  line.clear();
+  append_result_line(line, crash);
+  EXPECT_EQ(line, R"({"id": "b7", "status": "failed", "error": {"kind": "crash", "message": "SIGSEGV"}, "attempts": 3})"
+                  "\n")
+      << "no worker and ms when no worker is named";
+  crash.worker = 0;
+  crash.ms = 3.0;
+  line.clear();
+  append_result_line(line, crash);
+  EXPECT_NE(line.find(R"("attempts": 3, "worker": 0, "ms": 3.0})"), std::string::npos) << line;
+}
+
+TEST(CliResultLine, EveryKindIsWrittenByName) {
+  for (const auto kind : {error_kind::crash, error_kind::timeout, error_kind::memory, error_kind::exception,
+                          error_kind::rejected, error_kind::stopped}) {
+    result r;
+    r.id = "x";
+    r.error = kind;
+    r.value = "why";
+    std::string line;
+    append_result_line(line, r);
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["status"], "failed");
+    EXPECT_EQ(j["error"]["kind"], std::string(to_string(kind)));
+    EXPECT_EQ(j["error"]["message"], "why");
+  }
+}
+
+TEST(CliResultLine, ReadBackForResume) {
+  auto r = read_result_line(R"({"id": "a1", "status": "ok", "result": "1", "attempts": 1})");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->id, "a1");
+  EXPECT_TRUE(r->ok);
+  r = read_result_line(R"({"id": "b", "status": "failed", "error": {"kind": "stopped", "message": ""}})");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->ok);
+  EXPECT_FALSE(read_result_line("{\"id\": \"c\", \"status\": \"o").has_value());
+  EXPECT_FALSE(read_result_line("[]").has_value());
+  EXPECT_FALSE(read_result_line(R"({"status": "ok"})").has_value());
+}
+
+}  // namespace
+}  // namespace ringmaster::cli

@@ -1,0 +1,165 @@
+// Signals and kills of the real binary: SIGINT drains and --resume finishes the rest with
+// no job run twice; a second signal stops at once; SIGKILL leaves no worker alive and
+// nothing in /dev/shm.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "cli_harness.hpp"
+
+namespace ringmaster::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+std::map<std::string, int> count_marks(const std::string& text) {
+  std::map<std::string, int> out;
+  std::istringstream in(text);
+  for (std::string id; std::getline(in, id);)
+    if (!id.empty()) ++out[id];
+  return out;
+}
+
+// The marker worker appends each job's id to a file every time it runs the job, so the
+// marks count executions, not results.
+TEST(CliSignals, SigintDrainsThenResumeFinishesWithNoJobRunTwice) {
+  temp_dir dir;
+  const std::string marks = (dir / "marks").string();
+  dir.write("config.toml", std::string(R"(
+[supervisor]
+shutdown_timeout = "10s"
+
+[pools.marked]
+workers = 2
+prefetch = 1
+command = [")") + RINGMASTER_MARKER_WORKER + "\", \"" + marks + R"("]
+)");
+  std::string jobs;
+  for (int i = 1; i <= 40; ++i) jobs += "{\"id\": \"j" + std::to_string(i) + "\", \"type\": \"mark\", \"payload\": 100}\n";
+  dir.write("jobs.jsonl", jobs);
+  const std::vector<std::string> args{"run", "config.toml", "--jobs", "jobs.jsonl", "--results", "results.jsonl",
+                                      "--no-progress"};
+
+  cli_process first(args, dir, {.timeout = 60s});
+  // Interrupt once some jobs are done and most are not.
+  ASSERT_TRUE(eventually([&] { return count_status(parse_lines(read_file(dir / "results.jsonl")), "ok") >= 4; }, 30s));
+  first.signal(SIGINT);
+  const auto r1 = first.wait();
+  EXPECT_EQ(r1.code, 1) << "interrupted: some jobs stopped\n" << r1.describe();
+  EXPECT_TRUE(r1.left_behind.empty());
+  EXPECT_NE(r1.err.find("SIGINT: stopping"), std::string::npos) << r1.err;
+  const auto lines1 = parse_lines(read_file(dir / "results.jsonl"));
+  EXPECT_EQ(lines1.size(), 40u) << "every accepted job has its line, ok or stopped";
+  std::set<std::string> ok1;
+  for (const auto& l : lines1) {
+    if (l["status"] == "ok") ok1.insert(l["id"].get<std::string>());
+    else EXPECT_EQ(l["error"]["kind"], "stopped") << l.dump();
+  }
+  ASSERT_GE(ok1.size(), 4u);
+  ASSERT_LT(ok1.size(), 40u) << "the run must have been interrupted before its end";
+
+  const auto r2 = run_cli({"run", "config.toml", "--jobs", "jobs.jsonl", "--results", "results.jsonl",
+                           "--no-progress", "--resume"},
+                          dir, {.timeout = 60s});
+  EXPECT_EQ(r2.code, 0) << r2.describe();
+  EXPECT_TRUE(r2.left_behind.empty());
+  const auto all = parse_lines(read_file(dir / "results.jsonl"));
+  std::set<std::string> ok_all;
+  for (std::size_t i = lines1.size(); i < all.size(); ++i) {
+    const std::string id = all[i]["id"];
+    EXPECT_EQ(all[i]["status"], "ok") << all[i].dump();
+    EXPECT_EQ(ok1.count(id), 0u) << id << " was already ok, and ran again";
+    ok_all.insert(id);
+  }
+  ok_all.insert(ok1.begin(), ok1.end());
+  EXPECT_EQ(ok_all.size(), 40u) << "every job ends ok after the resume";
+  // Executions: each job exactly once over both runs (the drain let running jobs finish).
+  const auto executions = count_marks(read_file(dir / "marks"));
+  EXPECT_EQ(executions.size(), 40u);
+  for (const auto& [id, n] : executions) EXPECT_EQ(n, 1) << id << " ran " << n << " times";
+}
+
+TEST(CliSignals, SecondSignalStopsAtOnceAndReportsEveryJob) {
+  temp_dir dir;
+  dir.write("config.toml", R"(
+[supervisor]
+shutdown_timeout = "60s"
+
+[pools.stuck]
+workers = 2
+
+[[jobs]]
+type = "hang"
+repeat = 6
+)");
+  cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
+  ASSERT_TRUE(eventually([&] { return descendants(p.pid()).size() >= 4; }, 20s)) << "two fork servers, two workers";
+  std::this_thread::sleep_for(300ms);  // the workers take their jobs
+  p.signal(SIGINT);
+  ASSERT_TRUE(eventually([&] { return p.err_so_far().find("SIGINT: stopping") != std::string::npos; }, 20s));
+  const auto asked = std::chrono::steady_clock::now();
+  p.signal(SIGTERM);
+  const auto r = p.wait();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 10s) << "at once, not after shutdown_timeout";
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_TRUE(r.left_behind.empty()) << "the workers die with the supervisor";
+  const auto lines = parse_lines(read_file(dir / "results.jsonl"));
+  EXPECT_EQ(lines.size(), 6u) << "every accepted job has exactly one line";
+  EXPECT_EQ(count_kind(lines, "stopped"), 6u);
+  std::set<std::string> ids;
+  for (const auto& l : lines) ids.insert(l["id"].get<std::string>());
+  EXPECT_EQ(ids.size(), 6u);
+}
+
+TEST(CliSignals, SigkillOfTheSupervisorLeavesNoWorkerAndNothingInDevShm) {
+  temp_dir dir;
+  const auto shm_before = shm_entries();
+  dir.write("config.toml", std::string(R"(
+[pools.forked]
+workers = 2
+
+[pools.execd]
+workers = 2
+command = [")") + RINGMASTER_TEST_WORKER + R"("]
+
+[[jobs]]
+pool = "forked"
+type = "hang"
+repeat = 4
+
+[[jobs]]
+pool = "execd"
+type = "sleep"
+payload = 60000
+repeat = 4
+)");
+  cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
+  // Two fork servers and four workers below the supervisor, all busy.
+  ASSERT_TRUE(eventually([&] { return descendants(p.pid()).size() >= 6; }, 20s));
+  std::this_thread::sleep_for(300ms);
+  const auto tree = descendants(p.pid());
+  p.signal(SIGKILL);
+  const auto r = p.wait();  // also waits for (and reaps) every orphan, up to 10 s
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_TRUE(r.left_behind.empty()) << r.left_behind.size() << " process(es) outlived a SIGKILLed supervisor";
+  for (const pid_t pid : tree) EXPECT_NE(::kill(pid, 0), 0) << "pid " << pid << " is still alive";
+  EXPECT_EQ(shm_entries(), shm_before) << "a segment was left in /dev/shm";
+}
+
+}  // namespace
+}  // namespace ringmaster::test

@@ -1,0 +1,383 @@
+// Job sources, admission, the id set, --resume and the result sink, in one process.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <ringmaster/cli/job_source.hpp>
+#include <ringmaster/cli/result_sink.hpp>
+#include <ringmaster/cli/resume.hpp>
+#include <sstream>
+#include <thread>
+
+namespace ringmaster::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct pipe_pair {
+  int r = -1, w = -1;
+  pipe_pair() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) == 0) r = fds[0], w = fds[1];
+  }
+  ~pipe_pair() {
+    close_read();
+    close_write();
+  }
+  void write(const std::string& s) const { ASSERT_EQ(::write(w, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
+  void close_read() {
+    if (r >= 0) ::close(r);
+    r = -1;
+  }
+  void close_write() {
+    if (w >= 0) ::close(w);
+    w = -1;
+  }
+};
+
+std::vector<std::string> read_all_lines(line_reader& reader, std::vector<bool>* unterminated = nullptr) {
+  std::vector<std::string> out;
+  std::string_view line;
+  bool cut = false;
+  for (;;) {
+    const auto st = reader.next(line, cut);
+    if (st == line_reader::status::end) break;
+    if (st == line_reader::status::too_long) {
+      out.emplace_back("<too long>");
+      continue;
+    }
+    if (st != line_reader::status::line) {
+      out.emplace_back("<stopped or error>");
+      break;
+    }
+    out.emplace_back(line);
+    if (unterminated) unterminated->push_back(cut);
+  }
+  return out;
+}
+
+TEST(CliLineReader, SplitsLinesAndMarksAnUnterminatedLastOne) {
+  pipe_pair p;
+  p.write("one\ntwo\n\nthree");
+  p.close_write();
+  line_reader reader(p.r, -1, 1024);
+  std::vector<bool> cut;
+  EXPECT_EQ(read_all_lines(reader, &cut), (std::vector<std::string>{"one", "two", "", "three"}));
+  EXPECT_EQ(cut, (std::vector<bool>{false, false, false, true}));
+  EXPECT_EQ(reader.line_number(), 4u);
+  EXPECT_EQ(reader.bytes_consumed(), 14u);
+}
+
+TEST(CliLineReader, SkipsALineOverTheLimitWithoutHoldingIt) {
+  pipe_pair p;
+  std::thread writer([&] {
+    p.write("short\n" + std::string(100'000, 'x') + "\nafter\n" + std::string(5000, 'y'));
+    p.close_write();
+  });
+  line_reader reader(p.r, -1, 4096);
+  const auto lines = read_all_lines(reader);
+  writer.join();
+  EXPECT_EQ(lines, (std::vector<std::string>{"short", "<too long>", "after", "<too long>"}));
+  EXPECT_EQ(reader.line_number(), 4u);
+}
+
+TEST(CliLineReader, LinesSpanningManyReadsAreWhole) {
+  pipe_pair p;
+  std::string expected;
+  std::thread writer([&] {
+    for (int i = 0; i < 2000; ++i) {
+      const std::string line = std::string(static_cast<std::size_t>(i % 977), 'a' + static_cast<char>(i % 26)) + "\n";
+      p.write(line);
+    }
+    p.close_write();
+  });
+  line_reader reader(p.r, -1, 4096);
+  const auto lines = read_all_lines(reader);
+  writer.join();
+  ASSERT_EQ(lines.size(), 2000u);
+  for (int i = 0; i < 2000; ++i)
+    EXPECT_EQ(lines[static_cast<std::size_t>(i)],
+              std::string(static_cast<std::size_t>(i % 977), 'a' + static_cast<char>(i % 26)));
+}
+
+TEST(CliLineReader, AStopDescriptorEndsABlockedRead) {
+  pipe_pair p;  // nothing is ever written: a read would block for ever
+  const int stop = ::eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(stop, 0);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(50ms);
+    const std::uint64_t one = 1;
+    ASSERT_EQ(::write(stop, &one, sizeof one), 8);
+  });
+  line_reader reader(p.r, stop, 1024);
+  std::string_view line;
+  bool cut = false;
+  EXPECT_EQ(reader.next(line, cut), line_reader::status::stopped);
+  stopper.join();
+  ::close(stop);
+}
+
+run_config two_pools() {
+  run_config c;
+  c.path = "cfg.toml";
+  pool_config a;
+  a.name = "a";
+  pool_config b;
+  b.name = "b";
+  c.pools = {a, b};
+  return c;
+}
+
+job_entry entry(std::string id, std::string pool, std::uint64_t line) {
+  job_entry e;
+  e.id = std::move(id);
+  e.pool = std::move(pool);
+  e.type = "echo";
+  e.source = "jobs.jsonl";
+  e.line = line;
+  return e;
+}
+
+TEST(CliAdmission, GivesSequenceNumbersAndRefusesDuplicates) {
+  const run_config c = two_pools();
+  job_admission adm(c, nullptr);
+  auto e = entry("", "a", 1);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::submit);
+  EXPECT_EQ(e.id, "1");
+  e = entry("x", "b", 2);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::submit);
+  e = entry("x", "a", 3);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::reject);
+  EXPECT_EQ(e.rejection, "jobs.jsonl:3: duplicate id \"x\"");
+  // An explicit id equal to an earlier sequence number is a duplicate too...
+  e = entry("1", "a", 4);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::reject);
+  // ...and so is a sequence number an explicit id took earlier.
+  e = entry("6", "a", 5);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::submit);
+  e = entry("", "a", 6);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::reject);
+  EXPECT_EQ(e.id, "6");
+}
+
+TEST(CliAdmission, ChecksPoolsAndKeepsEarlierRejections) {
+  const run_config c = two_pools();
+  job_admission adm(c, nullptr);
+  auto e = entry("", "", 1);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::reject);
+  EXPECT_EQ(e.rejection, "jobs.jsonl:1: no \"pool\", and the config has more than one (a, b)");
+  e = entry("", "c", 2);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::reject);
+  EXPECT_EQ(e.rejection, "jobs.jsonl:2: unknown pool \"c\" (the config has a, b)");
+  e = entry("", "a", 3);
+  e.rejection = "not valid JSON: oops";
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::reject);
+  EXPECT_EQ(e.rejection, "jobs.jsonl:3: not valid JSON: oops");
+  EXPECT_EQ(e.id, "3") << "a rejected line uses up its sequence number";
+
+  run_config one = two_pools();
+  one.pools.pop_back();
+  job_admission single(one, nullptr);
+  e = entry("", "", 1);
+  EXPECT_EQ(single.admit(e), job_admission::verdict::submit);
+  EXPECT_EQ(e.pool, "a");
+}
+
+TEST(CliAdmission, ResumeSkipsIdsAlreadyDone) {
+  const run_config c = two_pools();
+  id_set done;
+  done.insert("2");
+  done.insert("named");
+  job_admission adm(c, &done);
+  auto e = entry("", "a", 1);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::submit);
+  e = entry("", "a", 2);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::skip);
+  e = entry("named", "a", 3);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::skip);
+  e = entry("named", "a", 4);
+  EXPECT_EQ(adm.admit(e), job_admission::verdict::reject) << "a skipped id was still seen";
+}
+
+TEST(CliConfigJobs, RepeatIsExpandedLazilyWithSuffixedIds) {
+  run_config c = two_pools();
+  job_template t;
+  t.pool = "a";
+  t.type = "echo";
+  t.payload = "p";
+  t.id = "batch";
+  t.repeat = 3;
+  t.line = 7;
+  job_template u = t;
+  u.id.clear();
+  u.repeat = 1'000'000'000;  // costs nothing until pulled
+  c.jobs = {t, u};
+  config_job_source src(c);
+  job_entry e;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5 && src.next(e); ++i) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"batch-1", "batch-2", "batch-3", "", ""}));
+  EXPECT_EQ(e.origin(), "cfg.toml:7");
+  EXPECT_LT(src.fraction_read(), 0.01);
+}
+
+TEST(CliJsonlSource, RejectionsNameTheirLine) {
+  pipe_pair p;
+  p.write("{\"type\": \"echo\"}\n\n  \nnope\n{\"type\": \"echo\", \"payload\"");
+  p.close_write();
+  jsonl_job_source src(p.r, "in.jsonl", -1, 1 << 20, 0);
+  job_entry e;
+  ASSERT_TRUE(src.next(e));
+  EXPECT_EQ(e.rejection, "");
+  EXPECT_EQ(e.line, 1u);
+  ASSERT_TRUE(src.next(e)) << "blank lines are skipped";
+  EXPECT_EQ(e.line, 4u);
+  EXPECT_EQ(e.rejection.rfind("not valid JSON", 0), 0u) << e.rejection;
+  ASSERT_TRUE(src.next(e));
+  EXPECT_EQ(e.line, 5u);
+  EXPECT_EQ(e.rejection.rfind("truncated last line (no newline at the end, and not valid JSON", 0), 0u) << e.rejection;
+  EXPECT_FALSE(src.next(e));
+  EXPECT_EQ(src.read_error(), "");
+}
+
+TEST(CliIdSet, SequenceNumbersAndOtherIdsAreDistinct) {
+  id_set s;
+  EXPECT_TRUE(s.insert("7"));
+  EXPECT_FALSE(s.insert("7"));
+  EXPECT_TRUE(s.insert("07")) << "not the same id as 7";
+  EXPECT_TRUE(s.insert("a7"));
+  EXPECT_TRUE(s.insert("99999999999"));
+  EXPECT_TRUE(s.contains("7"));
+  EXPECT_TRUE(s.contains("07"));
+  EXPECT_FALSE(s.contains("8"));
+  EXPECT_FALSE(s.contains("a8"));
+  EXPECT_EQ(s.size(), 4u);
+}
+
+TEST(CliIdSet, HoldsManyIdsExactlyEnough) {
+  id_set s;
+  for (int i = 0; i < 200'000; ++i) {
+    ASSERT_TRUE(s.insert("job-" + std::to_string(i)));
+    ASSERT_TRUE(s.insert(std::to_string(i)));
+  }
+  for (int i = 0; i < 200'000; ++i) {
+    ASSERT_TRUE(s.contains("job-" + std::to_string(i)));
+    ASSERT_FALSE(s.insert(std::to_string(i)));
+  }
+  EXPECT_FALSE(s.contains("job-200000"));
+  EXPECT_EQ(s.size(), 400'000u);
+}
+
+class CliResume : public testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/ringmaster-cli-unit-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(CliResume, ResumeLearnsOkIdsAndCutsAPartialLastLine) {
+  const fs::path p = dir_ / "results.jsonl";
+  const std::string whole =
+      "{\"id\": \"a\", \"status\": \"ok\", \"result\": \"1\", \"attempts\": 1}\n"
+      "{\"id\": \"b\", \"status\": \"failed\", \"error\": {\"kind\": \"crash\", \"message\": \"x\"}, \"attempts\": 3}\n"
+      "garbage\n";
+  std::ofstream(p) << whole << "{\"id\": \"c\", \"status\": \"ok\", \"res";
+  const resume_state s = load_resume(p.string());
+  EXPECT_TRUE(s.done.contains("a"));
+  EXPECT_FALSE(s.done.contains("b"));
+  EXPECT_FALSE(s.done.contains("c"));
+  EXPECT_EQ(s.lines, 3u);
+  EXPECT_EQ(s.unreadable, 1u);
+  EXPECT_TRUE(s.truncated_tail);
+  std::ifstream in(p);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), whole);
+}
+
+TEST_F(CliResume, ResumeFromNoFileIsEmpty) {
+  const resume_state s = load_resume((dir_ / "none.jsonl").string());
+  EXPECT_EQ(s.done.size(), 0u);
+  EXPECT_FALSE(fs::exists(dir_ / "none.jsonl"));
+}
+
+TEST(CliResultSink, WritesWholeLinesInOrder) {
+  pipe_pair p;
+  std::string got;
+  std::thread reader([&] {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(p.r, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  });
+  {
+    fd_result_sink sink(p.w, "pipe");
+    for (int i = 0; i < 1000; ++i) {
+      result r;
+      r.id = std::to_string(i);
+      r.value = "v";
+      sink.push(r);
+    }
+    sink.close();
+    EXPECT_EQ(sink.lines_written(), 1000u);
+    EXPECT_EQ(sink.error(), "");
+  }
+  p.close_write();
+  reader.join();
+  std::istringstream in(got);
+  int i = 0;
+  for (std::string line; std::getline(in, line); ++i)
+    EXPECT_EQ(line, "{\"id\": \"" + std::to_string(i) + "\", \"status\": \"ok\", \"result\": \"v\", \"attempts\": 0}");
+  EXPECT_EQ(i, 1000);
+}
+
+TEST(CliResultSink, ALineIsWrittenAsSoonAsItsJobFinishesNotAtClose) {
+  pipe_pair p;
+  fd_result_sink sink(p.w, "pipe");
+  result r;
+  r.id = "early";
+  sink.push(r);
+  pollfd pfd{p.r, POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 5000), 1) << "the line waited for more lines, or for close()";
+  char buf[256];
+  const ssize_t n = ::read(p.r, buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)),
+            "{\"id\": \"early\", \"status\": \"ok\", \"result\": \"\", \"attempts\": 0}\n");
+  sink.close();
+}
+
+TEST(CliResultSink, AClosedPipeIsAnErrorReportedOnce) {
+  // As in the CLI: SIGPIPE blocked (inherited by the sink's thread), so a write to a pipe
+  // without reader fails with EPIPE instead of killing the process.
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  pipe_pair p;
+  p.close_read();
+  int errors = 0;
+  {
+    fd_result_sink sink(p.w, "pipe", {}, [&](const std::string&) { ++errors; });
+    for (int i = 0; i < 100; ++i) sink.push(result{});
+    sink.close();
+    EXPECT_NE(sink.error().find("pipe: cannot write results: Broken pipe"), std::string::npos) << sink.error();
+  }
+  EXPECT_EQ(errors, 1);
+  // Consume the pending SIGPIPE before unblocking it.
+  const timespec zero{0, 0};
+  while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+}  // namespace
+}  // namespace ringmaster::cli
