@@ -207,6 +207,8 @@ class dispatcher {
   std::vector<std::function<void()>> commands_;
   bool commands_closed_ = false;  // the dispatcher ended (guarded by commands_mutex_)
   bool rescan_inboxes_ = false;
+  bool fork_events_due_ = true;
+  clock_type::time_point fork_events_checked_{};
   std::atomic<bool> accepting_pools_{true};
 
   std::thread thread_;

@@ -86,7 +86,9 @@ bool send_packet(int sock, const std::string& bytes, std::initializer_list<int> 
 // recvmsg of one packet with its descriptors (close-on-exec). Returns the byte count, 0
 // at end-of-file, -1 with errno on error (EAGAIN when nothing waits and `dontwait`).
 ssize_t recv_packet(int sock, std::string& bytes, std::vector<int>& fds, bool dontwait) noexcept {
-  bytes.resize(k_max_packet);
+  // Kept at full size between calls by its owner, so this resize does not zero-fill 64 KiB
+  // each time.
+  if (bytes.size() < k_max_packet) bytes.resize(k_max_packet);
   iovec iov{bytes.data(), bytes.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -109,7 +111,6 @@ ssize_t recv_packet(int sock, std::string& bytes, std::vector<int>& fds, bool do
       fds.push_back(fd);
     }
   }
-  bytes.resize(static_cast<std::size_t>(n));
   return n;
 }
 
@@ -172,7 +173,7 @@ class server {
         const ssize_t n = recv_packet(sock_, bytes, fds, true);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (n <= 0) shutdown(0);  // the supervisor is gone or done with us
-        handle(bytes, fds);
+        handle(std::string_view(bytes.data(), static_cast<std::size_t>(n)), fds);
         close_all(fds);
       }
     }
@@ -223,7 +224,7 @@ class server {
     return true;
   }
 
-  void handle(const std::string& bytes, std::vector<int>& fds) noexcept {
+  void handle(std::string_view bytes, std::vector<int>& fds) noexcept {
     request_header h;
     if (bytes.size() < sizeof h) return;
     std::memcpy(&h, bytes.data(), sizeof h);
@@ -241,12 +242,12 @@ class server {
     r.log_level = h.log_level;
     std::size_t at = sizeof h;
     if (h.pool_len > bytes.size() - at) return;
-    r.pool.assign(bytes, at, h.pool_len);
+    r.pool.assign(bytes.substr(at, h.pool_len));
     at += h.pool_len;
     for (std::uint32_t i = 0; i < h.argc && at < bytes.size(); ++i) {
       const auto end = bytes.find('\0', at);
-      if (end == std::string::npos) return;
-      r.command.push_back(bytes.substr(at, end - at));
+      if (end == std::string_view::npos) return;
+      r.command.emplace_back(bytes.substr(at, end - at));
       at = end + 1;
     }
     if (fds.size() != 2) {
@@ -610,9 +611,8 @@ void fork_server::spawn(const spawn_request& r, std::error_code& ec) noexcept {
 
 std::optional<fork_event> fork_server::try_receive(std::error_code& ec) noexcept {
   ec.clear();
-  std::string bytes;
   std::vector<int> fds;
-  const ssize_t n = recv_packet(sock_, bytes, fds, true);
+  const ssize_t n = recv_packet(sock_, rx_, fds, true);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) ec = {errno, std::system_category()};
     return std::nullopt;
@@ -623,14 +623,14 @@ std::optional<fork_event> fork_server::try_receive(std::error_code& ec) noexcept
     ec = std::make_error_code(std::errc::connection_reset);
     return std::nullopt;
   }
-  std::memcpy(&h, bytes.data(), sizeof h);
+  std::memcpy(&h, rx_.data(), sizeof h);
   fork_event e;
   e.what = h.what;
   e.pid = h.pid;
   e.request = h.request;
   e.status = h.status;
   e.max_rss_kib = h.max_rss_kib;
-  if (h.message_len <= bytes.size() - sizeof h) e.message.assign(bytes, sizeof h, h.message_len);
+  if (h.message_len <= static_cast<std::size_t>(n) - sizeof h) e.message.assign(rx_, sizeof h, h.message_len);
   if (!fds.empty()) {
     e.pidfd = fds[0];
     for (std::size_t i = 1; i < fds.size(); ++i) ::close(fds[i]);

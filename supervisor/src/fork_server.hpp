@@ -92,6 +92,7 @@ class fork_server {
   pid_t pid_ = -1;
   int pidfd_ = -1;      // to wait for its exit (a standby is our grandchild: no waitpid)
   bool child_ = false;  // forked by this process: also reaped by it
+  std::string rx_;      // receive buffer, kept at full size
 };
 
 /// The server's main loop, in the server process. Never returns.

@@ -264,7 +264,9 @@ class worker_runtime {
   wire::link_view view_;
   ipc::ring_reader jobs_;
   ipc::ring_writer results_;
-  ipc::wait_policy wait_policy_{std::chrono::microseconds(50), std::chrono::milliseconds(50)};
+  // A short spin: on a machine with as many workers as cores, a longer one takes CPU
+  // from the dispatcher that would feed it.
+  ipc::wait_policy wait_policy_{std::chrono::microseconds(20), std::chrono::milliseconds(50)};
   std::deque<deferred_message> backlog_;
   std::unordered_map<std::uint64_t, result> replies_;
   std::uint64_t next_request_ = 1;
