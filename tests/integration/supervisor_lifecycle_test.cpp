@@ -36,6 +36,8 @@
 
 #include "child.hpp"
 
+#include "supervisor_waits.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -43,35 +45,11 @@ using ringmaster::error_kind;
 using ringmaster::result;
 using clock_type = std::chrono::steady_clock;
 
-constexpr auto k_wait = 30s;
-
-result await(std::future<result>& f) {
-  if (f.wait_for(k_wait) != std::future_status::ready) throw std::runtime_error("no result within 30 s");
-  return f.get();
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = k_wait) {
-  const auto deadline = clock_type::now() + timeout;
-  while (!pred()) {
-    if (clock_type::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-std::optional<ringmaster::pool_status> pool_status_of(const ringmaster::supervisor& sup, std::string_view name) {
-  for (auto& p : sup.status().pools)
-    if (p.name == name) return p;
-  return std::nullopt;
-}
-
-bool all_ready(const ringmaster::supervisor& sup, std::string_view pool) {
-  const auto p = pool_status_of(sup, pool);
-  return p && !p->workers.empty() && std::all_of(p->workers.begin(), p->workers.end(), [](auto& w) {
-           return w.state == ringmaster::worker_state::ready && w.pid > 0;
-         });
-}
+using ringmaster::test::all_ready;
+using ringmaster::test::await;
+using ringmaster::test::eventually;
+using ringmaster::test::k_wait;
+using ringmaster::test::pool_status_of;
 
 std::set<std::string> list_dir(const std::string& path, const std::string& prefix = "") {
   std::set<std::string> out;
