@@ -1,4 +1,5 @@
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,6 +30,8 @@ void eventfd_signal(int fd) noexcept {
   while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
   }
 }
+
+void yield_cpu() noexcept { ::sched_yield(); }
 
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
