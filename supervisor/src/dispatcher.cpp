@@ -391,8 +391,15 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
 void dispatcher::run() {
   log_->debug("{}: dispatcher running", options_.name);
   while (phase_ != phase::done) {
-    bool progress = take_commands();
-    progress |= take_submissions();
+    // Commands and submissions both bump submissions_, so one load says whether either
+    // needs looking at: an idle pass takes no lock. The snapshot is taken before the
+    // scan, so anything posted after it makes the next pass look again.
+    bool progress = false;
+    if (const std::uint64_t posted = submissions_.load(std::memory_order_acquire); posted != submissions_seen_) {
+      submissions_seen_ = posted;
+      progress |= take_commands();
+      progress |= take_submissions();
+    }
     progress |= collect_results();
     // The fork server's socket is read when epoll said so (after a sleep) or, while the
     // loop is busy, every 200 µs: not a recvmsg on every pass.
@@ -434,13 +441,12 @@ bool dispatcher::take_commands() {
     std::lock_guard lock(pools_mutex_);
     for (std::size_t i = live_.size(); i < pools_.size(); ++i) fresh.push_back(pools_[i].get());
   }
+  // A pool is in pools_ before add_pool returns it, so before anything can submit to
+  // it: the scan of inboxes that follows in this pass sees every job counted so far.
   for (pool_state* p : fresh) {
     live_.push_back(p);
     start_pool(*p);
   }
-  // A submission to a new pool may have been counted by a scan that did not know the
-  // pool yet: look at every inbox again.
-  if (!fresh.empty()) rescan_inboxes_ = true;
   return !batch.empty() || !fresh.empty();
 }
 
@@ -451,10 +457,6 @@ void dispatcher::start_pool(pool_state& p) {
 }
 
 bool dispatcher::take_submissions() {
-  const std::uint64_t now = submissions_.load(std::memory_order_acquire);
-  if (now == submissions_seen_ && !rescan_inboxes_) return false;
-  submissions_seen_ = now;
-  rescan_inboxes_ = false;
   bool any = false;
   std::vector<job_record*> batch;
   for (pool_state* p : live_) {

@@ -197,7 +197,7 @@ class dispatcher {
   // Sleep protocol with submitters (a Dekker pair, like the doorbells).
   std::atomic<bool> sleeping_{false};
   std::atomic<std::uint64_t> submissions_{0};
-  std::uint64_t submissions_seen_ = 0;
+  std::uint64_t submissions_seen_ = ~std::uint64_t{0};  // so the first pass looks (pools added before start)
 
   mutable std::mutex pools_mutex_;  // guards pools_ (appended to by add_pool, any thread)
   std::vector<std::unique_ptr<pool_state>> pools_;
@@ -206,7 +206,6 @@ class dispatcher {
   std::mutex commands_mutex_;
   std::vector<std::function<void()>> commands_;
   bool commands_closed_ = false;  // the dispatcher ended (guarded by commands_mutex_)
-  bool rescan_inboxes_ = false;
   bool fork_events_due_ = true;
   clock_type::time_point fork_events_checked_{};
   std::atomic<bool> accepting_pools_{true};

@@ -10,22 +10,11 @@
 #include <set>
 #include <string>
 
+#include "proc.hpp"
+
 namespace {
 
-std::set<std::string> list_dir(const char* path, const char* prefix = "") {
-  std::set<std::string> out;
-  if (DIR* d = ::opendir(path)) {
-    const int own = ::dirfd(d);
-    while (const dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name == "." || name == ".." || name.rfind(prefix, 0) != 0) continue;
-      if (std::string(path) == "/proc/self/fd" && name == std::to_string(own)) continue;
-      out.insert(name);
-    }
-    ::closedir(d);
-  }
-  return out;
-}
+using ringmaster::test::list_dir;
 
 std::string join(const std::set<std::string>& s) {
   std::string out;
@@ -44,11 +33,7 @@ class leak_guard : public testing::EmptyTestEventListener {
   void OnTestEnd(const testing::TestInfo&) override {
     // Children first: any child still running or unreaped is a leak. Kill and reap them
     // so that one leak does not cascade into every later test.
-    std::set<pid_t> children;
-    for (const auto& task : list_dir("/proc/self/task")) {
-      std::ifstream in("/proc/self/task/" + task + "/children");
-      for (pid_t p; in >> p;) children.insert(p);
-    }
+    std::set<pid_t> children = ringmaster::test::children_of();
     for (pid_t p : children) ::kill(p, SIGKILL);
     int status = 0;
     for (pid_t p; (p = ::waitpid(-1, &status, children.empty() ? WNOHANG : 0)) > 0;) {

@@ -36,6 +36,7 @@
 
 #include "child.hpp"
 
+#include "proc.hpp"
 #include "supervisor_waits.hpp"
 
 namespace {
@@ -51,20 +52,8 @@ using ringmaster::test::eventually;
 using ringmaster::test::k_wait;
 using ringmaster::test::pool_status_of;
 
-std::set<std::string> list_dir(const std::string& path, const std::string& prefix = "") {
-  std::set<std::string> out;
-  if (DIR* d = ::opendir(path.c_str())) {
-    const int own = ::dirfd(d);
-    while (const dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name == "." || name == ".." || name.rfind(prefix, 0) != 0) continue;
-      if (path == "/proc/self/fd" && name == std::to_string(own)) continue;
-      out.insert(name);
-    }
-    ::closedir(d);
-  }
-  return out;
-}
+using ringmaster::test::children_of;
+using ringmaster::test::list_dir;
 
 std::size_t count_fds(pid_t pid = 0) {
   const std::string dir = pid == 0 ? "/proc/self/fd" : "/proc/" + std::to_string(pid) + "/fd";
@@ -129,17 +118,6 @@ std::set<process_id> survivors(const std::set<process_id>& ps) {
   std::set<process_id> out;
   for (auto& p : ps)
     if (!gone(p)) out.insert(p);
-  return out;
-}
-
-// Direct children of `pid` (0: of this process), zombies included.
-std::set<pid_t> children_of(pid_t pid = 0) {
-  const std::string base = pid == 0 ? "/proc/self" : "/proc/" + std::to_string(pid);
-  std::set<pid_t> out;
-  for (const auto& task : list_dir(base + "/task")) {
-    std::ifstream in(base + "/task/" + task + "/children");
-    for (pid_t p; in >> p;) out.insert(p);
-  }
   return out;
 }
 

@@ -1,0 +1,34 @@
+#include "proc.hpp"
+
+#include <dirent.h>
+
+#include <fstream>
+
+namespace ringmaster::test {
+
+std::set<std::string> list_dir(const std::string& path, const std::string& prefix) {
+  std::set<std::string> out;
+  if (DIR* d = ::opendir(path.c_str())) {
+    const int own = ::dirfd(d);
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == ".." || name.rfind(prefix, 0) != 0) continue;
+      if (path == "/proc/self/fd" && name == std::to_string(own)) continue;
+      out.insert(name);
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+std::set<pid_t> children_of(pid_t pid) {
+  const std::string base = pid == 0 ? "/proc/self" : "/proc/" + std::to_string(pid);
+  std::set<pid_t> out;
+  for (const auto& task : list_dir(base + "/task")) {
+    std::ifstream in(base + "/task/" + task + "/children");
+    for (pid_t p; in >> p;) out.insert(p);
+  }
+  return out;
+}
+
+}  // namespace ringmaster::test
