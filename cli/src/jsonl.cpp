@@ -1,5 +1,6 @@
 #include <array>
 #include <charconv>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <ringmaster/cli/jsonl.hpp>
 
@@ -116,7 +117,127 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
+namespace {
+
+// The common job line, parsed without building a DOM: an object of at most the four known
+// keys, each once, whose strings have no escapes and whose numbers are plain integers
+// (their compact JSON is their text). Returns false, with `out` in any state, for anything
+// else, valid or not: the general parser then decides, and words any error. Job lines are
+// the CLI's hot path (a DOM parse was 35-45% of the supervisor's instructions per tiny job).
+class fast_job_line {
+ public:
+  explicit fast_job_line(std::string_view line) noexcept : s_(line) {}
+
+  bool parse(parsed_job& out) {
+    unsigned seen = 0;
+    skip_space();
+    if (!eat('{')) return false;
+    skip_space();
+    if (eat('}')) return false;  // no "type": the general parser words it
+    for (;;) {
+      std::string_view key;
+      if (!plain_string(key)) return false;
+      skip_space();
+      if (!eat(':')) return false;
+      skip_space();
+      const unsigned bit = key == "id" ? 1u : key == "pool" ? 2u : key == "type" ? 4u : key == "payload" ? 8u : 0u;
+      if (bit == 0 || (seen & bit) != 0) return false;  // unknown or repeated key
+      seen |= bit;
+      std::string_view text;
+      bool is_string = false;
+      if (peek() == '"') {
+        if (!plain_string(text)) return false;
+        is_string = true;
+      } else if (!plain_integer(text)) {
+        return false;
+      }
+      switch (bit) {
+        case 1:
+          if (is_string ? text.empty() || text.size() > 1024 : false) return false;
+          out.id.assign(text);
+          break;
+        case 2:
+        case 4:
+          if (!is_string || text.empty()) return false;
+          (bit == 2 ? out.pool : out.type).assign(text);
+          break;
+        default: out.payload.assign(text); break;
+      }
+      skip_space();
+      if (eat('}')) break;
+      if (!eat(',')) return false;
+      skip_space();
+    }
+    skip_space();
+    return i_ == s_.size() && (seen & 4u) != 0;
+  }
+
+ private:
+  [[nodiscard]] char peek() const noexcept { return i_ < s_.size() ? s_[i_] : '\0'; }
+  bool eat(char c) noexcept {
+    if (peek() != c) return false;
+    ++i_;
+    return true;
+  }
+  void skip_space() noexcept {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+  // A string of valid UTF-8 with no escapes and no control characters. (Outside strings a
+  // byte that is not ASCII fails the parse, so the whole line is checked as it goes.)
+  bool plain_string(std::string_view& text) noexcept {
+    if (!eat('"')) return false;
+    const std::size_t start = i_;
+    std::size_t i = i_;  // a local index: the loop stays in registers
+    const std::size_t size = s_.size();
+    const char* const data = s_.data();
+    while (i < size) {
+      const auto c = static_cast<unsigned char>(data[i]);
+      if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+        ++i;
+        continue;
+      }
+      if (c == '"') {
+        text = s_.substr(start, i - start);
+        i_ = i + 1;
+        return true;
+      }
+      if (c < 0x80) return false;  // an escape or a control character
+      const std::size_t n = utf8_sequence(s_, i);
+      if (n == 0) return false;
+      i += n;
+    }
+    return false;
+  }
+  // -?[1-9][0-9]{0,17} or 0: fits an int64, and nlohmann's dump of it is the same text.
+  bool plain_integer(std::string_view& text) noexcept {
+    const std::size_t start = i_;
+    eat('-');
+    const std::size_t digits = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    const std::size_t n = i_ - digits;
+    if (n == 0 || n > 18 || (n > 1 && s_[digits] == '0')) return false;
+    if (n == 1 && s_[digits] == '0' && digits != start) return false;  // "-0" dumps as "0"
+    if (i_ < s_.size() && (s_[i_] == '.' || s_[i_] == 'e' || s_[i_] == 'E')) return false;
+    text = s_.substr(start, i_ - start);
+    return true;
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+}  // namespace
+
 std::string parse_job_line(std::string_view line, parsed_job& out) {
+  out.id.clear();
+  out.pool.clear();
+  out.type.clear();
+  out.payload.clear();
+  if (fast_job_line(line).parse(out)) return {};
+  return detail::parse_job_line_general(line, out);
+}
+
+std::string detail::parse_job_line_general(std::string_view line, parsed_job& out) {
   out.id.clear();
   out.pool.clear();
   out.type.clear();
@@ -168,33 +289,43 @@ std::string parse_job_line(std::string_view line, parsed_job& out) {
 }
 
 void append_result_line(std::string& out, const result& r) {
-  out += "{\"id\": ";
+  using namespace std::string_view_literals;
+  const auto append_integer = [&out](auto n) {
+    std::array<char, 24> buf{};
+    const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), n);
+    out.append(buf.data(), ec == std::errc{} ? end : buf.data());
+  };
+  out.reserve(out.size() + 96 + r.id.size() + r.value.size());
+  out += R"({"id": )"sv;
   append_json_string(out, r.id);
   if (r.ok()) {
-    out += ", \"status\": \"ok\", \"result\": ";
+    out += R"(, "status": "ok", "result": )"sv;
     append_json_string(out, r.value);
   } else {
-    out += ", \"status\": \"failed\", \"error\": {\"kind\": \"";
+    out += R"(, "status": "failed", "error": {"kind": ")"sv;
     out += to_string(r.error);
-    out += "\", \"message\": ";
+    out += R"(", "message": )"sv;
     append_json_string(out, r.value);
     out += '}';
   }
-  out += ", \"attempts\": ";
-  out += std::to_string(r.attempts);
+  out += R"(, "attempts": )"sv;
+  append_integer(r.attempts);
   if (r.worker >= 0) {
-    out += ", \"worker\": ";
-    out += std::to_string(r.worker);
-    out += ", \"ms\": ";
-    std::array<char, 64> buf{};
-    const double ms = r.ms >= 0 && r.ms < 1e15 ? r.ms : 0.0;
-    auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), ms, std::chars_format::fixed, 3);
-    std::string_view text(buf.data(), ec == std::errc{} ? static_cast<std::size_t>(end - buf.data()) : 0);
-    // "12.500" -> "12.5", "3.000" -> "3.0": readable, and still a float to a reader.
-    while (text.size() > 2 && text.back() == '0' && text[text.size() - 2] != '.') text.remove_suffix(1);
-    out += text.empty() ? std::string_view("0.0") : text;
+    out += R"(, "worker": )"sv;
+    append_integer(r.worker);
+    // Milliseconds to the microsecond, trailing zeros dropped but one kept after the
+    // point: "12.5", "3.0", "0.042". Readable, and still a float to a reader.
+    const double ms = r.ms >= 0 && r.ms < 1e12 ? r.ms : 0.0;
+    const auto us = static_cast<std::uint64_t>(ms * 1000.0 + 0.5);
+    out += R"(, "ms": )"sv;
+    append_integer(us / 1000);
+    std::array<char, 4> frac{'.', static_cast<char>('0' + us / 100 % 10), static_cast<char>('0' + us / 10 % 10),
+                             static_cast<char>('0' + us % 10)};
+    std::size_t n = frac.size();
+    while (n > 2 && frac[n - 1] == '0') --n;
+    out.append(frac.data(), n);
   }
-  out += "}\n";
+  out += "}\n"sv;
 }
 
 std::optional<result_line_view> read_result_line(std::string_view line) {

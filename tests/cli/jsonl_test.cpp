@@ -1,5 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 #include <ringmaster/cli/jsonl.hpp>
 
@@ -55,6 +61,53 @@ TEST(CliJobLine, ARejectedLineStillCarriesItsId) {
   EXPECT_EQ(j.id, "keep");
 }
 
+// parse_job_line takes a fast path for the common shape of line; the general parser is
+// the reference. Lines built from fragments, valid and not, must get the same answer,
+// fields and message, from both.
+TEST(CliJobLine, TheFastPathAgreesWithTheGeneralParserOnEveryLine) {
+  const std::vector<std::string> keys = {"id", "pool", "type", "payload", "extra", "Type", "i\\u0064"};
+  const std::vector<std::string> values = {
+      "\"a\"", "\"echo\"", "\"\"", "0", "-0", "17", "-5", "0123", "1.5", "1e3", "2E2", "-",
+      "123456789012345678", "-123456789012345678", "1234567890123456789", "99999999999999999999",
+      "true", "null", "[1, 2]", "{\"x\": 1}", "\"tab\\there\"", "\"caf\xc3\xa9\"", "\"\\u00e9\"",
+      "\"" + std::string(1024, 'x') + "\"", "\"" + std::string(1025, 'x') + "\"", "\"raw\ttab\"", "\"open"};
+  const std::vector<std::string> spaces = {"", " ", "  ", "\t", "\r", "\n"};
+  std::mt19937 rng(20261122);
+  const auto pick = [&](const auto& v) -> const auto& { return v[rng() % v.size()]; };
+  std::size_t fast_shaped = 0;
+  for (int n = 0; n < 50'000; ++n) {
+    std::string line = pick(spaces) + "{";
+    const int members = static_cast<int>(rng() % 5);
+    for (int m = 0; m < members; ++m) {
+      if (m > 0) line += pick(spaces) + ",";
+      // Mostly the known keys with string values, so that many lines are well-formed.
+      const std::string& key = rng() % 4 != 0 ? keys[rng() % 4] : pick(keys);
+      const std::string& value = rng() % 2 != 0 ? values[rng() % 2] : pick(values);
+      line += pick(spaces) + "\"" + key + "\"" + pick(spaces) + ":" + pick(spaces) + value;
+    }
+    line += pick(spaces) + "}" + pick(spaces);
+    switch (rng() % 16) {
+      case 0: line.resize(rng() % (line.size() + 1)); break;  // truncated
+      case 1: line += rng() % 2 != 0 ? "x" : ","; break;        // trailing garbage
+      case 2: line.insert(rng() % (line.size() + 1), 1, static_cast<char>(0x80 + rng() % 0x40)); break;
+      default: break;
+    }
+    parsed_job fast;
+    parsed_job general;
+    const std::string fast_answer = parse_job_line(line, fast);
+    const std::string general_answer = detail::parse_job_line_general(line, general);
+    ASSERT_EQ(fast_answer, general_answer) << line;
+    ASSERT_EQ(fast.id, general.id) << line;
+    if (fast_answer.empty()) {
+      ++fast_shaped;
+      ASSERT_EQ(fast.pool, general.pool) << line;
+      ASSERT_EQ(fast.type, general.type) << line;
+      ASSERT_EQ(fast.payload, general.payload) << line;
+    }
+  }
+  EXPECT_GT(fast_shaped, 5'000u) << "too few well-formed lines to compare the two parsers on";
+}
+
 TEST(CliUtf8, FindsTheFirstInvalidByte) {
   EXPECT_EQ(first_invalid_utf8("plain ascii"), std::nullopt);
   EXPECT_EQ(first_invalid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::nullopt);
@@ -98,6 +151,22 @@ TEST(CliResultLine, MatchesTheDesignsFormat) {
   line.clear();
   append_result_line(line, crash);
   EXPECT_NE(line.find(R"("attempts": 3, "worker": 0, "ms": 3.0})"), std::string::npos) << line;
+}
+
+TEST(CliResultLine, MillisecondsAreWrittenToTheMicrosecond) {
+  const std::pair<double, std::string_view> cases[] = {
+      {0.0, "0.0"},          {0.042, "0.042"},  {0.0004, "0.0"},          {0.0006, "0.001"}, {1.5, "1.5"},
+      {1234.5678, "1234.568"}, {99.9996, "100.0"}, {-3.0, "0.0"}, {1e300, "0.0"}};
+  for (const auto& [ms, text] : cases) {
+    result r;
+    r.id = "m";
+    r.worker = 1;
+    r.ms = ms;
+    std::string line;
+    append_result_line(line, r);
+    EXPECT_NE(line.find(R"("ms": )" + std::string(text) + "}\n"), std::string::npos) << ms << " gave " << line;
+    EXPECT_FALSE(nlohmann::json::parse(line).is_discarded());
+  }
 }
 
 TEST(CliResultLine, EveryKindIsWrittenByName) {

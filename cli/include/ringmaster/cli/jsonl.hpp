@@ -45,6 +45,12 @@ struct parsed_job {
 /// set when the line is an object with a usable id, so the rejection can carry it.
 [[nodiscard]] std::string parse_job_line(std::string_view line, parsed_job& out);
 
+namespace detail {
+/// parse_job_line without its fast path for the common shape: the reference the fast path
+/// is tested against (the two must agree on every line).
+[[nodiscard]] std::string parse_job_line_general(std::string_view line, parsed_job& out);
+}  // namespace detail
+
 /// Appends `r` as one result line, newline included.
 void append_result_line(std::string& out, const result& r);
 
