@@ -248,7 +248,9 @@ std::string detail::parse_job_line_general(std::string_view line, parsed_job& ou
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double (1e999): found
+    // by fuzz/job_line_fuzz.cpp, it ended the run through std::terminate.
     return "not valid JSON: " + tidy_parse_error(e.what());
   }
   if (!doc.is_object()) return "expected a JSON object, got " + std::string(json_type_name(doc));

@@ -293,6 +293,15 @@ ring_reader ring_reader::attach(std::span<std::byte> region, const ring_options&
 }
 
 std::error_code ring_reader::try_read(std::span<const std::byte>& message) noexcept {
+  // Sticky: a writer that scribbled once is not trusted again, even if it repairs the
+  // indices afterwards (found by fuzz/frame_fuzz.cpp).
+  if (corrupt_) return errc::corrupt;
+  const std::error_code ec = read_frame(message);
+  if (ec == errc::corrupt) corrupt_ = true;
+  return ec;
+}
+
+std::error_code ring_reader::read_frame(std::span<const std::byte>& message) noexcept {
   for (;;) {
     if (tail_ == head_seen_) {
       const std::uint64_t h = header_->head.load(std::memory_order_acquire);
@@ -362,6 +371,7 @@ void ring_reader::reset() noexcept {
   generation_ = reset_shared(*header_);
   tail_ = released_ = head_seen_ = 0;
   seq_ = 0;
+  corrupt_ = false;
 }
 
 }  // namespace ringmaster::ipc

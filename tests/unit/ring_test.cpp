@@ -251,6 +251,22 @@ TEST_F(RingTest, HeadBeyondOneBufferIsCorrupt) {
   EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
 }
 
+// Found by fuzz/frame_fuzz.cpp: a writer that scribbled, then repaired the index (or
+// published over it honestly), was trusted again.
+TEST_F(RingTest, CorruptStaysCorruptAfterTheWriterRepairsTheIndex) {
+  ASSERT_FALSE(writer.try_send(bytes_of("before")));
+  const std::uint64_t honest = header().head.load();
+  header().head.store(options.capacity * 4);
+  std::span<const std::byte> m;
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+  header().head.store(honest);
+  EXPECT_TRUE(reader.readable());
+  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
+  reader.reset();
+  EXPECT_FALSE(reader.readable());
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
+}
+
 TEST_F(RingTest, MisalignedOrBackwardsHeadIsCorrupt) {
   header().head.store(12);
   std::span<const std::byte> m;

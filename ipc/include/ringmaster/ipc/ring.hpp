@@ -221,7 +221,7 @@ class ring_reader {
 
   /// Whether try_read would now return something other than empty (a message, or
   /// corrupt). Non-blocking; one shared-memory load.
-  [[nodiscard]] bool readable() const noexcept { return tail_ != head_seen_ || published_more(); }
+  [[nodiscard]] bool readable() const noexcept { return corrupt_ || tail_ != head_seen_ || published_more(); }
   /// Blocks until a message (or a corrupt frame) is available, or `deadline`; returns
   /// whether try_read would now return something other than empty. Releases first, so a
   /// waiting reader never holds back a writer.
@@ -243,6 +243,7 @@ class ring_reader {
 
  private:
   bool published_more() const noexcept;  // header_->head moved past what we have read
+  std::error_code read_frame(std::span<const std::byte>& message) noexcept;  // try_read, not sticky
 
   detail::ring_header* header_ = nullptr;
   const std::byte* data_ = nullptr;
@@ -253,6 +254,7 @@ class ring_reader {
   std::uint64_t head_seen_ = 0;  // last validated value of header_->head
   std::uint32_t seq_ = 0;        // sequence number the next frame must carry
   std::uint64_t generation_ = 0;
+  bool corrupt_ = false;  // try_read said corrupt: it says so until reset()
 };
 
 }  // namespace ringmaster::ipc
