@@ -24,6 +24,9 @@
 // would otherwise catch SIGSEGV — a stack overflow among others — and exit with code 1).
 extern "C" const char* __asan_default_options() { return "handle_segv=0:handle_sigbus=0:handle_abort=0"; }
 #endif
+#if defined(__SANITIZE_THREAD__)
+extern "C" const char* __tsan_default_options() { return "handle_segv=0:handle_sigbus=0:handle_abort=0"; }
+#endif
 
 namespace {
 

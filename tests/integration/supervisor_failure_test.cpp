@@ -643,10 +643,11 @@ struct memory_case {
 class Memory : public supervised, public testing::WithParamInterface<memory_case> {};
 
 TEST_P(Memory, HogIsReportedAsMemoryAndTheWorkerKeepsServing) {
-#if defined(__SANITIZE_ADDRESS__)
-  // AddressSanitizer reserves terabytes of address space for its shadow memory, so no
-  // process built with it can live under an RLIMIT_AS limit; the plain build runs this.
-  GTEST_SKIP() << "memory_limit (RLIMIT_AS) cannot coexist with AddressSanitizer";
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // AddressSanitizer and ThreadSanitizer reserve terabytes of address space for their
+  // shadow memory, so no process built with them can live under an RLIMIT_AS limit; the
+  // plain build runs this.
+  GTEST_SKIP() << "memory_limit (RLIMIT_AS) cannot coexist with a sanitizer's shadow memory";
 #endif
   // Arrange
   const auto& demo = ringmaster::demo_handlers();
