@@ -206,8 +206,9 @@ def write(res, out):
     w("")
     w("One 16-byte echo job at a time on a one-worker pool, submit to result; µs, nearest-rank percentiles of each "
       "run, median (min–max) over the runs. ringmaster's waits spin briefly, then sleep (its default); the peers "
-      "sleep in the kernel (pipe read, condition variable). Ratio: the peer's p50 over ringmaster's. "
-      "For the rings alone, sleeping against spinning waits, see the ipc section below.")
+      "sleep in the kernel (pipe read, condition variable); a pool has no option to spin without end, so "
+      "spinning waits are measured on the rings alone, below. Processes are not pinned: the kernel may run "
+      "both ends on one CPU. Ratio: the peer's p50 over ringmaster's.")
     w("")
     w("| Peer | p50 | p99 | p99.9 | peer / ringmaster (p50) |")
     w("|---|---:|---:|---:|---:|")
@@ -218,7 +219,36 @@ def write(res, out):
     w("")
     w("![round-trip latency](charts/latency.png)")
     w("")
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ipc = None
+    if os.path.exists(os.path.join(out, "ipc.json")):
+        import json
+        with open(os.path.join(out, "ipc.json")) as f:
+            ipc = [x for x in json.load(f)["latency"] if x["size"] == 64]
+    if ipc:
+        w("The rings alone (`ringmaster_ipc_bench`, the ipc section below), 64-byte messages, parent and child "
+          "pinned to different CPUs: sleeping waits against spinning waits, against a pipe and a message_queue:")
+        w("")
+        w("| Transport | p50 µs | p99 µs | p99.9 µs |")
+        w("|---|---:|---:|---:|")
+        for x in ipc:
+            name = x["transport"] + (f", {x['wait']} waits" if x["wait"] else "")
+            w(f"| {name} | {x['p50_ns'] / 1e3:.3g} | {x['p99_ns'] / 1e3:.3g} | {x['p999_ns'] / 1e3:.3g} |")
+        w("")
+    fig, axes = plt.subplots(1, 2 if ipc else 1, figsize=(13 if ipc else 9, 4.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2] if ipc else [1]})
+    ax = axes[0][0]
+    if ipc:
+        a2 = axes[0][1]
+        names = [x["transport"].replace("message_queue", "mq") + (f"\n{x['wait']}" if x["wait"] else "") for x in ipc]
+        for i, q in enumerate(("p50_ns", "p99_ns", "p999_ns")):
+            a2.bar([j + (i - 1) * 0.27 for j in range(len(ipc))], [x[q] / 1e3 for x in ipc], 0.27,
+                   label=q.replace("_ns", "").replace("p999", "p99.9"))
+        a2.set_xticks(range(len(ipc)), names, fontsize=8)
+        a2.set_yscale("log")
+        a2.set_ylabel("round trip (µs, log)")
+        a2.set_title("The rings alone, 64 B: sleeping vs spinning waits")
+        a2.legend(fontsize=8)
+        a2.grid(axis="y", alpha=0.3)
     qs = ("p50_us", "p99_us", "p999_us")
     for i, q in enumerate(qs):
         ax.bar([j + (i - 1) * 0.27 for j in range(len(lp))], [lt[p][q]["median"] for p in lp], 0.27,
@@ -253,9 +283,10 @@ def write(res, out):
     w("")
     w(f"Throughput while jobs crash their worker: {r['crash_jobs']} tiny jobs on 2 workers, each attempt killing its "
       "worker (SIGKILL) with the given probability; every job is retried until it succeeds and every result is "
-      "checked (backoff off, so this times the restart machinery, not a policy). None of the peers survives this: "
-      "a `multiprocessing.Pool` whose worker is killed loses the job, and a `ProcessPoolExecutor` breaks "
-      "(`BrokenProcessPool`).")
+      "checked (backoff off, so this times the restart machinery, not a policy). The Python pools, tried in the "
+      f"same run with one job that SIGKILLs its worker: `multiprocessing.Pool`: {r['python']['pool']}; "
+      f"{r['python']['pool_after']}. `ProcessPoolExecutor`: {r['python']['ppe']}; {r['python']['ppe_after']}. "
+      "The C++ pipe and message_queue pools, built the obvious way, have no restart at all.")
     w("")
     w("| Jobs crashing | jobs/s | restarts | vs no crashes |")
     w("|---:|---:|---:|---:|")

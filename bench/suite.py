@@ -284,9 +284,41 @@ def latency(R):
     return {k: {q: summary([x[q] for x in v]) for q in ("p50_us", "p99_us", "p999_us")} for k, v in r.items()}
 
 
+def _die(_):
+    os.kill(os.getpid(), 9)
+
+
+def py_crash_behaviour():
+    """What the Python pools do when a job SIGKILLs its worker, observed, not assumed."""
+    out = {}
+    with mp.get_context("fork").Pool(2) as pool:
+        r = pool.apply_async(_die, (0,))
+        try:
+            r.get(timeout=3)
+            out["pool"] = "returned a result"
+        except mp.TimeoutError:
+            out["pool"] = "the job's result never came (no error after 3 s: a caller waiting without a timeout hangs)"
+        except Exception as e:  # noqa: BLE001 - reported as observed
+            out["pool"] = f"raised {type(e).__name__}"
+        ok = pool.apply_async(py_job, ((1, "echo", b"x"),)).get(timeout=10)
+        out["pool_after"] = "later jobs still run" if ok == (1, b"x") else "later jobs fail"
+    with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+        try:
+            ex.submit(_die, 0).result(timeout=10)
+            out["ppe"] = "returned a result"
+        except Exception as e:  # noqa: BLE001
+            out["ppe"] = f"raised {type(e).__name__}"
+        try:
+            ex.submit(py_job, (1, "echo", b"x")).result(timeout=10)
+            out["ppe_after"] = "later jobs still run"
+        except Exception as e:  # noqa: BLE001
+            out["ppe_after"] = f"every later job raises {type(e).__name__} (the executor is unusable)"
+    return out
+
+
 def restart(R):
     log("restart")
-    res = {"replacement": [cpp("restart", samples=n(200, 20)) for _ in range(R)]}
+    res = {"replacement": [cpp("restart", samples=n(200, 20)) for _ in range(R)], "python": py_crash_behaviour()}
     jobs = n(20_000, 1000)
     fns = {str(p): (lambda p=p: cpp("crash", crash_pct=p, workers=2, jobs=jobs)) for p in (0, 1, 10)}
     r = repeat(fns, R)
