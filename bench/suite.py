@@ -338,7 +338,7 @@ def memory(R):
         v = [cpp("memory-queued", queued=q, size=64) for _ in range(max(1, R // 2))]
         res["queued"][str(q)] = summary([(x["rss_after_kb"] - x["rss_before_kb"]) * 1024 / q for x in v])
     for jobs in (100_000, 1_000_000) if SCALE >= 0.5 else (100_000, 200_000):
-        x = cpp("memory-stream", jobs=jobs, size=64)
+        x = cpp("memory-stream", jobs=jobs, size=1024)
         res["stream"][str(jobs)] = x
     res["cli_stream"] = cli_stream(1_000_000 if SCALE >= 0.5 else 100_000)
     return res
