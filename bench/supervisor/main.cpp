@@ -33,21 +33,15 @@
 #include <thread>
 #include <vector>
 
+#include "../common/stats.hpp"
+
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(std::min<double>(static_cast<double>(v.size() - 1), p / 100.0 * static_cast<double>(v.size())));
-  return v[i];
-}
-
-double median(std::vector<double> v) { return percentile(std::move(v), 50); }
+using ringmaster::bench_stats::clock_type;
+using ringmaster::bench_stats::median;
+using ringmaster::bench_stats::percentile;
+using ringmaster::bench_stats::seconds_since;
 
 [[noreturn]] void wrong(const std::string& what) {
   std::fprintf(stderr, "supervisor_bench: WRONG RESULT: %s — no figure reported\n", what.c_str());
