@@ -20,6 +20,11 @@
 namespace ringmaster::detail {
 namespace {
 
+// Room a blocked submit() waits for: 1/16 of max_pending, at least 1, at most 4096.
+constexpr std::size_t room_slice(std::size_t max_pending) noexcept {
+  return std::clamp<std::size_t>(max_pending / 16, 1, 4096);
+}
+
 constexpr auto k_forever = clock_type::time_point::max();
 
 std::string signal_name(int sig) {
@@ -332,7 +337,11 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool blo
     const bool on_dispatcher = std::this_thread::get_id() == thread_.get_id();
     if (p.unfinished.load() >= p.options.max_pending && !on_dispatcher) {
       if (!block) return false;
-      p.room.wait(lock, [&] { return p.unfinished.load() < p.options.max_pending || !p.accepting.load(); });
+      // Wait for a slice of room, not one job's: a producer faster than the workers then
+      // wakes once per slice instead of once per finished job (a futex wake and two
+      // context switches each, which cost more than a tiny job).
+      const std::size_t low_water = p.options.max_pending - room_slice(p.options.max_pending);
+      p.room.wait(lock, [&] { return p.unfinished.load() <= low_water || !p.accepting.load(); });
       if (!p.accepting.load()) {
         lock.unlock();
         refuse(error_kind::stopped, p.refusal.empty() ? "pool '" + p.name + "' stopped" : p.refusal);
@@ -375,7 +384,9 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
       },
       job->target);
   const std::size_t before = p.unfinished.fetch_sub(1);
-  if (before == p.options.max_pending) {
+  // A blocked submitter waits for unfinished <= max_pending - slice: it can only get there
+  // through this decrement (it started waiting at max_pending or more).
+  if (before == p.options.max_pending - room_slice(p.options.max_pending) + 1) {
     std::lock_guard lock(p.mutex);  // pairs with the waiter's predicate check
     p.room.notify_all();
   }

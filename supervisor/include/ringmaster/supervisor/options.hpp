@@ -62,6 +62,9 @@ struct pool_options {
   std::size_t max_message = std::size_t{1} << 20;
   /// Jobs accepted and not yet finished, at most; submit() blocks (try_submit refuses)
   /// beyond it. This is what keeps memory bounded when jobs arrive faster than they run.
+  /// A blocked submit() resumes once a slice of the jobs has finished (1/16 of
+  /// max_pending, at least 1, at most 4096), so that a fast producer wakes once per slice
+  /// rather than once per job.
   std::size_t max_pending = 65536;
   /// Jobs sent ahead to each worker; 0: adapt to the jobs' run time (many for tiny jobs,
   /// one for long ones, so that no job waits behind a long one while a worker idles).
