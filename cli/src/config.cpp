@@ -33,7 +33,11 @@ bool bare_key(std::string_view k) {
 
 std::string quote_text(std::string_view s, std::size_t limit = 80) {
   std::string out = "\"";
-  for (std::size_t i = 0; i < s.size() && i < limit; ++i) {
+  // Cut at a character boundary, so that the message stays valid UTF-8 (fuzzing found a
+  // key cut inside a character).
+  std::size_t cut = std::min(s.size(), limit);
+  while (cut > 0 && cut < s.size() && (static_cast<unsigned char>(s[cut]) & 0xC0u) == 0x80u) --cut;
+  for (std::size_t i = 0; i < cut; ++i) {
     const char c = s[i];
     if (c == '"' || c == '\\') {
       out += '\\';
@@ -44,7 +48,7 @@ std::string quote_text(std::string_view s, std::size_t limit = 80) {
       out += c;
     }
   }
-  if (s.size() > limit) out += "...";
+  if (cut < s.size()) out += "...";
   return out + "\"";
 }
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <ringmaster/cli/config.hpp>
+#include <ringmaster/cli/jsonl.hpp>
 
 namespace ringmaster::cli {
 namespace {
@@ -172,6 +173,17 @@ TEST(CliConfig, UnknownKeysAreRefusedWithTheKnownOnes) {
                                                            "pools, jobs, got unknown key \"colour\"",
                                                            0),
             0u);
+}
+
+// Found by fuzz/config_fuzz.cpp: a long key was cut inside a multi-byte character, so the
+// message was not valid UTF-8.
+TEST(CliConfig, ALongKeyIsCutAtACharacterBoundary) {
+  std::string key(79, 'k');
+  for (int i = 0; i < 20; ++i) key += "\u03b2";  // β, two bytes in UTF-8
+  for (const std::string& p : problems("\"" + key + "\" = 1\n[pools.a]\n")) {
+    EXPECT_FALSE(first_invalid_utf8(p).has_value()) << p;
+    EXPECT_NE(p.find("...\""), std::string::npos) << p;
+  }
 }
 
 TEST(CliConfig, JobsMustNameAPoolThatExistsAndATypeItServes) {
