@@ -543,6 +543,7 @@ void server::handle_request(client& c, const request& r) {
       return;
     }
     if (!r.source.empty()) c.source = std::make_shared<const std::string>(r.source);
+    c.line = 0;  // the input's lines are numbered from the one after hello
   } else if (r.op == "end") {
     c.end_requested = true;
   } else if (r.op == "status") {

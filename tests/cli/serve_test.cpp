@@ -252,7 +252,7 @@ TEST_F(CliServe, ReloadRefusesABadConfigWithRunsMessagesAndAppliesAGoodOne) {
   dir.write("j.jsonl", job("x", "c", "echo", "1"));
   const auto gone = client({"submit", "j.jsonl"});
   EXPECT_EQ(gone.code, 1);
-  EXPECT_NE(gone.out.find("unknown pool \\\"c\\\""), std::string::npos) << gone.out;
+  EXPECT_NE(gone.out.find("j.jsonl:1: unknown pool \\\"c\\\""), std::string::npos) << gone.out;
   finish();
 }
 
