@@ -509,8 +509,9 @@ void server::drop(client& c, const char* why) {
   c.gone = true;
   const std::uint64_t unanswered = c.submitted - c.taken;
   if (unanswered > 0)
-    log_->warn("client {} (pid {}) went away ({}) with {} job(s) unanswered: they still run, their results are dropped",
-               c.serial, c.pid, why, unanswered);
+    log_->warn("client {} (pid {}) went away ({}) with {} of its {} job(s) unanswered: they still run, their results "
+               "are dropped",
+               c.serial, c.pid, why, unanswered, c.submitted);
   else
     log_->debug("client {} (pid {}) disconnected", c.serial, c.pid);
 }
