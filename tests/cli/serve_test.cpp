@@ -3,13 +3,17 @@
 // interleaved with another client's; a client killed mid-stream costs nobody else
 // anything; scaling under load loses no job and restarts no worker; a bad config on
 // reload is refused with run's messages and the running one stays; another uid is
-// refused (SO_PEERCRED) and logged; status answers while workers crash; the socket's
-// place is checked. Every process is bounded in time and checked to leave nothing behind.
+// refused (SO_PEERCRED) and logged; status answers while workers crash; a client that
+// stops reading is paused, not buffered for; the socket's place is checked. Every process is bounded in time and checked to leave nothing behind.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <regex>
@@ -324,6 +328,60 @@ TEST_F(CliServe, StatusAnswersWhileWorkersCrash) {
   EXPECT_NE(prom.out.find("ringmaster_worker_restarts_total{pool=\"crashy\",slot=\"0\",cause=\"SIGSEGV\"}"), std::string::npos)
       << prom.out;
   finish();
+}
+
+TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
+  start("[pools.compute]\nworkers = 2\n");
+  // A raw client that sends 30000 jobs with 1 KB results and never reads one.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = (dir / socket).string();
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  constexpr int k_jobs = 30000;
+  std::atomic<int> sent{0};
+  std::thread writer([&] {
+    const std::string payload = "\"" + std::string(1000, 'x') + "\"";
+    for (int i = 0; i < k_jobs; ++i) {
+      const std::string line = job("s" + std::to_string(i), "compute", "echo", payload);
+      if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) return;
+      ++sent;
+    }
+  });
+  // The server stops reading it: its pool goes idle, twice in a row with nothing more
+  // done, while the writer still has lines it cannot send.
+  int last = -1;
+  ASSERT_TRUE(within(60s, [&] {
+    const auto st = status_json();
+    const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
+    if (!p || (*p)["queued"] != 0 || (*p)["in_flight"] != 0) return false;
+    const int done = (*p)["completed"].get<int>();
+    const bool still = done == last && done > 0;
+    last = done;
+    return still;
+  }));
+  EXPECT_LT(sent.load(), k_jobs) << "the stalled client could send everything";
+  // Accepted at most: the result window plus what fits in k_out_limit and the kernel's
+  // socket buffers (1 KB results).
+  EXPECT_LT(last, 4096 + 8000) << "jobs accepted from a client that reads nothing";
+  // Others are served meanwhile.
+  std::string jobs;
+  for (int i = 1; i <= 20; ++i) jobs += job("s" + std::to_string(i), "compute", "echo", "\"other\"");
+  dir.write("other.jsonl", jobs);
+  const auto other = client({"submit", "other.jsonl"});
+  EXPECT_EQ(other.code, 0) << other.describe();
+  EXPECT_EQ(parse_lines(other.out).size(), 20u);
+  ::shutdown(fd, SHUT_RDWR);
+  writer.join();
+  ::close(fd);
+  // SIGTERM stops the server: exit 0, the socket file removed, nothing left behind.
+  server->signal(SIGTERM);
+  const auto r = server->wait();
+  EXPECT_EQ(r.code, 0) << r.describe();
+  EXPECT_CLEAN(r);
+  EXPECT_FALSE(fs::exists(dir / socket));
 }
 
 TEST_F(CliServe, SocketPlaceIsCheckedBeforeAnythingStarts) {
