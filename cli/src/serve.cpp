@@ -68,6 +68,7 @@ struct client {
   std::set<std::string> pools;
   std::optional<job_entry> parked;  // waiting for room in its pool
   bool end_requested = false;
+  std::uint64_t ended_at = ~std::uint64_t{0};  // `submitted` when the last end line was sent
   bool eof = false;          // it shut down its sending side: an implicit end
   bool closing = false;      // close once `out` is written
   bool gone = false;         // to be removed
@@ -460,6 +461,10 @@ void server::take_results(client& c) {
 void server::maybe_end(client& c) {
   if (!(c.end_requested || c.eof) || c.closing || c.parked || c.taken != c.submitted) return;
   if (c.eof && c.in.find_first_not_of(" \t\r\n") != std::string::npos) return;  // lines left to handle
+  if (c.eof && !c.end_requested && c.ended_at == c.submitted) {  // its `end` was answered: nothing new
+    c.closing = true;
+    return;
+  }
   std::string gave_up;
   if (!c.pools.empty()) {
     for (const auto& p : sup_->status().pools)
@@ -468,6 +473,7 @@ void server::maybe_end(client& c) {
   c.out += reply_line("end", "\"jobs\": " + std::to_string(c.submitted) + ", \"ok\": " + std::to_string(c.ok) +
                                  ", \"failed\": " + std::to_string(c.failed) + ", " + json_field("gave_up", gave_up));
   c.end_requested = false;
+  c.ended_at = c.submitted;
   if (c.eof) c.closing = true;
 }
 

@@ -65,6 +65,16 @@ class CliServe : public testing::Test {
     args.insert(args.begin() + 1, {"--socket", socket});
     return run_cli(args, dir, options);
   }
+  // A connection of this test process itself, for the protocol at the byte level.
+  int connect_raw() {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string path = (dir / socket).string();
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+  }
   nlohmann::json status_json() {
     const auto r = run_cli({"status", "--socket", socket, "--json"}, dir, {.timeout = 20s});
     if (r.code != 0) return nlohmann::json::object();
@@ -333,13 +343,7 @@ TEST_F(CliServe, StatusAnswersWhileWorkersCrash) {
 TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
   start("[pools.compute]\nworkers = 2\n");
   // A raw client that sends 30000 jobs with 1 KB results and never reads one.
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string path = (dir / socket).string();
-  std::memcpy(addr.sun_path, path.c_str(), path.size());
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int fd = connect_raw();
   constexpr int k_jobs = 30000;
   std::atomic<int> sent{0};
   std::thread writer([&] {
@@ -382,6 +386,37 @@ TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
   EXPECT_EQ(r.code, 0) << r.describe();
   EXPECT_CLEAN(r);
   EXPECT_FALSE(fs::exists(dir / socket));
+}
+
+TEST_F(CliServe, ProtocolHelloRequestsEndAndHalfCloseLineByLine) {
+  start("[pools.compute]\nworkers = 1\n");
+  const int fd = connect_raw();
+  const std::string sent = "{\"op\": \"hello\", \"protocol\": 1, \"source\": \"mine\"}\n"
+                           "{\"id\": 1, \"type\": \"echo\", \"payload\": \"hi\"}\n"
+                           "{\"op\": \"scale\", \"pool\": \"compute\", \"workers\": 2}\n"
+                           "{\"type\": \"nope\"}\n"
+                           "{\"op\": \"end\"}\n";
+  ASSERT_EQ(::send(fd, sent.data(), sent.size(), MSG_NOSIGNAL), static_cast<ssize_t>(sent.size()));
+  ::shutdown(fd, SHUT_WR);  // after an answered end: no second end, the server closes
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  const auto lines = parse_lines(got);
+  ASSERT_EQ(lines.size(), 5u) << got;
+  EXPECT_EQ(lines[0]["op"], "hello");
+  EXPECT_EQ(lines[0]["protocol"], 1);
+  std::map<std::string, nlohmann::json> by;
+  for (std::size_t i = 1; i < lines.size(); ++i)
+    by[lines[i].contains("op") ? lines[i]["op"].get<std::string>() : lines[i]["id"].get<std::string>()] = lines[i];
+  EXPECT_EQ(by["1"]["result"], "hi");
+  EXPECT_EQ(by["2"]["error"]["message"].get<std::string>().rfind("mine:3: ", 0), 0u) << by["2"];  // numbered after hello
+  EXPECT_EQ(by["ok"]["message"], "pool 'compute': 2 worker(s)");
+  EXPECT_EQ(by["end"]["jobs"], 2);
+  EXPECT_EQ(by["end"]["ok"], 1);
+  EXPECT_EQ(by["end"]["failed"], 1);
+  EXPECT_EQ(lines.back()["op"], "end") << "end comes after every result of the jobs before it";
+  finish();
 }
 
 TEST_F(CliServe, SocketPlaceIsCheckedBeforeAnythingStarts) {
