@@ -1,8 +1,11 @@
 // ringmaster — the command line. Parses arguments (CLI11) and hands over to
-// ringmaster::cli::run(), which holds everything testable.
+// ringmaster::cli::run(), serve(), submit(), status() or control(), which hold
+// everything testable.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <ringmaster/cli/client.hpp>
 #include <ringmaster/cli/run.hpp>
+#include <ringmaster/cli/serve.hpp>
 #include <string>
 
 int main(int argc, char** argv) {
@@ -12,8 +15,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit status: 0 every job ok; 1 some job failed (or the run was interrupted);\n"
-      "2 bad usage or config (nothing was started); 3 a pool gave up.\n"
-      "Formats and examples: README.md, section \"The ringmaster command\".\n");
+      "2 bad usage or config (nothing was started); 3 a pool gave up (submit, status and\n"
+      "the control commands: also the server could not be reached).\n"
+      "Formats and examples: README.md, sections \"The ringmaster command\" and\n"
+      "\"Running ringmaster as a service\".\n");
 
   rc::run_options o;
   long long workers = -1;
@@ -27,12 +32,56 @@ int main(int argc, char** argv) {
   run->add_flag("--no-progress", no_progress, "No progress bar (terminal) or periodic progress log lines");
   run->add_option("--log-level", o.log_level, "trace, debug, info (default), warn, error, critical or off");
 
+  rc::serve_options so;
+  CLI::App* serve = app.add_subcommand("serve", "Keep the config's pools running and take jobs and commands on a socket.");
+  serve->add_option("config", so.config, "CONFIG.toml: [supervisor] and [pools.NAME] tables")->required();
+  serve->add_option("--socket", so.socket, "The Unix socket to create (its directory: yours, mode 700)")->required();
+  serve->add_option("--log-level", so.log_level, "trace, debug, info (default), warn, error, critical or off");
+
+  rc::submit_options sub;
+  CLI::App* submit = app.add_subcommand("submit", "Send job lines to a server; write their result lines as they come.");
+  submit->add_option("--socket", sub.socket, "The server's socket")->required();
+  submit->add_option("jobs", sub.jobs, "Job lines: a FILE, or - for stdin (the default)");
+  submit->add_option("--results", sub.results, "Where result lines go: a FILE, or - for stdout (the default)");
+
+  std::string status_socket;
+  bool as_json = false, as_prometheus = false;
+  CLI::App* status = app.add_subcommand("status", "Show a server's pools and workers.");
+  status->add_option("--socket", status_socket, "The server's socket")->required();
+  auto* json_flag = status->add_flag("--json", as_json, "The status reply, one JSON line");
+  status->add_flag("--prometheus,--metrics", as_prometheus, "Counters and gauges in the Prometheus text format")
+      ->excludes(json_flag);
+
+  rc::control_options co;
+  CLI::App* drain = app.add_subcommand("drain", "Finish accepted jobs, refuse new ones, then stop the server.");
+  CLI::App* stop = app.add_subcommand("stop", "Stop the server: queued jobs fail `stopped`, running ones get shutdown_timeout.");
+  CLI::App* scale = app.add_subcommand("scale", "Change a pool's worker count (running workers are left alone).");
+  CLI::App* reload = app.add_subcommand("reload", "Re-read the server's config; restart only the pools whose settings changed.");
+  for (CLI::App* c : {drain, stop, scale, reload}) c->add_option("--socket", co.socket, "The server's socket")->required();
+  scale->add_option("pool", co.pool, "The pool's name")->required();
+  scale->add_option("workers", co.workers, "Worker processes, 1-1024")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every usage error is status 2, as documented.
     return app.exit(e) == 0 ? 0 : rc::k_exit_usage;
   }
+  if (*serve) return rc::serve(so);
+  if (*submit) return rc::submit(sub);
+  if (*status)
+    return rc::status(status_socket, as_json         ? rc::status_format::json
+                                     : as_prometheus ? rc::status_format::prometheus
+                                                     : rc::status_format::table);
+  for (CLI::App* c : {drain, stop, scale, reload})
+    if (*c) {
+      co.op = c->get_name();
+      if (co.op == "scale" && (co.workers < 1 || co.workers > 1024)) {
+        std::fprintf(stderr, "ringmaster: scale: expected a worker count from 1 to 1024, got %lld\n", co.workers);
+        return rc::k_exit_usage;
+      }
+      return rc::control(co);
+    }
   o.progress = !no_progress;
   if (run->count("--workers") > 0) {
     if (workers < 0 || workers > 1024) {

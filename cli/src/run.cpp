@@ -29,55 +29,17 @@
 #include <unordered_map>
 #include <utility>
 
+#include "process_setup.hpp"
+
 namespace ringmaster::cli {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Before logging is set up (usage and config errors): plain lines on stderr.
-void say(const std::string& line) {
-  const std::string text = line + "\n";
-  (void)!::write(STDERR_FILENO, text.data(), text.size());
-}
-
-class unique_fd {
- public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) noexcept : fd_(fd) {}
-  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~unique_fd() { reset(); }
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);  // never retried: the descriptor is gone either way
-    fd_ = -1;
-  }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-
- private:
-  int fd_ = -1;
-};
-
-// SIGINT and SIGTERM are blocked in every thread and read from a signalfd by one thread
-// that may do anything (no async-signal-safety constraints). SIGPIPE is blocked too, so a
-// results pipe closed by its reader is an EPIPE error, handled, not a silent death.
-// Blocked, not ignored: the mask is reset in every worker (the fork server does it),
-// while an ignored disposition would be inherited by exec'd workers. The mask is never
-// restored: a SIGPIPE or a late SIGINT pending by then must not kill the process on its
-// way out, with a status that would lie about the run.
-void block_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGPIPE);
-  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
+using detail::block_signals;
+using detail::cli_logger;
+using detail::say;
+using detail::unique_fd;
 
 // A log sink that erases the progress bar around each line of this process's loggers.
 class around_bar_sink final : public spdlog::sinks::sink {
@@ -125,13 +87,6 @@ class bar_log_routing {
  private:
   std::vector<std::pair<std::shared_ptr<spdlog::logger>, std::vector<spdlog::sink_ptr>>> saved_;
 };
-
-std::shared_ptr<spdlog::logger> cli_logger() {
-  if (auto l = spdlog::get("ringmaster")) return l;
-  auto l = spdlog::stderr_color_mt("ringmaster");
-  l->set_pattern("[%Y-%m-%d %T.%e] [%n pid %P] [%^%l%$] %v");  // as the library's loggers
-  return l;
-}
 
 // What the completion callbacks reach: counts, the jobs not finished yet (so that a
 // second signal can report them), and the sink. Unfinished jobs live in a slab of slots
@@ -303,19 +258,8 @@ int run(const run_options& o) {
 
   // --- 1. Validate everything before starting anything.
   run_config config;
-  try {
-    config = load_config(o.config);
-  } catch (const config_error& e) {
-    for (const auto& p : e.problems()) say(p);
-    return k_exit_usage;
-  }
-  const std::string level = !o.log_level.empty() ? o.log_level : !config.log_level.empty() ? config.log_level : "info";
-  if (const auto& names = log_level_names(); std::find(names.begin(), names.end(), level) == names.end()) {
-    std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    say("ringmaster: --log-level: expected one of " + list + ", got \"" + level + "\"");
-    return k_exit_usage;
-  }
+  std::string level;
+  if (!detail::load_for_start(o.config, o.log_level, config, level)) return k_exit_usage;
   if (o.workers) {
     if (*o.workers > 1024) {
       say("ringmaster: --workers: expected an integer from 0 to 1024 (0: one per core), got " + std::to_string(*o.workers));

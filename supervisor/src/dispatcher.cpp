@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <dirent.h>
 #include <random>
@@ -49,6 +50,18 @@ std::string last_line(std::string_view text) {
   const auto nl = text.rfind('\n');
   if (nl != std::string_view::npos) text.remove_prefix(nl + 1);
   return std::string(text.substr(0, 500));
+}
+
+// Resident set size of a process, in bytes (0 if it is gone).
+std::size_t rss_of(pid_t pid) {
+  char path[40];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
 }
 
 double ms_since(clock_type::time_point t) {
@@ -164,7 +177,7 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   {
     std::lock_guard lock(pools_mutex_);
     for (auto& existing : pools_)
-      if (existing->name == raw->name) throw std::invalid_argument("a pool named '" + raw->name + "' already exists");
+      if (existing->name == raw->name && !existing->removed.load()) throw std::invalid_argument("a pool named '" + raw->name + "' already exists");
     raw->index = pools_.size();
     for (unsigned i = 0; i < raw->options.workers; ++i) {
       auto s = std::make_unique<slot_state>();
@@ -182,7 +195,7 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
 pool* dispatcher::find_pool(std::string_view name) noexcept {
   std::lock_guard lock(pools_mutex_);
   for (auto& p : pools_)
-    if (p->name == name) return &p->api;
+    if (p->name == name && !p->removed.load()) return &p->api;
   return nullptr;
 }
 
@@ -253,8 +266,11 @@ supervisor_status dispatcher::status() {
     supervisor_status st;
     std::lock_guard lock(pools_mutex_);
     for (auto& p : pools_) {
+      const bool gone = std::none_of(p->slots.begin(), p->slots.end(), [](auto& s) { return s->alive(); });
+      if (p->removed.load() && p->removal_done && gone) continue;  // a removed pool, stopped
       pool_status ps;
       ps.name = p->name;
+      ps.removed = p->removed.load();
       {
         std::lock_guard pl(p->mutex);
         ps.queued = p->queue.size() + p->inbox.size();
@@ -286,11 +302,65 @@ supervisor_status dispatcher::status() {
     }
     return st;
   };
-  if (!started_.load() || std::this_thread::get_id() == thread_.get_id()) return snapshot();
+  // RSS is read here, not on the dispatcher thread: /proc reads take microseconds each.
+  auto with_rss = [](supervisor_status st) {
+    for (auto& p : st.pools)
+      for (auto& w : p.workers)
+        if (w.pid > 0) w.rss_bytes = rss_of(w.pid);
+    return st;
+  };
+  if (!started_.load() || std::this_thread::get_id() == thread_.get_id()) return with_rss(snapshot());
   std::promise<supervisor_status> out;
   auto f = out.get_future();
-  if (!post([&] { out.set_value(snapshot()); })) return snapshot();  // finished: nothing moves any more
-  return f.get();
+  if (!post([&] { out.set_value(snapshot()); })) return with_rss(snapshot());  // finished: nothing moves any more
+  return with_rss(f.get());
+}
+
+void dispatcher::scale(pool_state& p, unsigned workers) {
+  if (workers == 0 || workers > 1024)
+    throw std::invalid_argument("pool '" + p.name + "': scale to 1-1024 workers, got " + std::to_string(workers));
+  if (!started_.load()) {
+    std::lock_guard lock(pools_mutex_);
+    if (!started_.load()) {  // not running yet: the slots are only numbers
+      p.options.workers = workers;
+      while (p.slots.size() > workers) p.slots.pop_back();
+      while (p.slots.size() < workers) {
+        auto s = std::make_unique<slot_state>();
+        s->index = static_cast<int>(p.slots.size());
+        s->pool = p.index;
+        p.slots.push_back(std::move(s));
+      }
+      return;
+    }
+  }
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    if (auto why = apply_scale(p, workers); !why.empty()) throw std::logic_error(why);
+    return;
+  }
+  std::promise<std::string> done;
+  auto f = done.get_future();
+  if (!post([&] { done.set_value(apply_scale(p, workers)); }))
+    throw std::logic_error("pool '" + p.name + "' cannot be scaled: the supervisor has stopped");
+  if (auto why = f.get(); !why.empty()) throw std::logic_error(why);
+}
+
+bool dispatcher::remove_pool(std::string_view name) {
+  pool_state* p = nullptr;
+  {
+    std::lock_guard lock(pools_mutex_);
+    for (auto& q : pools_)
+      if (q->name == name && !q->removed.load()) p = q.get();
+    if (!p) return false;
+    p->removed.store(true);
+  }
+  {
+    std::lock_guard lock(p->mutex);
+    p->refusal = "pool '" + p->name + "' was removed";
+    p->accepting.store(false);
+    p->room.notify_all();
+  }
+  post([] {});  // the dispatcher looks at removals on its next pass
+  return true;
 }
 
 std::unique_ptr<job_record> dispatcher::new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id) {
@@ -421,6 +491,8 @@ void dispatcher::run() {
     }
     progress |= dispatch();
     progress |= handle_timers();
+    if (removals_due_) advance_removals();
+    if (trim_due_) trim_slots();
     if (phase_ != phase::running) advance_shutdown();
     if (!progress && phase_ != phase::done) idle_wait();
   }
@@ -458,10 +530,12 @@ bool dispatcher::take_commands() {
     live_.push_back(p);
     start_pool(*p);
   }
+  removals_due_ |= !batch.empty();  // remove_pool posts a command
   return !batch.empty() || !fresh.empty();
 }
 
 void dispatcher::start_pool(pool_state& p) {
+  removals_due_ |= p.removed.load();  // removed already: its accepted jobs still run first
   for (auto& s : p.slots) spawn(*s);
   log_->info("{}: pool '{}' starting {} worker(s){}", options_.name, p.name, p.slots.size(),
              p.options.command.empty() ? "" : " (" + p.options.command.front() + ")");
@@ -606,7 +680,7 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
   const reply_target asker{s.pool, s.index, s.jobs.generation(), m.token};
   pool_state* target = nullptr;
   for (std::size_t i = 0; i < live_.size(); ++i)
-    if (live_[i]->name == m.pool) target = live_[i];
+    if (live_[i]->name == m.pool && (!target || target->removed.load())) target = live_[i];
   auto refuse = [&](error_kind kind, std::string why) {
     if (m.token == 0) {
       log_->warn("{}: a job posted by worker {}/{} was refused: {}", options_.name, live_[s.pool]->name, s.index, why);
@@ -618,6 +692,7 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
     deliver_reply(asker, r);
   };
   if (!target) return refuse(error_kind::rejected, "no pool named '" + std::string(m.pool) + "'");
+  if (target->removed.load()) return refuse(error_kind::stopped, "pool '" + target->name + "' was removed");
   if (target->gave_up) return refuse(error_kind::stopped, target->gave_up_reason);
   // While draining, jobs that handlers submit are still part of finishing the accepted
   // work, so only a stop refuses them.
@@ -840,7 +915,9 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
 
   if (stopping || s.retired || p.gave_up) {
     s.state = WIFSIGNALED(wait_status) ? worker_state::signaled : worker_state::stopped;
+    if (s.scaled_out) s.state = worker_state::stopped;
     s.retired = true;
+    trim_due_ |= s.scaled_out;
     return;
   }
   if (why == ending::recycle && !abnormal) {
@@ -1079,8 +1156,16 @@ bool dispatcher::dispatch() {
   bool any = false;
   for (std::size_t i = 0; i < live_.size(); ++i) {
     pool_state& p = *live_[i];
-    for (auto& s : p.slots)
+    for (auto& s : p.slots) {
       if (!s->outbox.empty() && s->alive()) any |= flush_outbox(*s);
+      if (s->stop_due && s->alive() && !wire::encode(s->jobs, {.type = wire::kind::stop})) {
+        // Behind the jobs it holds: the worker runs them, then exits cleanly.
+        s->jobs.publish();
+        s->stop_due = false;
+        s->stop_sent = true;
+        any = true;
+      }
+    }
     if (!p.queue.empty() && !p.gave_up) any |= dispatch_pool(p);
   }
   return any;
@@ -1295,6 +1380,115 @@ void dispatcher::advance_shutdown() {
     if (!alive && spawning_.empty()) {
       phase_ = phase::done;
       log_->info("{}: stopped", options_.name);
+    }
+  }
+}
+
+}  // namespace ringmaster::detail
+
+namespace ringmaster::detail {
+
+// =======================================================================================
+// Resizing and removing pools (dispatcher thread)
+
+// Slots [0, workers) are the pool; slots past it finish their jobs and go. Growing takes
+// back slots still on their way out before adding new ones, so the slots stay numbered
+// 0..N-1 and a worker that is running is never restarted for it.
+std::string dispatcher::apply_scale(pool_state& p, unsigned workers) {
+  if (p.removed.load()) return "pool '" + p.name + "' was removed";
+  if (p.gave_up) return "pool '" + p.name + "' gave up: " + p.gave_up_reason;
+  if (phase_ != phase::running) return "pool '" + p.name + "' cannot be scaled: the supervisor is stopping";
+  const unsigned before = p.options.workers;
+  p.options.workers = workers;
+  for (std::size_t i = 0; i < std::min<std::size_t>(workers, p.slots.size()); ++i) {
+    slot_state& s = *p.slots[i];
+    if (!s.scaled_out) continue;
+    s.scaled_out = false;
+    s.retired = false;
+    if (s.alive()) {
+      // Its stop message not sent yet: it simply stays. Sent: it exits cleanly after its
+      // jobs and is replaced (as a recycled worker is).
+      if (s.stop_due) s.stop_due = false, s.end = ending::none, s.state = s.in_flight.empty() ? worker_state::ready : worker_state::busy;
+      if (!s.ready) s.state = worker_state::starting;
+    } else if (s.spawn_request == 0) {
+      spawn(s);
+    }
+  }
+  while (p.slots.size() < workers) {
+    auto s = std::make_unique<slot_state>();
+    s->index = static_cast<int>(p.slots.size());
+    s->pool = p.index;
+    slot_state& raw = *s;
+    {
+      std::lock_guard lock(pools_mutex_);  // other threads read slots only through status(), here
+      p.slots.push_back(std::move(s));
+    }
+    spawn(raw);
+  }
+  for (std::size_t i = workers; i < p.slots.size(); ++i) retire_for_scale(*p.slots[i]);
+  trim_due_ = true;
+  log_->info("{}: pool '{}' scaled from {} to {} worker(s)", options_.name, p.name, before, workers);
+  return {};
+}
+
+void dispatcher::retire_for_scale(slot_state& s) {
+  if (s.scaled_out) return;
+  s.scaled_out = true;
+  s.retired = true;
+  if (s.spawn_request) {  // never started: on_spawned kills it if it comes
+    spawning_.erase(s.spawn_request);
+    s.spawn_request = 0;
+    s.state = worker_state::stopped;
+  } else if (s.alive()) {
+    // Healthy: a stop message behind the jobs it holds, so they finish first. Already on
+    // its way out (timeout, strategy): it goes as planned and is not replaced.
+    if (s.running_normally()) {
+      s.end = ending::recycle;
+      if (!s.stop_sent) s.stop_due = true;
+      s.state = worker_state::stopping;
+    }
+  } else {
+    s.state = worker_state::stopped;
+  }
+}
+
+// Scaled-out slots at the end of their pool go once their process has.
+void dispatcher::trim_slots() {
+  trim_due_ = false;
+  for (pool_state* p : live_) {
+    std::lock_guard lock(pools_mutex_);
+    while (!p->slots.empty()) {
+      const slot_state& s = *p->slots.back();
+      if (!s.scaled_out || s.alive() || s.spawn_request != 0) break;
+      p->slots.pop_back();
+    }
+  }
+}
+
+// A removed pool drains (its accepted jobs run, with retries), then stops its workers.
+void dispatcher::advance_removals() {
+  removals_due_ = false;
+  for (pool_state* pp : live_) {
+    pool_state& p = *pp;
+    if (!p.removed.load() || p.removal_done) continue;
+    if (p.unfinished.load() != 0 && !p.gave_up) {
+      removals_due_ = true;  // look again on the next pass
+      continue;
+    }
+    p.removal_done = true;
+    log_->info("{}: pool '{}' removed", options_.name, p.name);
+    for (auto& s : p.slots) {
+      s->retired = true;
+      if (s->spawn_request) spawning_.erase(s->spawn_request), s->spawn_request = 0;
+      if (!s->alive()) {
+        s->state = worker_state::stopped;
+      } else if (s->ready && s->in_flight.empty() && s->running_normally()) {
+        s->end = ending::shutdown;
+        if (!s->stop_sent) s->stop_due = true;
+        s->state = worker_state::stopping;
+      } else {
+        terminate(*s, ending::shutdown, SIGKILL);
+      }
     }
   }
 }

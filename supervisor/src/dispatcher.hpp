@@ -69,6 +69,8 @@ struct slot_state {
   bool ready = false;               // sent `ready` since its last spawn
   bool stop_sent = false;
   bool retired = false;             // never to be restarted (temporary, pool gave up, shutdown)
+  bool scaled_out = false;          // retired by pool::scale: removed from the pool once gone
+  bool stop_due = false;            // a stop message waits for room in the job ring
   ending end = ending::none;
   std::deque<job_record*> in_flight;
   struct reply {
@@ -110,7 +112,12 @@ struct pool_state {
   std::string refusal;  // why not accepting (guarded by mutex)
   std::atomic<std::uint64_t> next_id{1};
 
+  // Set by remove_pool (under the dispatcher's pools_mutex_): the name is free again, the
+  // pool drains, then its workers stop.
+  std::atomic<bool> removed{false};
+
   // Dispatcher only.
+  bool removal_done = false;  // removed, drained, and its workers told to stop
   bool gave_up = false;
   std::string gave_up_reason;
   std::atomic<std::uint64_t> completed{0}, failed{0};  // also counted by refusing threads
@@ -147,6 +154,9 @@ class dispatcher {
   /// From a submitting thread: validates and enqueues `job`, or delivers its refusal.
   /// With `block` false, returns false (and keeps nothing) when the pool is full.
   bool submit(pool_state& p, std::unique_ptr<job_record> job, bool block);
+  /// pool::scale and supervisor::remove_pool (see supervisor.hpp).
+  void scale(pool_state& p, unsigned workers);
+  bool remove_pool(std::string_view name);
 
  private:
   // --- the dispatcher thread
@@ -186,6 +196,10 @@ class dispatcher {
   void require_other_thread(const char* what) const;
   void wake() noexcept;
   void start_pool(pool_state& p);
+  std::string apply_scale(pool_state& p, unsigned workers);
+  void retire_for_scale(slot_state& s);
+  void trim_slots();
+  void advance_removals();
 
   supervisor_options options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -209,6 +223,8 @@ class dispatcher {
   bool fork_events_due_ = true;
   clock_type::time_point fork_events_checked_{};
   std::atomic<bool> accepting_pools_{true};
+  bool trim_due_ = false;        // a scaled-out slot may be ready to go
+  bool removals_due_ = false;    // a removed pool may be ready to stop its workers
 
   std::thread thread_;
   std::atomic<bool> started_{false};

@@ -117,6 +117,8 @@ bool pool::try_submit(std::string_view type, std::string_view payload, completio
   return state_->owner->submit(*state_, std::move(job), false);
 }
 
+void pool::scale(unsigned workers) { state_->owner->scale(*state_, workers); }
+
 // --- supervisor
 
 supervisor::supervisor(supervisor_options options)
@@ -134,6 +136,7 @@ pool& supervisor::add_pool(std::string name, pool_options options) {
 }
 
 pool* supervisor::find_pool(std::string_view name) noexcept { return dispatcher_->find_pool(name); }
+bool supervisor::remove_pool(std::string_view name) { return dispatcher_->remove_pool(name); }
 void supervisor::start() { dispatcher_->start(); }
 void supervisor::drain() { dispatcher_->drain(); }
 void supervisor::stop() { dispatcher_->stop(); }

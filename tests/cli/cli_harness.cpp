@@ -42,6 +42,13 @@ std::set<pid_t> children_of_this_process() {
   return out;
 }
 
+// Runs started and not yet waited for: a test may hold one (a server) while it runs
+// others, so the orphan reaping after each run leaves them alone.
+std::set<pid_t>& running() {
+  static std::set<pid_t> pids;
+  return pids;
+}
+
 }  // namespace
 
 // --- temp_dir
@@ -143,9 +150,9 @@ std::vector<pid_t> descendants(pid_t root) {
 std::vector<pid_t> reap_orphans(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-    const auto left = children_of_this_process();
+    std::set<pid_t> left;
+    for (const pid_t p : children_of_this_process())
+      if (!running().count(p) && ::waitpid(p, nullptr, WNOHANG) == 0) left.insert(p);
     if (left.empty()) return {};
     if (std::chrono::steady_clock::now() >= deadline) {
       std::vector<pid_t> out(left.begin(), left.end());
@@ -176,7 +183,8 @@ cli_process::cli_process(const std::vector<std::string>& args, const temp_dir& d
   err_path_ = dir / ("stderr." + tag);
   int in_pipe[2] = {-1, -1};
   if (options.stdin_pipe && ::pipe2(in_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  std::vector<std::string> argv_storage{RINGMASTER_BIN};
+  std::vector<std::string> argv_storage = options.run_under;
+  argv_storage.push_back(RINGMASTER_BIN);
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_storage) argv.push_back(a.data());
@@ -197,10 +205,11 @@ cli_process::cli_process(const std::vector<std::string>& args, const temp_dir& d
     const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || out < 0 || err < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(126);
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execv(argv[0], argv.data());
+    ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
   pidfd_ = pidfd_open(pid_);
+  running().insert(pid_);
   if (options.stdin_pipe) {
     ::close(in_pipe[0]);
     stdin_fd_ = in_pipe[1];
@@ -211,6 +220,7 @@ cli_process::~cli_process() {
   if (!waited_ && pid_ > 0) {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
+    running().erase(pid_);
     reap_orphans(std::chrono::seconds(10));
   }
   if (pidfd_ >= 0) ::close(pidfd_);
@@ -255,6 +265,7 @@ cli_result cli_process::wait() {
   while (::wait4(pid_, &status, 0, &ru) < 0 && errno == EINTR) {
   }
   waited_ = true;
+  running().erase(pid_);
   close_stdin();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

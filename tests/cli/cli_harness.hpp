@@ -54,6 +54,8 @@ struct cli_options {
   bool stdin_pipe = false;             ///< stdin from a pipe the test writes (cli_process::write_stdin)
   std::optional<fs::path> cwd{};
   std::chrono::seconds timeout{60};
+  /// A command that runs ringmaster, e.g. {"setpriv", "--reuid=65534", ...} (found in PATH).
+  std::vector<std::string> run_under{};
 };
 
 /// A started run: for tests that signal it, feed it or watch it while it runs.
@@ -92,7 +94,8 @@ cli_result run_cli(const std::vector<std::string>& args, const temp_dir& dir, co
 /// Every process below `root` (by /proc children links), depth first.
 std::vector<pid_t> descendants(pid_t root);
 
-/// Waits up to `timeout` for every process re-parented to this (subreaper) process to end,
+/// Waits up to `timeout` for every process re-parented to this (subreaper) process to end
+/// (runs started by a cli_process and not yet waited for excepted),
 /// reaping them; SIGKILLs and returns those still alive then.
 std::vector<pid_t> reap_orphans(std::chrono::milliseconds timeout);
 

@@ -75,6 +75,8 @@ struct pool_options {
   std::chrono::milliseconds backoff_initial{10};
   std::chrono::milliseconds backoff_max{5000};
   std::chrono::milliseconds stable_after{5000};
+
+  friend bool operator==(const pool_options&, const pool_options&) = default;
 };
 
 struct supervisor_options {

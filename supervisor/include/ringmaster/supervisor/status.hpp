@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -36,6 +37,7 @@ struct worker_status {
   std::string current_job;       ///< id of the job running, "" when idle
   double current_job_ms = 0;     ///< how long it has been running
   double uptime_ms = 0;          ///< since the process became ready
+  std::size_t rss_bytes = 0;     ///< resident memory of the process (/proc/PID/statm), 0 when none
 };
 
 struct pool_status {
@@ -47,6 +49,7 @@ struct pool_status {
   std::uint64_t retried = 0;    ///< attempts that were retried
   unsigned restarts = 0;
   bool gave_up = false;         ///< restart intensity exceeded, or it could never start
+  bool removed = false;         ///< supervisor::remove_pool: finishing its jobs before it goes
   std::string gave_up_reason;
   std::vector<worker_status> workers;
 };

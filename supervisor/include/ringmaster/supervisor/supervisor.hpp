@@ -106,6 +106,16 @@ class pool {
     return out;
   }
 
+  /// Changes the number of workers to `workers` (1-1024), blocking for a moment until the
+  /// dispatcher has applied it (not until new workers are ready). Growing starts new
+  /// workers and leaves running ones alone; shrinking stops the workers of the highest
+  /// slots, each after the jobs it holds (no job is lost or retried for it; queued jobs
+  /// go to the remaining workers). Slots stay numbered 0..workers-1. Throws
+  /// std::invalid_argument for a count out of range, std::logic_error if the pool was
+  /// removed or gave up, or the supervisor is stopping. Not from a completion callback
+  /// while another thread also scales (it would not wait, but apply at once).
+  void scale(unsigned workers);
+
  private:
   friend class supervisor;
   friend class detail::dispatcher;
@@ -131,8 +141,14 @@ class supervisor {
   /// Adds a pool whose workers run `options.command`, a worker executable built on
   /// ringmaster::serve().
   pool& add_pool(std::string name, pool_options options);
-  /// The pool called `name`, or nullptr.
+  /// The pool called `name`, or nullptr (a removed pool is not found).
   [[nodiscard]] pool* find_pool(std::string_view name) noexcept;
+  /// Removes the pool called `name`; false if there is none. Non-blocking. It refuses new
+  /// jobs at once (kind `stopped`, "pool 'NAME' was removed") and its name is free for
+  /// add_pool; the jobs it had accepted still run (with retries), then its workers stop.
+  /// Its pool& stays valid (refusing jobs) until the supervisor is destroyed; status()
+  /// shows it, `removed`, until its workers are gone.
+  bool remove_pool(std::string_view name);
 
   /// Starts the dispatcher and the workers. Non-blocking: workers become ready in the
   /// background (jobs submitted meanwhile wait). Throws std::logic_error if called twice.

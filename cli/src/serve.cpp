@@ -1,0 +1,687 @@
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ringmaster/cli/config.hpp>
+#include <ringmaster/cli/job_source.hpp>
+#include <ringmaster/cli/jsonl.hpp>
+#include <ringmaster/cli/protocol.hpp>
+#include <ringmaster/cli/run.hpp>
+#include <ringmaster/cli/serve.hpp>
+#include <ringmaster/supervisor/supervisor.hpp>
+#include <ringmaster/worker/demo_handlers.hpp>
+#include <ringmaster/worker/logging.hpp>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "process_setup.hpp"
+
+namespace ringmaster::cli {
+namespace {
+
+using detail::block_signals;
+using detail::cli_logger;
+using detail::say;
+using detail::unique_fd;
+using clock_type = std::chrono::steady_clock;
+
+// Result lines for one client, filled by completion callbacks on the dispatcher thread
+// (and by the server thread for its own rejections), taken by the server thread.
+struct outbox {
+  std::mutex mutex;
+  std::string lines;
+  std::uint64_t results = 0, ok = 0, failed = 0;
+  bool closed = false;   // the client went: later results are dropped
+  bool flagged = false;  // the server was woken for what is here
+};
+
+struct client {
+  client(int fd_, const run_config& config) : fd(fd_), admission(config, nullptr) {}
+  unique_fd fd;
+  pid_t pid = 0;
+  std::uint64_t serial = 0;  // names it in logs
+  std::shared_ptr<outbox> box = std::make_shared<outbox>();
+  std::string in;  // bytes read and not yet handled
+  std::string out;  // bytes to write
+  std::size_t out_sent = 0;
+  bool skipping = false;  // inside a line over the length limit
+  std::uint64_t line = 0;
+  std::shared_ptr<const std::string> source = std::make_shared<const std::string>("socket");
+  job_admission admission;  // its ids, sequence numbers and duplicates: per client
+  std::uint64_t submitted = 0, taken = 0, ok = 0, failed = 0;
+  std::set<std::string> pools;
+  std::optional<job_entry> parked;  // waiting for room in its pool
+  bool end_requested = false;
+  std::uint64_t ended_at = ~std::uint64_t{0};  // `submitted` when the last end line was sent
+  bool eof = false;          // it shut down its sending side: an implicit end
+  bool closing = false;      // close once `out` is written
+  bool gone = false;         // to be removed
+  std::uint32_t events = 0;  // as registered with epoll
+};
+
+void deliver(outbox& box, const result& r, int wake_fd) {
+  std::lock_guard lock(box.mutex);
+  if (box.closed) return;
+  append_result_line(box.lines, r);
+  ++box.results;
+  ++(r.ok() ? box.ok : box.failed);
+  if (!box.flagged) {
+    box.flagged = true;
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof one);
+  }
+}
+
+// The socket's directory must be this user's and closed to others (anyone who can write
+// to it could replace the socket); it is created 0700 when missing.
+std::string check_socket_place(const std::string& path) {
+  if (path.empty()) return "--socket: expected a path, got \"\"";
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
+    return "--socket: expected a path of at most " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
+           " bytes (a Unix socket's limit), got " + std::to_string(path.size());
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT || ::mkdir(dir.c_str(), 0700) != 0 || ::stat(dir.c_str(), &st) != 0)
+      return "--socket: cannot create the directory " + dir + ": " + std::strerror(errno);
+  }
+  if (!S_ISDIR(st.st_mode)) return "--socket: " + dir + " is not a directory";
+  if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+    return "--socket: expected a directory owned by uid " + std::to_string(::geteuid()) +
+           " and closed to others (chmod 700), got " + dir + " owned by uid " + std::to_string(st.st_uid) +
+           " with mode " + mode;
+  }
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return "--socket: " + path + " exists and is not a socket";
+    unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+      return "--socket: a server is already listening on " + path;
+    ::unlink(path.c_str());  // left by a server that is gone
+  }
+  return {};
+}
+
+class server {
+ public:
+  server(const serve_options& o, run_config config) : options_(o), config_(std::move(config)), log_(cli_logger()) {}
+
+  int run();
+
+ private:
+  bool setup();
+  void accept_clients();
+  bool read_client(client& c);  // false when nothing was read
+  void process_input(client& c);
+  void handle_line(client& c, std::string_view line);
+  void handle_request(client& c, const request& r);
+  void submit_job(client& c, job_entry& e);
+  bool try_submit(client& c, job_entry& e);
+  void reject(client& c, std::string id, std::string message);
+  void take_results(client& c);
+  void maybe_end(client& c);
+  void flush(client& c);
+  void update_events(client& c);
+  void drop(client& c, const char* why);
+  void begin_shutdown(bool drain, const std::string& why);
+  std::string reload();
+  [[nodiscard]] bool blocked(const client& c) const noexcept {
+    return c.parked || c.submitted - c.taken >= k_window || c.out.size() - c.out_sent > k_out_limit;
+  }
+  [[nodiscard]] std::size_t max_line() const {
+    std::size_t m = 0;
+    for (const auto& p : config_.pools) m = std::max(m, p.options.max_message);
+    return std::max<std::size_t>(std::size_t{1} << 20, 6 * m + 65536);
+  }
+
+  const serve_options& options_;
+  run_config config_;  // the one loaded last; clients' admissions read it, so it is assigned in place
+  std::shared_ptr<spdlog::logger> log_;
+  std::optional<supervisor> sup_;
+  unique_fd listen_fd_, signal_fd_, wake_fd_, epoll_fd_;
+  std::map<int, std::unique_ptr<client>> clients_;
+  std::uint64_t next_serial_ = 1;
+  const clock_type::time_point started_ = clock_type::now();
+  std::string state_ = "running";
+  std::thread shutdown_thread_;
+  std::atomic<bool> finished_{false};
+  int signals_ = 0;
+};
+
+bool server::setup() {
+  block_signals();
+  sigset_t wanted;
+  sigemptyset(&wanted);
+  sigaddset(&wanted, SIGINT);
+  sigaddset(&wanted, SIGTERM);
+  signal_fd_ = unique_fd(::signalfd(-1, &wanted, SFD_CLOEXEC | SFD_NONBLOCK));
+  wake_fd_ = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  epoll_fd_ = unique_fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (signal_fd_.get() < 0 || wake_fd_.get() < 0 || epoll_fd_.get() < 0) {
+    log_->error("cannot create descriptors: {}", std::strerror(errno));
+    return false;
+  }
+  (void)demo_handlers();  // before the supervisor: forked workers see only what exists then
+  try {
+    sup_.emplace(config_.supervisor);
+    for (const auto& p : config_.pools) {
+      if (p.builtin())
+        sup_->add_pool(p.name, demo_handlers(), p.options);
+      else
+        sup_->add_pool(p.name, p.options);
+    }
+    sup_->start();
+  } catch (const std::exception& e) {
+    log_->error("cannot start: {}", e.what());
+    return false;
+  }
+  listen_fd_ = unique_fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, options_.socket.c_str(), options_.socket.size());
+  // Created 0600 (no moment at which others could connect), and chmod'ed to be sure.
+  const mode_t old_mask = ::umask(0177);
+  const int bound = ::bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::umask(old_mask);
+  if (listen_fd_.get() < 0 || bound != 0 || ::chmod(options_.socket.c_str(), 0600) != 0 ||
+      ::listen(listen_fd_.get(), 128) != 0) {
+    log_->error("cannot listen on {}: {}", options_.socket, std::strerror(errno));
+    return false;
+  }
+  for (int fd : {listen_fd_.get(), signal_fd_.get(), wake_fd_.get()}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
+  }
+  std::string pools;
+  for (const auto& p : config_.pools) pools += (pools.empty() ? "" : ", ") + p.name;
+  log_->info("serving pools {} on {} (protocol {})", pools, options_.socket, k_protocol_version);
+  if (!config_.jobs.empty())
+    log_->warn("{}: serve does not run the config's [[jobs]] ({} of them); submit jobs with ringmaster submit",
+               config_.path, config_.jobs.size());
+  return true;
+}
+
+int server::run() {
+  if (!setup()) {
+    if (listen_fd_.get() >= 0) ::unlink(options_.socket.c_str());
+    return k_exit_failed;
+  }
+  for (;;) {
+    const bool any_parked = std::any_of(clients_.begin(), clients_.end(), [](auto& kv) { return kv.second->parked.has_value(); });
+    epoll_event events[64];
+    // A parked job is retried every 2 ms (the pool has no room-freed event to wait on).
+    const int n = ::epoll_wait(epoll_fd_.get(), events, 64, any_parked ? 2 : 1000);
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == listen_fd_.get()) {
+        accept_clients();
+      } else if (fd == signal_fd_.get()) {
+        signalfd_siginfo si{};
+        while (::read(signal_fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+          const char* abbrev = ::sigabbrev_np(static_cast<int>(si.ssi_signo));
+          const std::string name = std::string("SIG") + (abbrev ? abbrev : "?");
+          if (++signals_ == 1) {
+            begin_shutdown(false, name);
+          } else {
+            // The workers die with this process (PR_SET_PDEATHSIG; the fork servers see
+            // their sockets close): nothing is left behind.
+            log_->warn("{} again: exiting at once", name);
+            ::unlink(options_.socket.c_str());
+            ::_exit(k_exit_failed);
+          }
+        }
+      } else if (fd == wake_fd_.get()) {
+        std::uint64_t v;
+        (void)!::read(wake_fd_.get(), &v, sizeof v);
+      } else if (auto it = clients_.find(fd); it != clients_.end()) {
+        client& c = *it->second;
+        if (events[i].events & (EPOLLHUP | EPOLLERR)) {
+          // Gone for good (it can read nothing more): what it sent before it went is
+          // still handled, as far as its window allows (a fire-and-forget `drain` works),
+          // then it is dropped. Lines not handled were never accepted.
+          while (c.in.size() < (std::size_t{16} << 20) && read_client(c)) {
+          }
+          take_results(c);
+          process_input(c);
+          drop(c, "disconnected");
+          continue;
+        }
+        if (events[i].events & EPOLLIN) read_client(c);
+        if (events[i].events & EPOLLOUT) flush(c);
+      }
+    }
+    for (auto& [fd, c] : clients_) {
+      if (c->gone) continue;
+      take_results(*c);
+      process_input(*c);
+      maybe_end(*c);
+      flush(*c);
+      if (c->closing && c->out_sent == c->out.size()) c->gone = true;
+      if (!c->gone) update_events(*c);
+    }
+    std::erase_if(clients_, [this](auto& kv) {
+      if (!kv.second->gone) return false;
+      std::lock_guard lock(kv.second->box->mutex);
+      kv.second->box->closed = true;
+      ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, kv.first, nullptr);
+      return true;
+    });
+    if (finished_.load()) break;
+  }
+  // Drained or stopped: every result is in the boxes. Each client gets its lines (and
+  // its end), bounded in time, then the connections close.
+  shutdown_thread_.join();
+  const auto deadline = clock_type::now() + std::chrono::seconds(2);
+  for (;;) {
+    bool pending = false;
+    for (auto& [fd, c] : clients_) {
+      if (c->gone) continue;
+      take_results(*c);
+      if (c->parked && try_submit(*c, *c->parked)) c->parked.reset();  // refused now: `stopped`
+      take_results(*c);
+      c->end_requested = true;
+      maybe_end(*c);
+      flush(*c);
+      pending |= !c->gone && c->out_sent < c->out.size();
+    }
+    if (!pending || clock_type::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  clients_.clear();
+  ::unlink(options_.socket.c_str());
+  log_->info("stopped");
+  return k_exit_ok;
+}
+
+void server::accept_clients() {
+  for (;;) {
+    const int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;  // EAGAIN, or a client gone before it was accepted
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != ::geteuid()) {
+      log_->warn("refused a connection from uid {} (pid {}): only uid {} may use {}", cred.uid, cred.pid, ::geteuid(),
+                 options_.socket);
+      const std::string line = error_line("refused: uid " + std::to_string(cred.uid) + " may not use this server");
+      (void)!::write(fd, line.data(), line.size());
+      ::close(fd);
+      continue;
+    }
+    auto c = std::make_unique<client>(fd, config_);
+    c->pid = cred.pid;
+    c->serial = next_serial_++;
+    c->out = reply_line("hello", "\"protocol\": " + std::to_string(k_protocol_version) + ", " +
+                                     json_field("version", RINGMASTER_VERSION) + ", \"pid\": " + std::to_string(::getpid()));
+    log_->debug("client {} connected (pid {})", c->serial, c->pid);
+    epoll_event ev{};
+    ev.events = c->events = EPOLLIN | EPOLLOUT;
+    ev.data.fd = fd;
+    ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
+    clients_.emplace(fd, std::move(c));
+  }
+}
+
+bool server::read_client(client& c) {
+  if (c.eof || c.gone) return false;
+  char buf[65536];
+  const ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+  if (n > 0) {
+    c.in.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+  if (n == 0)
+    c.eof = true;  // it sent all it will: an implicit end, then it is closed
+  else if (errno != EAGAIN && errno != EINTR)
+    drop(c, std::strerror(errno));
+  return false;
+}
+
+void server::process_input(client& c) {
+  std::size_t pos = 0;
+  const std::size_t limit = max_line();
+  while (!c.gone && !c.closing) {
+    if (c.parked) {
+      if (!try_submit(c, *c.parked)) break;
+      c.parked.reset();
+    }
+    if (blocked(c)) break;
+    const auto nl = c.in.find('\n', pos);
+    if (nl == std::string::npos) {
+      if (c.in.size() - pos > limit && !c.skipping) {
+        ++c.line;
+        reject(c, {}, *c.source + ":" + std::to_string(c.line) + ": line longer than " + std::to_string(limit) + " bytes");
+        c.skipping = true;
+      }
+      if (c.skipping) pos = c.in.size();
+      if (c.eof && pos < c.in.size()) {  // a last line without its newline
+        c.in += '\n';
+        continue;
+      }
+      break;
+    }
+    std::string_view line(c.in.data() + pos, nl - pos);
+    pos = nl + 1;
+    if (c.skipping) {
+      c.skipping = false;
+      continue;
+    }
+    ++c.line;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    handle_line(c, line);
+  }
+  c.in.erase(0, pos);
+}
+
+void server::handle_line(client& c, std::string_view line) {
+  if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank
+  if (auto r = parse_request(line)) return handle_request(c, *r);
+  parsed_job parsed;
+  job_entry e;
+  const std::string problem = parse_job_line(line, parsed);
+  e.id = std::move(parsed.id);
+  e.pool = std::move(parsed.pool);
+  e.type = std::move(parsed.type);
+  e.payload = std::move(parsed.payload);
+  e.source = *c.source;
+  e.line = c.line;
+  e.rejection = problem;
+  ++c.submitted;
+  switch (c.admission.admit(e)) {
+    case job_admission::verdict::submit: submit_job(c, e); break;
+    case job_admission::verdict::reject: reject(c, std::move(e.id), std::move(e.rejection)); break;
+    case job_admission::verdict::skip: break;  // only with --resume, which serve has not
+  }
+}
+
+void server::submit_job(client& c, job_entry& e) {
+  c.pools.insert(e.pool);
+  if (!try_submit(c, e)) c.parked = std::move(e);
+}
+
+// False when the pool is full (nothing submitted): the job waits, parked, and this
+// client's input with it.
+bool server::try_submit(client& c, job_entry& e) {
+  pool* p = sup_->find_pool(e.pool);
+  if (!p) {  // removed by a reload after the job was admitted
+    reject(c, e.id, e.origin() + ": pool \"" + e.pool + "\" was removed");
+    return true;
+  }
+  const int wake = wake_fd_.get();
+  auto done = [box = c.box, wake, source = c.source, line = e.line](result r) {
+    if (r.error == error_kind::rejected) r.value = *source + ":" + std::to_string(line) + ": " + r.value;
+    deliver(*box, r, wake);
+  };
+  return p->try_submit(e.type, e.payload, std::move(done), e.id);
+}
+
+void server::reject(client& c, std::string id, std::string message) {
+  result r;
+  r.id = std::move(id);
+  r.error = error_kind::rejected;
+  r.value = std::move(message);
+  deliver(*c.box, r, wake_fd_.get());
+}
+
+void server::take_results(client& c) {
+  std::lock_guard lock(c.box->mutex);
+  if (!c.box->flagged) return;
+  c.box->flagged = false;
+  c.out += c.box->lines;
+  c.box->lines.clear();
+  c.taken = c.box->results;
+  c.ok = c.box->ok;
+  c.failed = c.box->failed;
+}
+
+// After `end` (or the client's end of input), once every job of it has its line: a
+// summary, and for an ended input the connection closes.
+void server::maybe_end(client& c) {
+  if (!(c.end_requested || c.eof) || c.closing || c.parked || c.taken != c.submitted) return;
+  if (c.eof && c.in.find_first_not_of(" \t\r\n") != std::string::npos) return;  // lines left to handle
+  if (c.eof && !c.end_requested && c.ended_at == c.submitted) {  // its `end` was answered: nothing new
+    c.closing = true;
+    return;
+  }
+  std::string gave_up;
+  if (!c.pools.empty()) {
+    for (const auto& p : sup_->status().pools)
+      if (p.gave_up && !p.removed && c.pools.count(p.name)) gave_up += (gave_up.empty() ? "" : ", ") + p.name;
+  }
+  c.out += reply_line("end", "\"jobs\": " + std::to_string(c.submitted) + ", \"ok\": " + std::to_string(c.ok) +
+                                 ", \"failed\": " + std::to_string(c.failed) + ", " + json_field("gave_up", gave_up));
+  c.end_requested = false;
+  c.ended_at = c.submitted;
+  if (c.eof) c.closing = true;
+}
+
+void server::flush(client& c) {
+  while (!c.gone && c.out_sent < c.out.size()) {
+    const ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.out_sent += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      if (n < 0 && errno != EAGAIN) drop(c, std::strerror(errno));
+      break;
+    }
+  }
+  if (c.out_sent == c.out.size()) {
+    c.out.clear();
+    c.out_sent = 0;
+  } else if (c.out_sent > (std::size_t{1} << 20)) {
+    c.out.erase(0, c.out_sent);
+    c.out_sent = 0;
+  }
+}
+
+void server::update_events(client& c) {
+  std::uint32_t want = 0;
+  if (!c.eof && !c.closing && !blocked(c)) want |= EPOLLIN;
+  if (c.out_sent < c.out.size()) want |= EPOLLOUT;
+  if (want == c.events) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.fd = c.fd.get();
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev);
+  c.events = want;
+}
+
+void server::drop(client& c, const char* why) {
+  if (c.gone) return;
+  c.gone = true;
+  const std::uint64_t unanswered = c.submitted - c.taken;
+  if (unanswered > 0)
+    log_->warn("client {} (pid {}) went away ({}) with {} of its {} job(s) unanswered: they still run, their results "
+               "are dropped",
+               c.serial, c.pid, why, unanswered, c.submitted);
+  else
+    log_->debug("client {} (pid {}) disconnected", c.serial, c.pid);
+}
+
+void server::begin_shutdown(bool drain, const std::string& why) {
+  if (state_ != "running") return;
+  state_ = drain ? "draining" : "stopping";
+  if (drain)
+    log_->info("{}: draining: accepted jobs finish, new ones are refused; then the server exits", why);
+  else
+    log_->warn("{}: stopping: queued jobs are reported stopped, running ones have {} ms to finish", why,
+               config_.supervisor.shutdown_timeout.count());
+  shutdown_thread_ = std::thread([this, drain] {
+    if (drain)
+      sup_->drain();
+    else
+      sup_->stop();
+    finished_.store(true);
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd_.get(), &one, sizeof one);
+  });
+}
+
+void server::handle_request(client& c, const request& r) {
+  if (r.op == "hello") {
+    if (r.protocol != -1 && r.protocol != k_protocol_version) {
+      c.out += error_line("protocol " + std::to_string(r.protocol) + " is not spoken here (this server speaks " +
+                          std::to_string(k_protocol_version) + ")");
+      c.closing = true;
+      return;
+    }
+    if (!r.source.empty()) c.source = std::make_shared<const std::string>(r.source);
+    c.line = 0;  // the input's lines are numbered from the one after hello
+  } else if (r.op == "end") {
+    c.end_requested = true;
+  } else if (r.op == "status") {
+    const double up = std::chrono::duration<double>(clock_type::now() - started_).count();
+    c.out += status_line(sup_->status(), static_cast<int>(::getpid()), up, state_);
+  } else if (r.op == "drain" || r.op == "stop") {
+    const bool already = state_ != "running";
+    begin_shutdown(r.op == "drain", "requested by client " + std::to_string(c.serial) + " (pid " + std::to_string(c.pid) + ")");
+    c.out += reply_line("ok", json_field("message", already ? "already " + state_ : state_));
+  } else if (r.op == "scale") {
+    if (r.pool.empty() || r.workers < 1 || r.workers > 1024) {
+      c.out += error_line("scale: expected {\"op\": \"scale\", \"pool\": NAME, \"workers\": 1-1024}");
+      return;
+    }
+    pool* p = sup_->find_pool(r.pool);
+    if (!p) {
+      c.out += error_line("scale: no pool named \"" + r.pool + "\"");
+      return;
+    }
+    try {
+      p->scale(static_cast<unsigned>(r.workers));
+      log_->info("pool '{}' scaled to {} worker(s) by client {} (pid {})", r.pool, r.workers, c.serial, c.pid);
+      c.out += reply_line("ok", json_field("message", "pool '" + r.pool + "': " + std::to_string(r.workers) + " worker(s)"));
+    } catch (const std::exception& e) {
+      c.out += error_line(std::string("scale: ") + e.what());
+    }
+  } else if (r.op == "reload") {
+    c.out += reload();
+  } else {
+    c.out += error_line("unknown op \"" + r.op + "\" (known: hello, end, status, drain, stop, scale, reload)");
+  }
+}
+
+// Applies the config file as it is now: pools gone are removed (they finish their jobs),
+// new ones added, changed ones replaced (the old one finishes its jobs, new jobs go to
+// the new one), and a pool whose only change is its worker count is scaled. An invalid
+// file changes nothing.
+std::string server::reload() {
+  run_config next;
+  try {
+    next = load_config(options_.config);
+  } catch (const config_error& e) {
+    log_->error("reload refused, the running config stays: {}", options_.config);
+    for (const auto& p : e.problems()) log_->error("{}", p);
+    return error_line("invalid config " + options_.config + ": the running config stays", e.problems());
+  }
+  if (state_ != "running") return error_line("reload: the server is " + state_);
+  const auto resolve = [](unsigned w) { return w == 0 ? std::max(1u, std::thread::hardware_concurrency()) : w; };
+  std::vector<std::string> added, removed, restarted, scaled, unchanged, notes;
+  try {
+    for (const auto& old : config_.pools)
+      if (!next.find_pool(old.name)) {
+        sup_->remove_pool(old.name);
+        removed.push_back(old.name);
+      }
+    for (const auto& p : next.pools) {
+      const pool_config* old = config_.find_pool(p.name);
+      auto add = [&] {
+        if (p.builtin())
+          sup_->add_pool(p.name, demo_handlers(), p.options);
+        else
+          sup_->add_pool(p.name, p.options);
+      };
+      if (!old) {
+        add();
+        added.push_back(p.name);
+        continue;
+      }
+      pool_options a = old->options, b = p.options;
+      a.workers = b.workers = 0;
+      if (a != b) {
+        sup_->remove_pool(p.name);
+        add();
+        restarted.push_back(p.name);
+      } else if (resolve(old->options.workers) != resolve(p.options.workers)) {
+        sup_->find_pool(p.name)->scale(resolve(p.options.workers));
+        scaled.push_back(p.name);
+      } else {
+        unchanged.push_back(p.name);
+      }
+    }
+  } catch (const std::exception& e) {
+    log_->error("reload failed part way: {}", e.what());
+    return error_line(std::string("reload failed part way: ") + e.what());
+  }
+  if (options_.log_level.empty()) set_log_level(next.log_level.empty() ? "info" : next.log_level);
+  const auto& s0 = config_.supervisor;
+  const auto& s1 = next.supervisor;
+  if (s0.name != s1.name || s0.strategy != s1.strategy || s0.shutdown_timeout != s1.shutdown_timeout)
+    notes.push_back("[supervisor] settings other than log_level apply at the next start");
+  config_ = std::move(next);
+  auto list = [](const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i) out += ", ";
+      append_json_string(out, v[i]);
+    }
+    return out + "]";
+  };
+  std::string summary;
+  auto part = [&](const char* what, const std::vector<std::string>& v) {
+    if (v.empty()) return;
+    std::string names;
+    for (auto& n : v) names += (names.empty() ? "" : ", ") + n;
+    summary += (summary.empty() ? "" : "; ") + std::string(what) + " " + names;
+  };
+  part("added", added);
+  part("removed", removed);
+  part("restarted", restarted);
+  part("scaled", scaled);
+  if (summary.empty()) summary = "nothing changed";
+  for (auto& n : notes) summary += "; " + n;
+  log_->info("reloaded {}: {}", options_.config, summary);
+  return reply_line("ok", json_field("message", summary) + ", \"added\": " + list(added) + ", \"removed\": " +
+                              list(removed) + ", \"restarted\": " + list(restarted) + ", \"scaled\": " + list(scaled) +
+                              ", \"unchanged\": " + list(unchanged));
+}
+
+}  // namespace
+
+int serve(const serve_options& o) {
+  run_config config;
+  std::string level;
+  if (!detail::load_for_start(o.config, o.log_level, config, level)) return k_exit_usage;
+  if (const std::string problem = check_socket_place(o.socket); !problem.empty()) {
+    say("ringmaster: " + problem);
+    return k_exit_usage;
+  }
+  set_log_level(level);
+  server s(o, std::move(config));
+  return s.run();
+}
+
+}  // namespace ringmaster::cli

@@ -1,0 +1,443 @@
+// `ringmaster serve` end to end: a real server process and real client processes on its
+// Unix socket. Concurrent submitters with the same ids get only their own results, also
+// interleaved with another client's; a client killed mid-stream costs nobody else
+// anything; scaling under load loses no job and restarts no worker; a bad config on
+// reload is refused with run's messages and the running one stays; another uid is
+// refused (SO_PEERCRED) and logged; status answers while workers crash; a client that
+// stops reading is paused, not buffered for; the socket's place is checked. Every process is bounded in time and checked to leave nothing behind.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli_harness.hpp"
+
+namespace ringmaster::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+#define EXPECT_CLEAN(r) EXPECT_TRUE((r).left_behind.empty()) << "processes left behind"
+
+std::size_t lines_in(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+std::string job(const std::string& id, const std::string& pool, const std::string& type, const std::string& payload) {
+  return "{\"id\": \"" + id + "\", \"pool\": \"" + pool + "\", \"type\": \"" + type + "\", \"payload\": " + payload + "}\n";
+}
+
+template <class Pred>
+bool within(std::chrono::milliseconds limit, Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+class CliServe : public testing::Test {
+ protected:
+  temp_dir dir;
+  const std::string socket = "run/rm.sock";  // relative to dir, every process's cwd
+  std::unique_ptr<cli_process> server;
+
+  // Starts `ringmaster serve config.toml --socket run/rm.sock` and waits until it answers.
+  void start(const std::string& toml) {
+    dir.write("config.toml", toml);
+    server = std::make_unique<cli_process>(std::vector<std::string>{"serve", "config.toml", "--socket", socket}, dir,
+                                           cli_options{.timeout = 90s});
+    ASSERT_TRUE(within(20s, [&] { return fs::exists(dir / socket) && status_json().contains("pools"); }))
+        << server->err_so_far();
+  }
+  cli_result client(std::vector<std::string> args, cli_options options = {}) {
+    args.insert(args.begin() + 1, {"--socket", socket});
+    return run_cli(args, dir, options);
+  }
+  // A connection of this test process itself, for the protocol at the byte level.
+  int connect_raw() {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string path = (dir / socket).string();
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+  }
+  nlohmann::json status_json() {
+    const auto r = run_cli({"status", "--socket", socket, "--json"}, dir, {.timeout = 20s});
+    if (r.code != 0) return nlohmann::json::object();
+    return nlohmann::json::parse(r.out, nullptr, false);
+  }
+  const nlohmann::json* pool_of(const nlohmann::json& st, const std::string& name) {
+    for (const auto& p : st["pools"])
+      if (p["name"] == name && !p["removed"].get<bool>()) return &p;
+    return nullptr;
+  }
+  // Drains the server and waits for it: it exits 0 and leaves nothing behind.
+  cli_result finish() {
+    const auto d = client({"drain"});
+    EXPECT_EQ(d.code, 0) << d.describe();
+    auto r = server->wait();
+    EXPECT_EQ(r.code, 0) << r.describe();
+    EXPECT_CLEAN(r);
+    EXPECT_FALSE(fs::exists(dir / socket)) << "the socket file stays after the server exits";
+    return r;
+  }
+};
+
+TEST_F(CliServe, ConcurrentSubmittersWithTheSameIdsGetOnlyTheirOwnResults) {
+  start("[pools.compute]\nworkers = 2\n");
+  struct stat st{};
+  ASSERT_EQ(::stat((dir / socket).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((dir / "run").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+
+  // Interleaved: A has sent half its jobs and holds its connection while B comes, runs
+  // the same ids and goes; then A sends the rest.
+  cli_process a({"submit", "--socket", socket, "-"}, dir, {.stdin_pipe = true, .timeout = 60s});
+  std::string first, second, b_jobs;
+  for (int i = 1; i <= 5; ++i) first += job("j" + std::to_string(i), "compute", "echo", "\"A-" + std::to_string(i) + "\"");
+  for (int i = 6; i <= 10; ++i) second += job("j" + std::to_string(i), "compute", "echo", "\"A-" + std::to_string(i) + "\"");
+  for (int i = 1; i <= 20; ++i) b_jobs += job("j" + std::to_string(i), "compute", "echo", "\"B-" + std::to_string(i) + "\"");
+  ASSERT_TRUE(a.write_stdin(first));
+  ASSERT_TRUE(within(20s, [&] { return lines_in(a.out_so_far()) == 5; })) << a.err_so_far();
+  dir.write("b.jsonl", b_jobs);
+  const auto b = client({"submit", "b.jsonl"});
+  ASSERT_EQ(b.code, 0) << b.describe();
+  ASSERT_TRUE(a.write_stdin(second));
+  a.close_stdin();
+  const auto ra = a.wait();
+  ASSERT_EQ(ra.code, 0) << ra.describe();
+  EXPECT_CLEAN(ra);
+  for (const auto& [r, who, n] : {std::tuple{&ra, "A-", 10}, std::tuple{&b, "B-", 20}}) {
+    const auto lines = parse_lines(r->out);
+    ASSERT_EQ(lines.size(), static_cast<std::size_t>(n)) << r->out;
+    for (const auto& l : lines) {
+      EXPECT_EQ(l["status"], "ok") << l;
+      EXPECT_EQ(l["result"], std::string(who) + l["id"].get<std::string>().substr(1)) << l;
+    }
+  }
+
+  // Four at once, 300 jobs each, every one with ids j1..j300.
+  std::vector<std::unique_ptr<cli_process>> many;
+  for (int k = 0; k < 4; ++k) {
+    std::string jobs;
+    for (int i = 1; i <= 300; ++i)
+      jobs += job("j" + std::to_string(i), "compute", "echo", "\"C" + std::to_string(k) + "-" + std::to_string(i) + "\"");
+    dir.write("c" + std::to_string(k) + ".jsonl", jobs);
+  }
+  for (int k = 0; k < 4; ++k)
+    many.push_back(std::make_unique<cli_process>(
+        std::vector<std::string>{"submit", "--socket", socket, "c" + std::to_string(k) + ".jsonl"}, dir));
+  for (int k = 0; k < 4; ++k) {
+    const auto r = many[static_cast<std::size_t>(k)]->wait();
+    ASSERT_EQ(r.code, 0) << r.describe();
+    const auto lines = parse_lines(r.out);
+    ASSERT_EQ(lines.size(), 300u);
+    std::set<std::string> ids;
+    for (const auto& l : lines) {
+      ids.insert(l["id"].get<std::string>());
+      EXPECT_EQ(l["result"], "C" + std::to_string(k) + "-" + l["id"].get<std::string>().substr(1)) << l;
+    }
+    EXPECT_EQ(ids.size(), 300u);
+  }
+  finish();
+}
+
+TEST_F(CliServe, ClientKilledMidStreamLosesNobodyElsesWork) {
+  start("[pools.compute]\nworkers = 2\n");
+  cli_process a({"submit", "--socket", socket, "-"}, dir, {.stdin_pipe = true, .timeout = 60s});
+  std::string jobs;
+  for (int i = 1; i <= 200; ++i) jobs += job("a" + std::to_string(i), "compute", "sleep", "2");
+  ASSERT_TRUE(a.write_stdin(jobs));
+  ASSERT_TRUE(within(20s, [&] { return lines_in(a.out_so_far()) >= 10; })) << a.err_so_far();
+  a.signal(SIGKILL);
+  const auto ra = a.wait();
+  EXPECT_EQ(ra.signal, SIGKILL);
+
+  std::string mine;
+  for (int i = 1; i <= 50; ++i) mine += job("a" + std::to_string(i), "compute", "echo", "\"b" + std::to_string(i) + "\"");
+  dir.write("b.jsonl", mine);
+  const auto b = client({"submit", "b.jsonl"});
+  ASSERT_EQ(b.code, 0) << b.describe();
+  const auto lines = parse_lines(b.out);
+  ASSERT_EQ(lines.size(), 50u);
+  for (const auto& l : lines) EXPECT_EQ(l["result"], "b" + l["id"].get<std::string>().substr(1)) << l;
+
+  // Every job the killed client had sent (as many as the server says it accepted) still
+  // ran: their results were dropped, not their work.
+  std::smatch m;
+  std::string log;
+  ASSERT_TRUE(within(10s, [&] {
+    log = server->err_so_far();
+    return std::regex_search(log, m, std::regex(R"(went away \(.*\) with (\d+) of its (\d+) job\(s\) unanswered)"));
+  })) << log;
+  const int accepted = std::stoi(m[2]);
+  EXPECT_GE(accepted, 10);
+  ASSERT_TRUE(within(30s, [&] {
+    const auto st = status_json();
+    const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
+    return p && (*p)["completed"].get<int>() == 50 + accepted && (*p)["queued"] == 0 && (*p)["in_flight"] == 0;
+  })) << accepted << " accepted; " << status_json().dump();
+  finish();
+}
+
+TEST_F(CliServe, ScaleUpAndDownUnderLoadLosesNoJobAndRestartsNoWorker) {
+  start("[pools.compute]\nworkers = 2\n");
+  const auto before = status_json();
+  const int slot0 = (*pool_of(before, "compute"))["workers"][0]["pid"].get<int>();
+  std::string jobs;
+  for (int i = 1; i <= 400; ++i) jobs += job("s" + std::to_string(i), "compute", "sleep", "2");
+  dir.write("jobs.jsonl", jobs);
+  cli_process sub({"submit", "--socket", socket, "jobs.jsonl"}, dir);
+  const std::pair<std::size_t, std::string> steps[] = {{40, "4"}, {140, "1"}, {200, "3"}};
+  for (const auto& [after, n] : steps) {
+    ASSERT_TRUE(within(30s, [&] { return lines_in(sub.out_so_far()) >= after; })) << sub.err_so_far();
+    const auto s = client({"scale", "compute", n});
+    ASSERT_EQ(s.code, 0) << s.describe();
+  }
+  const auto r = sub.wait();
+  ASSERT_EQ(r.code, 0) << r.describe();
+  const auto lines = parse_lines(r.out);
+  ASSERT_EQ(lines.size(), 400u);
+  std::set<std::string> ids;
+  for (const auto& l : lines) {
+    ids.insert(l["id"].get<std::string>());
+    EXPECT_EQ(l["attempts"], 1) << l;
+  }
+  EXPECT_EQ(ids.size(), 400u);
+  ASSERT_TRUE(within(20s, [&] {
+    const auto st = status_json();
+    const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
+    return p && (*p)["workers"].size() == 3 && (*p)["workers"][2]["state"] == "ready";
+  }));
+  const auto st = status_json();
+  EXPECT_EQ((*pool_of(st, "compute"))["restarts"], 0);
+  EXPECT_EQ((*pool_of(st, "compute"))["workers"][0]["pid"], slot0) << "slot 0 was never to be touched";
+  // Out of range, or an unknown pool: refused as bad usage.
+  EXPECT_EQ(client({"scale", "compute", "0"}).code, 2);
+  EXPECT_EQ(client({"scale", "nope", "2"}).code, 2);
+  finish();
+}
+
+TEST_F(CliServe, ReloadRefusesABadConfigWithRunsMessagesAndAppliesAGoodOne) {
+  const std::string v1 = "[pools.a]\nworkers = 1\n\n[pools.b]\nworkers = 1\n";
+  start(v1);
+  const auto st1 = status_json();
+  const auto a_pid = (*pool_of(st1, "a"))["workers"][0]["pid"];
+  const auto b_pid = (*pool_of(st1, "b"))["workers"][0]["pid"];
+
+  dir.write("config.toml", "[pools.a]\nworkers = \"two\"\n\n[pools.b]\njob_timeout = \"5 parsecs\"\n");
+  const auto bad = client({"reload"});
+  EXPECT_EQ(bad.code, 2) << bad.describe();
+  const auto run = run_cli({"run", "config.toml", "--no-progress"}, dir);
+  ASSERT_EQ(run.code, 2);
+  EXPECT_NE(run.err.find("config.toml:2: pools.a.workers"), std::string::npos) << run.err;
+  EXPECT_NE(bad.err.find(run.err), std::string::npos) << "reload:\n" << bad.err << "run:\n" << run.err;
+  const auto st2 = status_json();
+  EXPECT_EQ((*pool_of(st2, "a"))["workers"][0]["pid"], a_pid);
+  EXPECT_EQ((*pool_of(st2, "b"))["workers"][0]["pid"], b_pid);
+  dir.write("j.jsonl", job("x", "a", "echo", "1") + job("y", "b", "echo", "2"));
+  EXPECT_EQ(client({"submit", "j.jsonl"}).code, 0);
+
+  // a unchanged, b changed (restarted), c added.
+  dir.write("config.toml", v1 + "max_attempts = 2\n\n[pools.c]\nworkers = 1\n");
+  const auto good = client({"reload"});
+  ASSERT_EQ(good.code, 0) << good.describe();
+  EXPECT_NE(good.err.find("added c; restarted b"), std::string::npos) << good.err;
+  ASSERT_TRUE(within(20s, [&] {
+    const auto st = status_json();
+    const auto* c = st.contains("pools") ? pool_of(st, "c") : nullptr;
+    return c && (*c)["workers"][0]["state"] == "ready" && st["pools"].size() == 3;
+  })) << status_json().dump();
+  const auto st3 = status_json();
+  EXPECT_EQ((*pool_of(st3, "a"))["workers"][0]["pid"], a_pid) << "an unchanged pool is not restarted";
+  EXPECT_NE((*pool_of(st3, "b"))["workers"][0]["pid"], b_pid) << "a changed pool is restarted";
+  dir.write("j.jsonl", job("x", "c", "echo", "1") + job("y", "b", "echo", "2"));
+  EXPECT_EQ(client({"submit", "j.jsonl"}).code, 0);
+
+  // c removed again: its name is unknown to new jobs.
+  dir.write("config.toml", v1 + "max_attempts = 2\n");
+  ASSERT_EQ(client({"reload"}).code, 0);
+  dir.write("j.jsonl", job("x", "c", "echo", "1"));
+  const auto gone = client({"submit", "j.jsonl"});
+  EXPECT_EQ(gone.code, 1);
+  EXPECT_NE(gone.out.find("j.jsonl:1: unknown pool \\\"c\\\""), std::string::npos) << gone.out;
+  finish();
+}
+
+TEST_F(CliServe, AnotherUidIsRefusedAndLogged) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user (setpriv)";
+  start("[pools.compute]\nworkers = 1\n");
+  // Opened up for this test only, so that the kernel lets uid 65534 connect and the
+  // server's SO_PEERCRED check is what refuses it.
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  fs::permissions(dir / "run", fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  fs::permissions(dir / socket, fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read |
+                                    fs::perms::others_write | fs::perms::group_read | fs::perms::group_write);
+  const auto r = run_cli({"status", "--socket", socket}, dir,
+                         {.run_under = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}});
+  EXPECT_EQ(r.code, 3) << r.describe();
+  EXPECT_NE(r.err.find("refused: uid 65534"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(within(10s, [&] { return server->err_so_far().find("refused a connection from uid 65534") != std::string::npos; }))
+      << server->err_so_far();
+  EXPECT_EQ(client({"status"}).code, 0) << "the owner still gets in";
+  finish();
+}
+
+TEST_F(CliServe, StatusAnswersWhileWorkersCrash) {
+  start("[pools.crashy]\nworkers = 2\nmax_attempts = 1\nmax_restarts = 100\n");
+  std::string jobs;
+  for (int i = 1; i <= 100; ++i) {
+    jobs += job("s" + std::to_string(i), "crashy", "sleep", "4");
+    if (i % 10 == 0) jobs += job("c" + std::to_string(i), "crashy", "crash", R"({"signal": "SEGV", "p": 1.0})");
+  }
+  dir.write("jobs.jsonl", jobs);
+  cli_process sub({"submit", "--socket", socket, "jobs.jsonl"}, dir);
+  // Asked again and again while the jobs run: every answer comes, and some come while
+  // workers have crashed and jobs are still to run.
+  int answers = 0, mid_crash = 0;
+  while (lines_in(sub.out_so_far()) < 110) {
+    const auto st = status_json();
+    ASSERT_TRUE(st.contains("pools")) << "status failed while workers crash";
+    const auto& p = st["pools"][0];
+    ASSERT_EQ(p["workers"].size(), 2u);
+    ++answers;
+    if (p["restarts"].get<int>() > 0 && p["completed"].get<int>() + p["failed"].get<int>() < 110) ++mid_crash;
+    if (answers > 2000) break;
+  }
+  EXPECT_GT(mid_crash, 0) << answers << " answers, none while crashing";
+  const auto table = client({"status"});
+  EXPECT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("pool crashy"), std::string::npos) << table.out;
+  const auto r = sub.wait();
+  EXPECT_EQ(r.code, 1) << r.describe();  // some jobs failed
+  const auto lines = parse_lines(r.out);
+  EXPECT_EQ(lines.size(), 110u);
+  EXPECT_EQ(count_kind(lines, "crash"), 10u);
+  EXPECT_EQ(count_status(lines, "ok"), 100u);
+  const auto st = status_json();
+  unsigned segv = 0;
+  for (const auto& w : st["pools"][0]["workers"]) segv += w["restarts_by_cause"].value("SIGSEGV", 0u);
+  EXPECT_EQ(segv, 10u) << st.dump();
+  const auto prom = client({"status", "--prometheus"});
+  EXPECT_NE(prom.out.find("ringmaster_worker_restarts_total{pool=\"crashy\",slot=\"0\",cause=\"SIGSEGV\"}"), std::string::npos)
+      << prom.out;
+  finish();
+}
+
+TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
+  start("[pools.compute]\nworkers = 2\n");
+  // A raw client that sends 30000 jobs with 1 KB results and never reads one.
+  const int fd = connect_raw();
+  constexpr int k_jobs = 30000;
+  std::atomic<int> sent{0};
+  std::thread writer([&] {
+    const std::string payload = "\"" + std::string(1000, 'x') + "\"";
+    for (int i = 0; i < k_jobs; ++i) {
+      const std::string line = job("s" + std::to_string(i), "compute", "echo", payload);
+      if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) return;
+      ++sent;
+    }
+  });
+  // The server stops reading it: its pool goes idle, twice in a row with nothing more
+  // done, while the writer still has lines it cannot send.
+  int last = -1;
+  ASSERT_TRUE(within(60s, [&] {
+    const auto st = status_json();
+    const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
+    if (!p || (*p)["queued"] != 0 || (*p)["in_flight"] != 0) return false;
+    const int done = (*p)["completed"].get<int>();
+    const bool still = done == last && done > 0;
+    last = done;
+    return still;
+  }));
+  EXPECT_LT(sent.load(), k_jobs) << "the stalled client could send everything";
+  // Accepted at most: the result window plus what fits in k_out_limit and the kernel's
+  // socket buffers (1 KB results).
+  EXPECT_LT(last, 4096 + 8000) << "jobs accepted from a client that reads nothing";
+  // Others are served meanwhile.
+  std::string jobs;
+  for (int i = 1; i <= 20; ++i) jobs += job("s" + std::to_string(i), "compute", "echo", "\"other\"");
+  dir.write("other.jsonl", jobs);
+  const auto other = client({"submit", "other.jsonl"});
+  EXPECT_EQ(other.code, 0) << other.describe();
+  EXPECT_EQ(parse_lines(other.out).size(), 20u);
+  ::shutdown(fd, SHUT_RDWR);
+  writer.join();
+  ::close(fd);
+  // SIGTERM stops the server: exit 0, the socket file removed, nothing left behind.
+  server->signal(SIGTERM);
+  const auto r = server->wait();
+  EXPECT_EQ(r.code, 0) << r.describe();
+  EXPECT_CLEAN(r);
+  EXPECT_FALSE(fs::exists(dir / socket));
+}
+
+TEST_F(CliServe, ProtocolHelloRequestsEndAndHalfCloseLineByLine) {
+  start("[pools.compute]\nworkers = 1\n");
+  const int fd = connect_raw();
+  const std::string sent = "{\"op\": \"hello\", \"protocol\": 1, \"source\": \"mine\"}\n"
+                           "{\"id\": 1, \"type\": \"echo\", \"payload\": \"hi\"}\n"
+                           "{\"op\": \"scale\", \"pool\": \"compute\", \"workers\": 2}\n"
+                           "{\"type\": \"nope\"}\n"
+                           "{\"op\": \"end\"}\n";
+  ASSERT_EQ(::send(fd, sent.data(), sent.size(), MSG_NOSIGNAL), static_cast<ssize_t>(sent.size()));
+  ::shutdown(fd, SHUT_WR);  // after an answered end: no second end, the server closes
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  const auto lines = parse_lines(got);
+  ASSERT_EQ(lines.size(), 5u) << got;
+  EXPECT_EQ(lines[0]["op"], "hello");
+  EXPECT_EQ(lines[0]["protocol"], 1);
+  std::map<std::string, nlohmann::json> by;
+  for (std::size_t i = 1; i < lines.size(); ++i)
+    by[lines[i].contains("op") ? lines[i]["op"].get<std::string>() : lines[i]["id"].get<std::string>()] = lines[i];
+  EXPECT_EQ(by["1"]["result"], "hi");
+  EXPECT_EQ(by["2"]["error"]["message"].get<std::string>().rfind("mine:3: ", 0), 0u) << by["2"];  // numbered after hello
+  EXPECT_EQ(by["ok"]["message"], "pool 'compute': 2 worker(s)");
+  EXPECT_EQ(by["end"]["jobs"], 2);
+  EXPECT_EQ(by["end"]["ok"], 1);
+  EXPECT_EQ(by["end"]["failed"], 1);
+  EXPECT_EQ(lines.back()["op"], "end") << "end comes after every result of the jobs before it";
+  finish();
+}
+
+TEST_F(CliServe, SocketPlaceIsCheckedBeforeAnythingStarts) {
+  dir.write("config.toml", "[pools.compute]\nworkers = 1\n");
+  fs::create_directory(dir / "open");
+  fs::permissions(dir / "open", fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  const auto open = run_cli({"serve", "config.toml", "--socket", "open/s.sock"}, dir);
+  EXPECT_EQ(open.code, 2) << open.describe();
+  EXPECT_NE(open.err.find("closed to others (chmod 700)"), std::string::npos) << open.err;
+
+  start("[pools.compute]\nworkers = 1\n");
+  const auto twice = run_cli({"serve", "config.toml", "--socket", socket}, dir);
+  EXPECT_EQ(twice.code, 2) << twice.describe();
+  EXPECT_NE(twice.err.find("already listening"), std::string::npos) << twice.err;
+  EXPECT_EQ(client({"status"}).code, 0) << "the first server is untouched";
+  finish();
+  // No server: the clients say so, status 3.
+  const auto none = client({"status"});
+  EXPECT_EQ(none.code, 3);
+  EXPECT_NE(none.err.find("cannot connect"), std::string::npos) << none.err;
+}
+
+}  // namespace
+}  // namespace ringmaster::test
