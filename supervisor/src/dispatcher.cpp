@@ -854,9 +854,12 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     ++p.restarts;
     ++s.restarts;
     s.restarts_by_cause[kind == error_kind::crash ? cause : std::string(to_string(kind))]++;
-    if (!was_ready) {
-      // A worker that never became ready: a start failure. A pool whose workers keep
-      // failing to start cannot work; it fails fast, with the worker's own words.
+    // A worker that never became ready: a start failure. A pool whose workers keep
+    // failing to start cannot work; it fails fast, with the worker's own words. Unless
+    // something outside SIGKILLed it (an operator, the OOM killer): that says nothing
+    // about whether the pool can start, and counts toward restart intensity only.
+    const bool killed_from_outside = WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL && why == ending::none;
+    if (!was_ready && !killed_from_outside) {
       if (++p.start_failures_in_a_row >= 3 || p.restart_times.size() > p.options.max_restarts) {
         // The worker's own words first, then how it ended (when there was a process).
         std::string reason = "worker " + message + " before it was ready";
