@@ -1049,11 +1049,16 @@ void dispatcher::on_server_death() {
   // once on the new server (or retire, if there is none).
   for (slot_state* s : victims) on_exit(*s, W_EXITCODE(0, SIGKILL), 0, true);
   // A spawn the server never answered may be what killed it (a launch that crashes the
-  // server): each counts as a start failure of its pool, so a pool that kills every
-  // server it asks gives up after a few, instead of using up servers for ever.
+  // server): it counts as a restart of its pool, so a pool that kills every server it
+  // asks gives up at its restart intensity, instead of using up servers for ever. But a
+  // server may as well have been killed from outside (an operator, the OOM killer) while
+  // slots were restarting: so one death is one restart of each such pool however many
+  // of its slots were waiting, and not a start failure (of which three in a row give up).
+  std::set<std::size_t> charged;
   for (slot_state* s : unanswered) {
     if (s->start_error.empty()) s->start_error = "the fork server died while starting this worker";
-    on_exit(*s, W_EXITCODE(k_exit_cannot_serve, 0), 0, false);
+    const bool first = charged.insert(s->pool).second;
+    on_exit(*s, W_EXITCODE(0, SIGKILL), 0, !first);  // the rest as victims: restarted at once, uncharged
   }
   if (!active_.valid())
     for (pool_state* p : live_) give_up(*p, "the fork server died and no standby was left");
