@@ -646,6 +646,12 @@ bool dispatcher::flush_outbox(slot_state& s) {
                                           .token = rep.request,
                                           .body = rep.body});
     if (ec == ipc::errc::full) break;
+    if (ec == ipc::errc::corrupt) {
+      log_->error("{}: worker {}/{} (pid {}) broke its job ring ({}); killing it", options_.name, live_[s.pool]->name,
+                  s.index, s.pid, ec.message());
+      terminate(s, ending::hostile, SIGKILL);
+      break;
+    }
     if (ec == ipc::errc::message_too_large) {
       const std::string why = "reply of " + std::to_string(rep.body.size()) + " bytes exceeds max_message";
       (void)wire::encode(s.jobs, {.type = wire::kind::reply,
@@ -1107,6 +1113,13 @@ bool dispatcher::dispatch_pool(pool_state& p) {
                                             .job_type = j->type,
                                             .id = j->id,
                                             .body = j->payload});
+      if (ec == ipc::errc::corrupt) {
+        // The worker owns the job ring's tail index and wrote nonsense into it.
+        log_->error("{}: worker {}/{} (pid {}) broke its job ring ({}); killing it", options_.name, p.name, s.index, s.pid,
+                    ec.message());
+        terminate(s, ending::hostile, SIGKILL);
+        continue;
+      }
       if (ec) continue;  // full: this worker has enough to do
       p.queue.pop_front();
       if (s.in_flight.empty()) s.front_started = clock_type::now();
