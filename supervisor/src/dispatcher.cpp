@@ -580,6 +580,13 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
     }
     case wire::kind::submit: handle_worker_submit(s, m); return;
     case wire::kind::fatal:
+      // Said once, by a worker that cannot start: never after ready, never twice (a
+      // worker repeating it would flood the log with lines it chose).
+      if (s.ready || !s.start_error.empty()) {
+        log_->error("{}: worker {}/{} sent fatal after ready or twice; killing it", options_.name, p.name, s.index);
+        terminate(s, ending::hostile, SIGKILL);
+        return;
+      }
       s.start_error.assign(m.body.substr(0, 2000));
       log_->error("{}: worker {}/{} cannot start: {}", options_.name, p.name, s.index, s.start_error);
       return;
