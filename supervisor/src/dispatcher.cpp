@@ -493,7 +493,9 @@ bool dispatcher::collect_results() {
 bool dispatcher::collect(slot_state& s) {
   bool any = false;
   std::span<const std::byte> bytes;
-  for (;;) {
+  // At most this many messages per pass: a worker that writes as fast as we read must
+  // not keep the dispatcher from the other workers, the submitters and the timers.
+  for (int budget = 4096; budget > 0; --budget) {
     const auto ec = s.results.try_read(bytes);
     if (ec == ipc::errc::empty) break;
     if (ec) {
@@ -752,7 +754,8 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
 // the slot is reset and restarted as the pool's restart type, intensity and backoff say.
 void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died) {
   pool_state& p = *live_[s.pool];
-  if (s.alive() && s.end != ending::hostile) collect(s);
+  while (s.alive() && s.end != ending::hostile && collect(s)) {
+  }
   if (s.pid > 0) by_pid_.erase(s.pid);
   if (s.pidfd >= 0) ::close(s.pidfd);
   const pid_t pid = s.pid;
