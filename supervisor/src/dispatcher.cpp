@@ -607,7 +607,12 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
     if (live_[i]->name == m.pool) target = live_[i];
   auto refuse = [&](error_kind kind, std::string why) {
     if (m.token == 0) {
-      log_->warn("{}: a job posted by worker {}/{} was refused: {}", options_.name, live_[s.pool]->name, s.index, why);
+      // Nobody waits for a posted job, so its refusal is logged; at the 1st, 2nd, 4th, 8th
+      // ... refusal only, so that a worker posting in a loop cannot flood the log.
+      static std::atomic<std::uint64_t> refused_posts{0};
+      if (const auto n = ++refused_posts; (n & (n - 1)) == 0)
+        log_->warn("{}: a job posted by worker {}/{} was refused ({} refused so far): {}", options_.name,
+                   live_[s.pool]->name, s.index, n, why);
       return;
     }
     result r;
@@ -625,6 +630,12 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
     return refuse(error_kind::rejected, "payload exceeds max_message of pool '" + target->name + "'");
   if (target->fork_handlers && !target->types.count(m.job_type))
     return refuse(error_kind::rejected, "pool '" + target->name + "' has no handler for job type '" + std::string(m.job_type) + "'");
+  // Bounded like any submission: a handler flooding a pool with jobs is refused once the
+  // pool holds max_pending unfinished ones, instead of growing the supervisor's memory.
+  // (Not blocked: the pool might only drain through the very worker that asks.)
+  if (target->unfinished.load() >= target->options.max_pending)
+    return refuse(error_kind::rejected, "pool '" + target->name + "' is full (" +
+                                            std::to_string(target->options.max_pending) + " jobs unfinished, max_pending)");
   auto j = new_job(*target, m.job_type, m.body, std::string(m.id));
   j->token = next_token_++;
   if (m.token != 0) j->target = asker;
