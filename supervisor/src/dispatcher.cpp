@@ -582,10 +582,11 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
     }
     case wire::kind::submit: handle_worker_submit(s, m); return;
     case wire::kind::fatal:
-      // Said once, by a worker that cannot start: never after ready, never twice (a
-      // worker repeating it would flood the log with lines it chose).
-      if (s.ready || !s.start_error.empty()) {
-        log_->error("{}: worker {}/{} sent fatal after ready or twice; killing it", options_.name, p.name, s.index);
+      // Said by a worker that cannot start, never after ready (a ready worker sending it
+      // would keep its job and write error lines of its choosing into our log). Not
+      // judged by start_error: the fork server's exit event may have set it first.
+      if (s.ready) {
+        log_->error("{}: worker {}/{} sent fatal after ready; killing it", options_.name, p.name, s.index);
         terminate(s, ending::hostile, SIGKILL);
         return;
       }
