@@ -755,6 +755,16 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
   slot_state& s = *it->second;
   spawning_.erase(it);
   s.spawn_request = 0;
+  if (e.status == EAGAIN || e.status == ENOMEM) {
+    // Out of processes or memory for now (RLIMIT_NPROC, a pids cgroup, a full process
+    // table): not the worker's fault, and no reason to give the pool up. Retried after
+    // the slot's backoff, and said every time (log, and the slot's restart causes).
+    log_->warn("{}: pool '{}' cannot fork worker {} ({}); retrying", options_.name, live_[s.pool]->name, s.index,
+               e.message);
+    s.restarts_by_cause[std::string("fork failed: ") + ::strerrorname_np(e.status)]++;
+    schedule_restart(s, false, false);
+    return;
+  }
   s.start_error = e.message;
   log_->error("{}: pool '{}' cannot start worker {}: {}", options_.name, live_[s.pool]->name, s.index, e.message);
   on_exit(s, W_EXITCODE(k_exit_cannot_serve, 0), 0, false);
