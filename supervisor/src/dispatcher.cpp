@@ -954,14 +954,24 @@ void dispatcher::spawn(slot_state& s) {
     s.retired = true;
     return;
   }
+  if (p.gave_up) return;
   if (!s.segment.valid()) {
-    s.segment = ipc::segment::create_fd(p.layout.total);
-    s.view = wire::link_view::in(s.segment.bytes(), p.layout);
-    new (s.view.control) wire::worker_control{};
-    ipc::format_ring_or_throw(s.view.job_ring, p.layout.rings);
-    ipc::format_ring_or_throw(s.view.result_ring, p.layout.rings);
-    s.jobs = ipc::ring_writer::attach(s.view.job_ring, p.layout.rings);
-    s.results = ipc::ring_reader::attach(s.view.result_ring, p.layout.rings);
+    try {
+      s.segment = ipc::segment::create_fd(p.layout.total);
+      s.view = wire::link_view::in(s.segment.bytes(), p.layout);
+      new (s.view.control) wire::worker_control{};
+      ipc::format_ring_or_throw(s.view.job_ring, p.layout.rings);
+      ipc::format_ring_or_throw(s.view.result_ring, p.layout.rings);
+      s.jobs = ipc::ring_writer::attach(s.view.job_ring, p.layout.rings);
+      s.results = ipc::ring_reader::attach(s.view.result_ring, p.layout.rings);
+    } catch (const std::exception& e) {
+      // Out of memory for shared memory (or a file-size limit): said at once, as the
+      // pool's reason, instead of an exception ending the dispatcher thread.
+      s.segment = {};
+      give_up(p, "pool '" + p.name + "' cannot create the shared memory of worker " + std::to_string(s.index) + " (" +
+                     format_bytes(p.layout.total) + "): " + e.what());
+      return;
+    }
   }
   s.state = worker_state::starting;
   s.ready = false;
