@@ -5,11 +5,9 @@
 // supervisor_lifecycle_test.cpp (SupervisorResources).
 //
 // Each scenario that changes the process's credentials, limits or mounts runs in a forked
-// child (its own supervisor inside), which reports through its exit code: 0 passed, 77
-// not possible here (not root, no mount namespaces: the test is skipped, saying why), any
-// other code a failure described on stderr.
+// child (its own supervisor inside) that reports as child_checks.hpp says (not root, no
+// mount namespaces: the test is skipped, saying why).
 #include <gtest/gtest.h>
-#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -30,6 +28,7 @@
 #include <vector>
 
 #include "child.hpp"
+#include "child_checks.hpp"
 #include "proc.hpp"
 #include "process_watch.hpp"
 #include "soak.hpp"
@@ -43,27 +42,10 @@ using ringmaster::result;
 using ringmaster::test::eventually;
 using ringmaster::test::pool_status_of;
 
-constexpr int k_skip = 77;
-constexpr uid_t k_nobody = 65534;
+using ringmaster::test::k_nobody;
 
 // Runs `fn` in a child and turns its exit code into the test's outcome.
-void in_child(const std::function<int()>& fn, std::chrono::seconds limit = 60s) {
-  auto child = ringmaster::test::fork_child(fn);
-  const auto st = child.wait_for(limit);
-  ASSERT_TRUE(st) << "the child did not finish within " << limit.count() << " s";
-  if (st->exited() && st->code() == k_skip) GTEST_SKIP() << "not possible here (see the child's stderr)";
-  EXPECT_TRUE(st->exited() && st->code() == 0) << "child: " << st->to_string();
-}
-
-#define CHILD_CHECK(cond, ...)                                            \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      std::fprintf(stderr, "child check failed: %s: ", #cond);            \
-      std::fprintf(stderr, __VA_ARGS__);                                  \
-      std::fprintf(stderr, "\n");                                         \
-      return 1;                                                           \
-    }                                                                     \
-  } while (0)
+void in_child(const std::function<int()>& fn) { ringmaster::test::expect_child_passes(fn); }
 
 // Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
 int tasks_of(uid_t uid) {
@@ -98,16 +80,7 @@ unsigned fork_failures(const ringmaster::pool_status& p) {
 // on the workers it has, and once processes are freed every worker starts.
 TEST(ResourceExhaustion, ForkFailingWithEagainIsRetriedWithBackoffAndReported) {
   in_child([]() -> int {
-    if (::geteuid() != 0) {
-      std::fprintf(stderr, "needs root to switch to an unprivileged user\n");
-      return k_skip;
-    }
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(k_nobody, k_nobody, k_nobody) != 0 ||
-        ::setresuid(k_nobody, k_nobody, k_nobody) != 0) {
-      std::perror("cannot become nobody");
-      return k_skip;
-    }
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // cleared by the change of credentials
+    if (const int rc = ringmaster::test::become_nobody(); rc != 0) return rc;
     // Processes of nobody that the test frees later, to let the missing workers start.
     std::vector<ringmaster::test::child_process> placeholders;
     for (int i = 0; i < 4; ++i) placeholders.push_back(ringmaster::test::fork_child([] {
@@ -153,7 +126,7 @@ TEST(ResourceExhaustion, NamedSegmentInAFullDevShmFailsAtCreationWithAClearError
     if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
         ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64k,mode=1777") != 0) {
       std::perror("cannot mount a small /dev/shm in a private mount namespace");
-      return k_skip;
+      return ringmaster::test::k_child_skip;
     }
     try {
       auto s = ringmaster::ipc::segment::create_named(std::size_t{1} << 20);
