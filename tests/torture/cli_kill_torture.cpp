@@ -16,11 +16,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -95,21 +98,42 @@ TEST(CliKillTorture, EveryJobGetsExactlyOneCorrectResultLineWhileWorkersAndForkS
                                     dir,
                                     {.stdin_pipe = true,
                                      .timeout = std::chrono::seconds(setting("RINGMASTER_TORTURE_TIMEOUT", 150, 1800))});
-  // Every 2-8 ms a worker (a descendant that is not a fork server: fork servers lead their
-  // own process group) is killed, and at most every 300 ms a fork server. Not before every
+  // Every 2-8 ms a worker (a child of a fork server, there for 50 ms at least) is killed,
+  // and at most every 300 ms a fork server. Not before every
   // worker started once: a fork server killed while the supervisor is being constructed
   // is a failed start (exit 2), not what is tested here.
   std::mt19937_64 rng(seed);
   std::uint64_t worker_kills = 0, server_kills = 0, jobs = 0;
   auto last_server_kill = std::chrono::steady_clock::now();
+  std::map<pid_t, std::chrono::steady_clock::time_point> first_seen;
   auto processes = [&](std::vector<pid_t>& workers, std::vector<pid_t>& servers) {
     workers.clear();
     servers.clear();
     // Descendants of this process, not of the run: a promoted standby fork server is the
     // orphan of the server it replaced, re-parented here (the harness is a subreaper).
+    // Fork servers lead their own process group; workers are their children (anything
+    // else, such as LeakSanitizer's helper at the run's exit, is left alone).
+    std::vector<pid_t> others;
     for (pid_t p : ringmaster::test::descendants_of(::getpid())) {
       if (p == run.pid() || !ringmaster::test::is_running(p)) continue;
-      (::getpgid(p) == p ? servers : workers).push_back(p);
+      (::getpgid(p) == p ? servers : others).push_back(p);
+    }
+    for (pid_t p : others) {
+      std::ifstream stat("/proc/" + std::to_string(p) + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 2));
+      std::string state;
+      pid_t parent = 0;
+      rest >> state >> parent;
+      if (std::find(servers.begin(), servers.end(), parent) == servers.end()) continue;
+      // A child of a server seen for the first time may be a standby server that has not
+      // yet made itself a group leader: only what has been around for 50 ms is a worker.
+      const auto now = std::chrono::steady_clock::now();
+      const auto seen = first_seen.try_emplace(p, now).first->second;
+      if (now - seen >= 50ms) workers.push_back(p);
     }
   };
   std::vector<pid_t> workers, servers;
