@@ -578,7 +578,9 @@ bool dispatcher::collect_results() {
 bool dispatcher::collect(slot_state& s) {
   bool any = false;
   std::span<const std::byte> bytes;
-  for (;;) {
+  // At most this many messages per pass: a worker that writes as fast as we read must
+  // not keep the dispatcher from the other workers, the submitters and the timers.
+  for (int budget = 4096; budget > 0; --budget) {
     const auto ec = s.results.try_read(bytes);
     if (ec == ipc::errc::empty) break;
     if (ec) {
@@ -665,6 +667,14 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
     }
     case wire::kind::submit: handle_worker_submit(s, m); return;
     case wire::kind::fatal:
+      // Said by a worker that cannot start, never after ready (a ready worker sending it
+      // would keep its job and write error lines of its choosing into our log). Not
+      // judged by start_error: the fork server's exit event may have set it first.
+      if (s.ready) {
+        log_->error("{}: worker {}/{} sent fatal after ready; killing it", options_.name, p.name, s.index);
+        terminate(s, ending::hostile, SIGKILL);
+        return;
+      }
       s.start_error.assign(m.body.substr(0, 2000));
       log_->error("{}: worker {}/{} cannot start: {}", options_.name, p.name, s.index, s.start_error);
       return;
@@ -683,7 +693,12 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
     if (live_[i]->name == m.pool && (!target || target->removed.load())) target = live_[i];
   auto refuse = [&](error_kind kind, std::string why) {
     if (m.token == 0) {
-      log_->warn("{}: a job posted by worker {}/{} was refused: {}", options_.name, live_[s.pool]->name, s.index, why);
+      // Nobody waits for a posted job, so its refusal is logged; at the 1st, 2nd, 4th, 8th
+      // ... refusal only, so that a worker posting in a loop cannot flood the log.
+      static std::atomic<std::uint64_t> refused_posts{0};
+      if (const auto n = ++refused_posts; (n & (n - 1)) == 0)
+        log_->warn("{}: a job posted by worker {}/{} was refused ({} refused so far): {}", options_.name,
+                   live_[s.pool]->name, s.index, n, why);
       return;
     }
     result r;
@@ -702,6 +717,12 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
     return refuse(error_kind::rejected, "payload exceeds max_message of pool '" + target->name + "'");
   if (target->fork_handlers && !target->types.count(m.job_type))
     return refuse(error_kind::rejected, "pool '" + target->name + "' has no handler for job type '" + std::string(m.job_type) + "'");
+  // Bounded like any submission: a handler flooding a pool with jobs is refused once the
+  // pool holds max_pending unfinished ones, instead of growing the supervisor's memory.
+  // (Not blocked: the pool might only drain through the very worker that asks.)
+  if (target->unfinished.load() >= target->options.max_pending)
+    return refuse(error_kind::rejected, "pool '" + target->name + "' is full (" +
+                                            std::to_string(target->options.max_pending) + " jobs unfinished, max_pending)");
   auto j = new_job(*target, m.job_type, m.body, std::string(m.id));
   j->token = next_token_++;
   if (m.token != 0) j->target = asker;
@@ -732,6 +753,12 @@ bool dispatcher::flush_outbox(slot_state& s) {
                                           .token = rep.request,
                                           .body = rep.body});
     if (ec == ipc::errc::full) break;
+    if (ec == ipc::errc::corrupt) {
+      log_->error("{}: worker {}/{} (pid {}) broke its job ring ({}); killing it", options_.name, live_[s.pool]->name,
+                  s.index, s.pid, ec.message());
+      terminate(s, ending::hostile, SIGKILL);
+      break;
+    }
     if (ec == ipc::errc::message_too_large) {
       const std::string why = "reply of " + std::to_string(rep.body.size()) + " bytes exceeds max_message";
       (void)wire::encode(s.jobs, {.type = wire::kind::reply,
@@ -814,6 +841,16 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
   slot_state& s = *it->second;
   spawning_.erase(it);
   s.spawn_request = 0;
+  if (e.status == EAGAIN || e.status == ENOMEM) {
+    // Out of processes or memory for now (RLIMIT_NPROC, a pids cgroup, a full process
+    // table): not the worker's fault, and no reason to give the pool up. Retried after
+    // the slot's backoff, and said every time (log, and the slot's restart causes).
+    log_->warn("{}: pool '{}' cannot fork worker {} ({}); retrying", options_.name, live_[s.pool]->name, s.index,
+               e.message);
+    s.restarts_by_cause[std::string("fork failed: ") + ::strerrorname_np(e.status)]++;
+    schedule_restart(s, false, false);
+    return;
+  }
   s.start_error = e.message;
   log_->error("{}: pool '{}' cannot start worker {}: {}", options_.name, live_[s.pool]->name, s.index, e.message);
   on_exit(s, W_EXITCODE(k_exit_cannot_serve, 0), 0, false);
@@ -825,7 +862,8 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
 // the slot is reset and restarted as the pool's restart type, intensity and backoff say.
 void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died) {
   pool_state& p = *live_[s.pool];
-  if (s.alive() && s.end != ending::hostile) collect(s);
+  while (s.alive() && s.end != ending::hostile && collect(s)) {
+  }
   if (s.pid > 0) by_pid_.erase(s.pid);
   if (s.pidfd >= 0) ::close(s.pidfd);
   const pid_t pid = s.pid;
@@ -942,9 +980,12 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     ++p.restarts;
     ++s.restarts;
     s.restarts_by_cause[kind == error_kind::crash ? cause : std::string(to_string(kind))]++;
-    if (!was_ready) {
-      // A worker that never became ready: a start failure. A pool whose workers keep
-      // failing to start cannot work; it fails fast, with the worker's own words.
+    // A worker that never became ready: a start failure. A pool whose workers keep
+    // failing to start cannot work; it fails fast, with the worker's own words. Unless
+    // something outside SIGKILLed it (an operator, the OOM killer): that says nothing
+    // about whether the pool can start, and counts toward restart intensity only.
+    const bool killed_from_outside = WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL && why == ending::none;
+    if (!was_ready && !killed_from_outside) {
       if (++p.start_failures_in_a_row >= 3 || p.restart_times.size() > p.options.max_restarts) {
         // The worker's own words first, then how it ended (when there was a process).
         std::string reason = "worker " + message + " before it was ready";
@@ -1001,14 +1042,24 @@ void dispatcher::spawn(slot_state& s) {
     s.retired = true;
     return;
   }
+  if (p.gave_up) return;
   if (!s.segment.valid()) {
-    s.segment = ipc::segment::create_fd(p.layout.total);
-    s.view = wire::link_view::in(s.segment.bytes(), p.layout);
-    new (s.view.control) wire::worker_control{};
-    ipc::format_ring_or_throw(s.view.job_ring, p.layout.rings);
-    ipc::format_ring_or_throw(s.view.result_ring, p.layout.rings);
-    s.jobs = ipc::ring_writer::attach(s.view.job_ring, p.layout.rings);
-    s.results = ipc::ring_reader::attach(s.view.result_ring, p.layout.rings);
+    try {
+      s.segment = ipc::segment::create_fd(p.layout.total);
+      s.view = wire::link_view::in(s.segment.bytes(), p.layout);
+      new (s.view.control) wire::worker_control{};
+      ipc::format_ring_or_throw(s.view.job_ring, p.layout.rings);
+      ipc::format_ring_or_throw(s.view.result_ring, p.layout.rings);
+      s.jobs = ipc::ring_writer::attach(s.view.job_ring, p.layout.rings);
+      s.results = ipc::ring_reader::attach(s.view.result_ring, p.layout.rings);
+    } catch (const std::exception& e) {
+      // Out of memory for shared memory (or a file-size limit): said at once, as the
+      // pool's reason, instead of an exception ending the dispatcher thread.
+      s.segment = {};
+      give_up(p, "pool '" + p.name + "' cannot create the shared memory of worker " + std::to_string(s.index) + " (" +
+                     format_bytes(p.layout.total) + "): " + e.what());
+      return;
+    }
   }
   s.state = worker_state::starting;
   s.ready = false;
@@ -1134,11 +1185,16 @@ void dispatcher::on_server_death() {
   // once on the new server (or retire, if there is none).
   for (slot_state* s : victims) on_exit(*s, W_EXITCODE(0, SIGKILL), 0, true);
   // A spawn the server never answered may be what killed it (a launch that crashes the
-  // server): each counts as a start failure of its pool, so a pool that kills every
-  // server it asks gives up after a few, instead of using up servers for ever.
+  // server): it counts as a restart of its pool, so a pool that kills every server it
+  // asks gives up at its restart intensity, instead of using up servers for ever. But a
+  // server may as well have been killed from outside (an operator, the OOM killer) while
+  // slots were restarting: so one death is one restart of each such pool however many
+  // of its slots were waiting, and not a start failure (of which three in a row give up).
+  std::set<std::size_t> charged;
   for (slot_state* s : unanswered) {
     if (s->start_error.empty()) s->start_error = "the fork server died while starting this worker";
-    on_exit(*s, W_EXITCODE(k_exit_cannot_serve, 0), 0, false);
+    const bool first = charged.insert(s->pool).second;
+    on_exit(*s, W_EXITCODE(0, SIGKILL), 0, !first);  // the rest as victims: restarted at once, uncharged
   }
   if (!active_.valid())
     for (pool_state* p : live_) give_up(*p, "the fork server died and no standby was left");
@@ -1195,6 +1251,13 @@ bool dispatcher::dispatch_pool(pool_state& p) {
                                             .job_type = j->type,
                                             .id = j->id,
                                             .body = j->payload});
+      if (ec == ipc::errc::corrupt) {
+        // The worker owns the job ring's tail index and wrote nonsense into it.
+        log_->error("{}: worker {}/{} (pid {}) broke its job ring ({}); killing it", options_.name, p.name, s.index, s.pid,
+                    ec.message());
+        terminate(s, ending::hostile, SIGKILL);
+        continue;
+      }
       if (ec) continue;  // full: this worker has enough to do
       p.queue.pop_front();
       if (s.in_flight.empty()) s.front_started = clock_type::now();

@@ -1,5 +1,7 @@
 #include "cli_harness.hpp"
 
+#include "process_watch.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -126,25 +128,8 @@ const nlohmann::json* find_id(const std::vector<nlohmann::json>& results, const 
 // --- processes
 
 std::vector<pid_t> descendants(pid_t root) {
-  std::vector<pid_t> out;
-  std::vector<pid_t> todo{root};
-  while (!todo.empty()) {
-    const pid_t p = todo.back();
-    todo.pop_back();
-    const std::string dir = "/proc/" + std::to_string(p) + "/task";
-    if (DIR* d = ::opendir(dir.c_str())) {
-      while (const dirent* e = ::readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        std::ifstream in(dir + "/" + e->d_name + "/children");
-        for (pid_t c; in >> c;) {
-          out.push_back(c);
-          todo.push_back(c);
-        }
-      }
-      ::closedir(d);
-    }
-  }
-  return out;
+  const auto all = descendants_of(root);
+  return {all.begin(), all.end()};
 }
 
 std::vector<pid_t> reap_orphans(std::chrono::milliseconds timeout) {

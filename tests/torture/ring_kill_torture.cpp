@@ -48,6 +48,7 @@
 #include <ringmaster/ipc/segment.hpp>
 
 #include "child.hpp"
+#include "seeded_rng.hpp"
 
 namespace {
 
@@ -72,28 +73,9 @@ constexpr auto k_child_lifetime = 8s; // a child nobody killed gives up (exit co
 constexpr auto k_reap_limit = 2s;     // a SIGKILLed child must be reapable by then
 constexpr unsigned k_watchdog_seconds = 20;
 
-// ---------------------------------------------------------------------------------------
-// Deterministic randomness (our own, so a seed replays the same run with any standard
-// library).
-
-constexpr std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64's finaliser
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-class rng {
- public:
-  explicit rng(std::uint64_t seed) noexcept : state_(seed) {}
-  std::uint64_t next() noexcept { return mix(state_ += 0x9e3779b97f4a7c15ULL); }
-  std::uint64_t below(std::uint64_t n) noexcept { return n == 0 ? 0 : next() % n; }
-  bool percent(std::uint64_t p) noexcept { return below(100) < p; }
-
- private:
-  std::uint64_t state_;
-};
+// Deterministic randomness: seeded_rng.hpp.
+using ringmaster::test::mix;
+using ringmaster::test::rng;
 
 // ---------------------------------------------------------------------------------------
 // The messages of one round.
