@@ -1,6 +1,6 @@
 // Internal to the `ringmaster` command: what `run` and `serve` both need before and
 // around a supervisor: plain stderr lines, an owned descriptor, the signal mask, the
-// command's logger, and the checked config.
+// command's logger, the checked config, and its pools added to a supervisor.
 #pragma once
 
 #include <signal.h>
@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <memory>
 #include <ringmaster/cli/config.hpp>
+#include <ringmaster/supervisor/supervisor.hpp>
+#include <ringmaster/worker/demo_handlers.hpp>
 #include <string>
 #include <utility>
 
@@ -86,6 +88,12 @@ inline bool load_for_start(const std::string& path, const std::string& level_opt
     return false;
   }
   return true;
+}
+
+// Adds a config's pool: forked workers running the built-in demo handlers, or the pool's
+// command. Throws as supervisor::add_pool.
+inline pool& add_config_pool(supervisor& sup, const pool_config& p) {
+  return p.builtin() ? sup.add_pool(p.name, demo_handlers(), p.options) : sup.add_pool(p.name, p.options);
 }
 
 }  // namespace ringmaster::cli::detail

@@ -303,12 +303,7 @@ int run(const run_options& o) {
   std::optional<supervisor> sup;
   try {
     sup.emplace(config.supervisor);
-    for (const auto& p : config.pools) {
-      if (p.builtin())
-        sup->add_pool(p.name, demo_handlers(), p.options);
-      else
-        sup->add_pool(p.name, p.options);
-    }
+    for (const auto& p : config.pools) detail::add_config_pool(*sup, p);
   } catch (const std::exception& e) {
     log->error("cannot start: {}", e.what());
     return k_exit_failed;

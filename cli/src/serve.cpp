@@ -185,12 +185,7 @@ bool server::setup() {
   (void)demo_handlers();  // before the supervisor: forked workers see only what exists then
   try {
     sup_.emplace(config_.supervisor);
-    for (const auto& p : config_.pools) {
-      if (p.builtin())
-        sup_->add_pool(p.name, demo_handlers(), p.options);
-      else
-        sup_->add_pool(p.name, p.options);
-    }
+    for (const auto& p : config_.pools) detail::add_config_pool(*sup_, p);
     sup_->start();
   } catch (const std::exception& e) {
     log_->error("cannot start: {}", e.what());
@@ -608,12 +603,7 @@ std::string server::reload() {
       }
     for (const auto& p : next.pools) {
       const pool_config* old = config_.find_pool(p.name);
-      auto add = [&] {
-        if (p.builtin())
-          sup_->add_pool(p.name, demo_handlers(), p.options);
-        else
-          sup_->add_pool(p.name, p.options);
-      };
+      auto add = [&] { detail::add_config_pool(*sup_, p); };
       if (!old) {
         add();
         added.push_back(p.name);
