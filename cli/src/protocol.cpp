@@ -144,6 +144,12 @@ std::string status_line(const supervisor_status& status, int pid, double uptime_
     }
     doc["pools"].push_back(std::move(pj));
   }
+  const auto& fs = status.fork_servers;
+  doc["fork_servers"] = {{"active_pid", fs.active_pid},
+                         {"standby_pid", fs.standby_pid},
+                         {"promotions", fs.promotions},
+                         {"standby_failures", fs.standby_failures},
+                         {"standby_error", text_of(fs.standby_error)}};
   return doc.dump() + "\n";
 }
 
@@ -165,7 +171,17 @@ std::optional<reply> parse_reply(std::string_view line) {
 std::string format_status_table(std::string_view status_reply) {
   const json doc = status_doc(status_reply);
   std::string out = "ringmaster serve: pid " + std::to_string(doc.value("pid", 0)) + ", " + doc.value("state", "?") +
-                    ", up " + seconds(doc.value("uptime_s", 0.0)) + "\n\n";
+                    ", up " + seconds(doc.value("uptime_s", 0.0)) + "\n";
+  if (const auto fs = doc.find("fork_servers"); fs != doc.end() && fs->is_object()) {
+    const int active = fs->value("active_pid", 0), standby = fs->value("standby_pid", 0);
+    out += "fork servers: active " + (active > 0 ? "pid " + std::to_string(active) : std::string("none")) +
+           ", standby " +
+           (standby > 0 ? "pid " + std::to_string(standby)
+                        : "none (" + std::to_string(fs->value("standby_failures", 0)) + " failed attempts: " +
+                              fs->value("standby_error", "") + ")") +
+           ", promotions " + std::to_string(fs->value("promotions", 0)) + "\n";
+  }
+  out += "\n";
   for (const auto& p : doc["pools"]) {
     std::string state = p.value("gave_up", false) ? "gave up: " + p.value("gave_up_reason", "") : "running";
     if (p.value("removed", false)) state = "removed, finishing its jobs";
@@ -220,6 +236,9 @@ std::string format_prometheus(std::string_view status_reply) {
       {"ringmaster_worker_restarts_total", "counter", "Restarts of the slot, by cause.", {}},
       {"ringmaster_worker_current_job_age_seconds", "gauge", "How long the running job has run (0 when idle).", {}},
       {"ringmaster_worker_resident_memory_bytes", "gauge", "Resident memory of the worker's process.", {}},
+      {"ringmaster_fork_server_standby_up", "gauge", "1 while a standby fork server is ready to take over.", {}},
+      {"ringmaster_fork_server_promotions_total", "counter", "Fork servers that died and were replaced.", {}},
+      {"ringmaster_fork_server_standby_failures", "gauge", "Failed attempts to fork a standby since the last success.", {}},
   };
   auto add = [&](std::size_t i, const std::string& labels, const std::string& value) {
     f[i].samples += std::string(f[i].name) + (labels.empty() ? "" : "{" + labels + "}") + " " + value + "\n";
@@ -249,6 +268,11 @@ std::string format_prometheus(std::string_view status_reply) {
       add(15, wl, num(w.value("current_job_s", json(0))));
       add(16, wl, num(w.value("rss_bytes", json(0))));
     }
+  }
+  if (const auto fs = doc.find("fork_servers"); fs != doc.end() && fs->is_object()) {
+    add(17, "", fs->value("standby_pid", 0) > 0 ? "1" : "0");
+    add(18, "", num(fs->value("promotions", json(0))));
+    add(19, "", num(fs->value("standby_failures", json(0))));
   }
   std::string out;
   for (auto& x : f) {

@@ -300,6 +300,11 @@ supervisor_status dispatcher::status() {
       }
       st.pools.push_back(std::move(ps));
     }
+    st.fork_servers.active_pid = active_.valid() ? active_.pid() : 0;
+    st.fork_servers.standby_pid = standby_.valid() ? standby_.pid() : 0;
+    st.fork_servers.promotions = promotions_;
+    st.fork_servers.standby_failures = standby_failures_;
+    st.fork_servers.standby_error = standby_error_;
     return st;
   };
   // RSS is read here, not on the dispatcher thread: /proc reads take microseconds each.
@@ -802,20 +807,45 @@ bool dispatcher::handle_fork_events() {
       if (e->pidfd >= 0) ::close(e->pidfd);
     }
     if (ec) {
-      log_->warn("{}: the standby fork server died; forking another", options_.name);
+      log_->warn("{}: the standby fork server (pid {}) died; forking another", options_.name, standby_.pid());
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, standby_.socket_fd(), nullptr);
       standby_ = {};
-      if (auto s = active_.fork_standby(ec)) {
-        standby_ = std::move(*s);
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u64 = 2;
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
-      }
+      replace_standby();
       any = true;
     }
   }
   return any;
+}
+
+// Asks the active server for a new standby. A failure (the server cannot fork: EAGAIN,
+// ENOMEM) is logged and tried again after a delay that doubles from 100 ms up to 5 s;
+// status() shows it meanwhile.
+void dispatcher::replace_standby() {
+  standby_retry_at_ = k_forever;
+  if (standby_.valid() || !active_.valid()) return;
+  std::error_code ec;
+  if (auto s = active_.fork_standby(ec)) {
+    standby_ = std::move(*s);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = 2;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
+    if (standby_failures_ > 0)
+      log_->info("{}: standby fork server (pid {}) forked after {} failed attempts", options_.name, standby_.pid(),
+                 standby_failures_);
+    standby_failures_ = 0;
+    standby_error_.clear();
+    return;
+  }
+  ++standby_failures_;
+  const char* name = ::strerrorname_np(ec.value());
+  standby_error_ = (name ? std::string(name) + ": " : std::string()) + ec.message();
+  const std::chrono::milliseconds delay = std::min(std::chrono::milliseconds(100 << std::min(standby_failures_ - 1, 6u)),
+                                                    std::chrono::milliseconds(5000));
+  standby_retry_at_ = clock_type::now() + delay;
+  log_->warn("{}: cannot fork a standby fork server ({}, attempt {}); retrying in {}; until then a death of the "
+             "fork server (pid {}) gives up every pool",
+             options_.name, standby_error_, standby_failures_, format_ms(delay), active_.pid());
 }
 
 void dispatcher::on_spawned(const fork_event& e) {
@@ -1167,19 +1197,13 @@ void dispatcher::on_server_death() {
   standby_ = {};
   ++server_id_;
   if (active_.valid()) {
+    ++promotions_;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = 1;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
-    std::error_code ec;
-    if (auto standby = active_.fork_standby(ec)) {
-      standby_ = std::move(*standby);
-      ev.data.u64 = 2;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
-    } else {
-      log_->warn("{}: no new standby fork server: {}", options_.name, ec.message());
-    }
+    replace_standby();
   }
   // Their deaths were not their jobs' fault: nothing is charged, and they restart at
   // once on the new server (or retire, if there is none).
@@ -1280,6 +1304,10 @@ bool dispatcher::dispatch_pool(pool_state& p) {
 bool dispatcher::handle_timers() {
   const auto now = clock_type::now();
   bool any = false;
+  if (now >= standby_retry_at_) {
+    replace_standby();
+    any = true;
+  }
   for (std::size_t i = 0; i < live_.size(); ++i) {
     pool_state& p = *live_[i];
     for (auto& sp : p.slots) {
@@ -1325,7 +1353,7 @@ clock_type::time_point dispatcher::next_deadline() const {
     }
   }
   if (phase_ == phase::stopping || phase_ == phase::stopping_workers) next = std::min(next, shutdown_deadline_);
-  return next;
+  return std::min(next, standby_retry_at_);
 }
 
 // Nothing to do: spin briefly (a result or a submission is often microseconds away),

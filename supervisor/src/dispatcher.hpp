@@ -170,6 +170,7 @@ class dispatcher {
   bool handle_fork_events();
   void on_spawned(const fork_event& e);
   void on_spawn_failed(const fork_event& e);
+  void replace_standby();
   void on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died);
   void on_server_death();
   bool dispatch();
@@ -205,6 +206,12 @@ class dispatcher {
   std::shared_ptr<spdlog::logger> log_;
   fork_server active_, standby_;
   std::uint64_t server_id_ = 1;
+  // A standby that could not be forked is tried again with a capped backoff, so that one
+  // failure (EAGAIN, ENOMEM) does not leave the pools one fork-server death from giving up.
+  clock_type::time_point standby_retry_at_ = clock_type::time_point::max();
+  unsigned standby_failures_ = 0;
+  std::string standby_error_;
+  unsigned promotions_ = 0;
   int wake_fd_ = -1;
   int epoll_fd_ = -1;
 

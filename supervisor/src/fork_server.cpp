@@ -391,7 +391,15 @@ class server {
 
   void fork_standby(int sock) noexcept {
     const pid_t pid = ::fork();
-    if (pid < 0) return;  // the supervisor's wait for the hello times out and reports it
+    if (pid < 0) {
+      // Said on the standby's own socket, in place of its hello (the supervisor waits
+      // for that), so that the supervisor can report why.
+      event_header e{fork_event::kind::spawn_failed, 0, 0, errno, 0, 0};
+      std::string packet;
+      append(packet, e);
+      (void)send_packet(sock, packet, {});
+      return;
+    }
     if (pid == 0) {
       // No PR_SET_PDEATHSIG: a standby must outlive this server. It ends at its own
       // socket's end-of-file, like every fork server.
@@ -482,6 +490,10 @@ pid_t read_hello(int sock, std::error_code& ec) {
     return -1;
   }
   std::memcpy(&h, bytes.data(), sizeof h);
+  if (h.what == fork_event::kind::spawn_failed) {  // a standby its server could not fork
+    ec = {h.status > 0 ? h.status : EAGAIN, std::system_category()};
+    return -1;
+  }
   return h.pid;
 }
 

@@ -133,6 +133,15 @@ std::vector<pid_t> descendants(pid_t root) {
 }
 
 std::vector<pid_t> reap_orphans(std::chrono::milliseconds timeout) {
+  if (!running().empty()) {
+    // Another run goes on (a server): an orphan may be one of its own, adopted when its
+    // parent died (the workers of a killed fork server, a promoted standby), and live
+    // as long as that run. Those that ended are reaped; the rest are judged when the
+    // last run is waited for.
+    for (const pid_t p : children_of_this_process())
+      if (!running().count(p)) ::waitpid(p, nullptr, WNOHANG);
+    return {};
+  }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     std::set<pid_t> left;

@@ -340,6 +340,45 @@ TEST_F(CliServe, StatusAnswersWhileWorkersCrash) {
   finish();
 }
 
+// The fork servers are in status (JSON, table, Prometheus): killing the standby shows a
+// new one, killing the active server shows a promotion, and the jobs still run.
+TEST_F(CliServe, StatusShowsTheForkServersThroughTheirDeaths) {
+  start("[pools.compute]\nworkers = 2\n");
+  auto servers = [&] { return status_json().value("fork_servers", nlohmann::json::object()); };
+  auto fs0 = servers();
+  const int active = fs0.value("active_pid", 0), standby = fs0.value("standby_pid", 0);
+  ASSERT_GT(active, 0) << fs0.dump();
+  ASSERT_GT(standby, 0) << fs0.dump();
+  EXPECT_EQ(fs0.value("promotions", -1), 0);
+  const auto table = client({"status"});
+  EXPECT_NE(table.out.find("fork servers: active pid " + std::to_string(active) + ", standby pid " +
+                           std::to_string(standby) + ", promotions 0"),
+            std::string::npos)
+      << table.out;
+
+  ASSERT_EQ(::kill(standby, SIGKILL), 0);
+  ASSERT_TRUE(within(20s, [&] {
+    const auto fs = servers();
+    return fs.value("standby_pid", 0) > 0 && fs.value("standby_pid", 0) != standby;
+  })) << servers().dump();
+  ASSERT_EQ(::kill(active, SIGKILL), 0);
+  ASSERT_TRUE(within(20s, [&] {
+    const auto fs = servers();
+    return fs.value("promotions", 0) == 1 && fs.value("active_pid", 0) != active && fs.value("standby_pid", 0) > 0;
+  })) << servers().dump();
+
+  std::string jobs;
+  for (int i = 1; i <= 20; ++i) jobs += job("p" + std::to_string(i), "compute", "primes", "1000");
+  dir.write("jobs.jsonl", jobs);
+  const auto sub = client({"submit", "jobs.jsonl"});
+  EXPECT_EQ(sub.code, 0) << sub.describe();
+  EXPECT_EQ(count_status(parse_lines(sub.out), "ok"), 20u);
+  const auto prom = client({"status", "--prometheus"});
+  EXPECT_NE(prom.out.find("\nringmaster_fork_server_promotions_total 1\n"), std::string::npos) << prom.out;
+  EXPECT_NE(prom.out.find("\nringmaster_fork_server_standby_up 1\n"), std::string::npos) << prom.out;
+  finish();
+}
+
 TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
   start("[pools.compute]\nworkers = 2\n");
   // A raw client that sends 30000 jobs with 1 KB results and never reads one.

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <ringmaster/ipc/segment.hpp>
@@ -115,6 +116,63 @@ TEST(ResourceExhaustion, ForkFailingWithEagainIsRetriedWithBackoffAndReported) {
       std::fprintf(stderr, "[ figures  ] fork failed with EAGAIN %u times, retried; then all 4 workers ready\n",
                    fork_failures(*st));
     }
+    return 0;
+  });
+}
+
+// The active fork server cannot fork (its RLIMIT_NPROC lowered under it, as nobody) when
+// its standby dies: the missing standby is reported in status() and tried again with
+// backoff, not forgotten; once forks work again a standby is made, and it then takes
+// over when the active server is killed, so the pool never gives up.
+TEST(ResourceExhaustion, StandbyForkServerThatCannotBeForkedIsRetriedUntilOneIs) {
+  in_child([]() -> int {
+    if (const int rc = ringmaster::test::become_nobody(); rc != 0) return rc;
+    ringmaster::test::orphan_reaper reaper;  // the promoted standby's workers outlive their parent
+    {
+      const auto& demo = ringmaster::demo_handlers();
+      ringmaster::supervisor sup({.name = "standby-retry"});
+      for (pid_t p : ringmaster::test::children_of()) reaper.keep(p);  // the supervisor's fork servers
+      auto& pool = sup.add_pool("compute", demo, {.workers = 1});
+      sup.start();
+      CHILD_CHECK(eventually([&] { return ringmaster::test::all_ready(sup, "compute"); }, 20s), "worker not ready");
+      auto servers = sup.status().fork_servers;
+      CHILD_CHECK(servers.active_pid > 0 && servers.standby_pid > 0, "fork servers %d %d", servers.active_pid,
+                  servers.standby_pid);
+      const pid_t active = servers.active_pid;
+
+      // Only the soft limit is lowered, so that it can be raised again.
+      rlimit old{};
+      CHILD_CHECK(::prlimit(active, RLIMIT_NPROC, nullptr, &old) == 0, "prlimit get");
+      const rlimit none{1, old.rlim_max};
+      CHILD_CHECK(::prlimit(active, RLIMIT_NPROC, &none, nullptr) == 0, "prlimit set: %s", std::strerror(errno));
+      CHILD_CHECK(::kill(servers.standby_pid, SIGKILL) == 0, "kill the standby");
+      CHILD_CHECK(eventually([&] { return sup.status().fork_servers.standby_failures >= 3; }, 20s),
+                  "the standby was not retried: %u failures", sup.status().fork_servers.standby_failures);
+      servers = sup.status().fork_servers;
+      CHILD_CHECK(servers.standby_pid == 0 && !servers.standby_error.empty(), "standby %d, error '%s'",
+                  servers.standby_pid, servers.standby_error.c_str());
+      std::fprintf(stderr, "[ figures  ] standby fork failed %u times (%s), retried with backoff\n",
+                   servers.standby_failures, servers.standby_error.c_str());
+      auto before = pool.submit("primes", "1000");  // the pool works meanwhile
+      CHILD_CHECK(ringmaster::test::await(before).value == "168", "job while the standby is missing");
+
+      CHILD_CHECK(::prlimit(active, RLIMIT_NPROC, &old, nullptr) == 0, "prlimit restore");
+      CHILD_CHECK(eventually([&] { return sup.status().fork_servers.standby_pid > 0; }, 20s),
+                  "no standby once forks work again");
+      servers = sup.status().fork_servers;
+      CHILD_CHECK(servers.standby_failures == 0 && servers.standby_error.empty(), "failures not reset");
+
+      // The new standby takes over from the killed active server.
+      CHILD_CHECK(::kill(active, SIGKILL) == 0, "kill the active server");
+      CHILD_CHECK(eventually([&] { return sup.status().fork_servers.promotions == 1; }, 20s), "no promotion");
+      auto after = pool.submit("primes", "1000");
+      const result r = ringmaster::test::await(after);
+      CHILD_CHECK(r.ok() && r.value == "168", "job after the promotion: %s", r.value.c_str());
+      CHILD_CHECK(!sup.any_pool_gave_up(), "a pool gave up");
+      CHILD_CHECK(eventually([&] { return sup.status().fork_servers.standby_pid > 0; }, 20s),
+                  "no standby after the promotion");
+    }
+    CHILD_CHECK(reaper.reap_all(10s), "orphans left");
     return 0;
   });
 }

@@ -54,8 +54,19 @@ struct pool_status {
   std::vector<worker_status> workers;
 };
 
+/// The fork servers (see design.md, "Processes"): the active one forks every worker; the
+/// standby, idle, takes over if the active one dies, and is itself replaced.
+struct fork_server_status {
+  pid_t active_pid = 0;   ///< 0 once none is left (every pool then gives up)
+  pid_t standby_pid = 0;  ///< 0 while there is no standby (being replaced, or cannot be forked)
+  unsigned promotions = 0;          ///< active servers that died and were replaced by the standby
+  unsigned standby_failures = 0;    ///< failed attempts to fork a standby since the last success
+  std::string standby_error;        ///< why the last attempt failed ("" after a success)
+};
+
 struct supervisor_status {
   std::vector<pool_status> pools;
+  fork_server_status fork_servers;
 };
 
 }  // namespace ringmaster
