@@ -1227,9 +1227,14 @@ void dispatcher::on_server_death() {
 unsigned dispatcher::credits(const pool_state& p) const noexcept {
   if (p.options.prefetch > 0) return p.options.prefetch;
   if (p.avg_job_us <= 0) return 2;
-  // Enough jobs ahead to cover ~0.5 ms of work: many for tiny jobs (batching), one for
-  // long ones (so no job waits behind a long one while another worker idles).
-  return static_cast<unsigned>(std::clamp(500.0 / p.avg_job_us, 1.0, 64.0));
+  // Enough jobs ahead to cover ~0.5 ms of work: many for tiny jobs (batching).
+  const auto by_time = static_cast<unsigned>(std::clamp(500.0 / p.avg_job_us, 1.0, 64.0));
+  if (by_time > 1) return by_time;
+  // Long jobs: the next one waits in the worker's ring while the pool has a backlog of
+  // at least two jobs per worker, so that a worker goes from one job to the next without
+  // a round trip through the dispatcher (two wake-ups). With less left, one job at a
+  // time, so that none of the last jobs waits behind a long one while a worker idles.
+  return p.queue.size() >= 2 * p.slots.size() ? 2 : 1;
 }
 
 bool dispatcher::dispatch() {
@@ -1252,7 +1257,6 @@ bool dispatcher::dispatch() {
 }
 
 bool dispatcher::dispatch_pool(pool_state& p) {
-  const unsigned limit = credits(p);
   bool any = false;
   std::vector<slot_state*> touched;
   for (bool progress = true; progress && !p.queue.empty();) {
@@ -1260,7 +1264,7 @@ bool dispatcher::dispatch_pool(pool_state& p) {
     for (auto& sp : p.slots) {
       slot_state& s = *sp;
       if (p.queue.empty()) break;
-      if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= limit) continue;
+      if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= credits(p)) continue;
       job_record* j = p.queue.front();
       if (!p.fork_handlers && !p.types.empty() && !p.types.count(j->type)) {
         // A command pool's workers said which types they serve when they became ready.

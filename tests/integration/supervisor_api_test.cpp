@@ -684,6 +684,38 @@ TEST(SupervisorStatus, QueuedAndInFlightAddUpToTheUnfinishedJobs) {
   EXPECT_EQ(end->completed, 5u);
 }
 
+// The adaptive prefetch, once jobs are known to be long: each worker gets its next job
+// ahead (two in flight) while at least two jobs per worker are queued, and one job at a
+// time once fewer are left, so that none of the last jobs waits behind a long one.
+TEST(SupervisorStatus, LongJobsAreSentAheadOnlyWhileTheBacklogCoversEveryWorker) {
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup({.name = "prefetch"});
+  auto& pool = sup.add_pool("compute", demo, {.workers = 2});
+  sup.start();
+  ASSERT_TRUE(eventually([&] { return all_ready(sup, "compute"); }));
+  {
+    auto a = pool.submit("sleep", "20"), b = pool.submit("sleep", "20");  // the pool learns: jobs are long
+    ASSERT_TRUE(await(a).ok() && await(b).ok());
+  }
+
+  std::vector<std::future<result>> few;
+  for (int i = 0; i < 3; ++i) few.push_back(pool.submit("sleep", "400"));
+  ASSERT_TRUE(eventually([&] { return pool_status_of(sup, "compute")->in_flight == 2; }));
+  auto st = pool_status_of(sup, "compute");
+  EXPECT_EQ(st->in_flight, 2u) << "3 queued for 2 workers: one each";
+  EXPECT_EQ(st->queued, 1u);
+  for (auto& f : few) EXPECT_TRUE(await(f).ok());
+
+  std::vector<std::future<result>> many;
+  for (int i = 0; i < 10; ++i) many.push_back(pool.submit("sleep", "150"));
+  ASSERT_TRUE(eventually([&] { return pool_status_of(sup, "compute")->in_flight == 4; }));
+  st = pool_status_of(sup, "compute");
+  EXPECT_EQ(st->in_flight, 4u) << "10 queued for 2 workers: two each";
+  EXPECT_EQ(st->queued + st->in_flight + st->completed, 15u);
+  for (auto& f : many) EXPECT_TRUE(await(f).ok());
+  EXPECT_EQ(pool_status_of(sup, "compute")->completed, 15u);
+}
+
 // ---------------------------------------------------------------------------------------
 // Messages between workers
 

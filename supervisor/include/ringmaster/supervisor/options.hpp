@@ -66,8 +66,11 @@ struct pool_options {
   /// max_pending, at least 1, at most 4096), so that a fast producer wakes once per slice
   /// rather than once per job.
   std::size_t max_pending = 65536;
-  /// Jobs sent ahead to each worker; 0: adapt to the jobs' run time (many for tiny jobs,
-  /// one for long ones, so that no job waits behind a long one while a worker idles).
+  /// Jobs sent ahead to each worker; 0: adapt to the jobs' run time: enough for about
+  /// 0.5 ms of work for short jobs (batching); for long ones, two while the pool has at
+  /// least two queued jobs per worker (a worker starts its next job without waiting for
+  /// the dispatcher) and one once fewer are left (so that none of the last jobs waits
+  /// behind a long one while a worker idles).
   unsigned prefetch = 0;
   /// Backoff before restarting the same slot again: none for the first restart, then
   /// `backoff_initial` doubling up to `backoff_max`, with +-25% jitter; reset once a
