@@ -276,7 +276,7 @@ const std::vector<std::string> k_supervisor_keys{"name", "log_level", "shutdown_
 const std::vector<std::string> k_pool_keys{
     "workers",   "command",     "restart",      "max_restarts",   "restart_window",      "max_attempts",
     "retry_on_error", "job_timeout", "kill_grace", "memory_limit", "max_jobs_per_worker", "max_message",
-    "max_pending", "prefetch",  "backoff_initial", "backoff_max", "stable_after"};
+    "max_pending", "prefetch",  "backoff_initial", "backoff_max", "stable_after", "start_timeout"};
 const std::vector<std::string> k_job_keys{"pool", "type", "payload", "id", "repeat"};
 
 std::string one_of(const std::vector<std::string>& names) {
@@ -418,6 +418,8 @@ void read_pool(checker& c, const std::string& name, const toml::table& t, const 
       }
     } else if (n == "stable_after") {
       if (auto d = c.duration(v, key, milliseconds(0))) o.stable_after = *d;
+    } else if (n == "start_timeout") {
+      if (auto d = c.duration(v, key, milliseconds(1))) o.start_timeout = *d;
     } else {
       c.unknown_key(k, key, k_pool_keys);
     }

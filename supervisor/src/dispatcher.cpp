@@ -858,6 +858,7 @@ void dispatcher::on_spawned(const fork_event& e) {
   slot_state& s = *it->second;
   spawning_.erase(it);
   s.spawn_request = 0;
+  live_[s.pool]->fork_failing_since = {};
   s.pid = e.pid;
   s.pidfd = e.pidfd;
   s.server = server_id_;
@@ -873,11 +874,21 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
   s.spawn_request = 0;
   if (e.status == EAGAIN || e.status == ENOMEM) {
     // Out of processes or memory for now (RLIMIT_NPROC, a pids cgroup, a full process
-    // table): not the worker's fault, and no reason to give the pool up. Retried after
-    // the slot's backoff, and said every time (log, and the slot's restart causes).
-    log_->warn("{}: pool '{}' cannot fork worker {} ({}); retrying", options_.name, live_[s.pool]->name, s.index,
-               e.message);
+    // table): not the worker's fault, and no reason to give the pool up while it has
+    // workers. Retried after the slot's backoff, and said every time (log, and the
+    // slot's restart causes). But a pool left with no worker at all, whose forks have
+    // failed for longer than start_timeout, gives up: its jobs would wait for ever.
+    pool_state& p = *live_[s.pool];
+    const auto now = clock_type::now();
+    if (p.fork_failing_since == clock_type::time_point{}) p.fork_failing_since = now;
     s.restarts_by_cause[std::string("fork failed: ") + ::strerrorname_np(e.status)]++;
+    const bool none_alive = std::none_of(p.slots.begin(), p.slots.end(), [](auto& x) { return x->alive(); });
+    if (none_alive && now - p.fork_failing_since >= p.options.start_timeout) {
+      give_up(p, "pool '" + p.name + "' cannot fork any worker: " + e.message + " (for longer than start_timeout " +
+                     format_ms(p.options.start_timeout) + ")");
+      return;
+    }
+    log_->warn("{}: pool '{}' cannot fork worker {} ({}); retrying", options_.name, p.name, s.index, e.message);
     schedule_restart(s, false, false);
     return;
   }

@@ -125,6 +125,9 @@ struct pool_state {
   unsigned restarts = 0;
   std::deque<clock_type::time_point> restart_times;
   unsigned start_failures_in_a_row = 0;
+  // First fork of this pool's workers that failed (EAGAIN, ENOMEM) since one succeeded;
+  // {} while forks work.
+  clock_type::time_point fork_failing_since{};
   double avg_job_us = 0;
 
   class pool api{this};

@@ -110,6 +110,16 @@ TEST(CliConfig, OmittedSettingsKeepTheLibraryDefaults) {
   EXPECT_TRUE(c.jobs.empty());
 }
 
+// Beyond design.md's example: how long a worker may take to report ready (a worker that
+// loads a model, say), also the bound on a pool that cannot fork any worker.
+TEST(CliConfig, StartTimeoutIsAPoolDuration) {
+  EXPECT_EQ(parse("[pools.p]\nstart_timeout = \"2m\"\n").pools.at(0).options.start_timeout, std::chrono::minutes(2));
+  EXPECT_EQ(parse("[pools.p]\n").pools.at(0).options.start_timeout, pool_options{}.start_timeout);
+  const auto p = problems("[pools.p]\nstart_timeout = \"0s\"\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].rfind("test.toml:2: pools.p.start_timeout:", 0), 0u) << p[0];
+}
+
 TEST(CliConfig, PoolsKeepFileOrderNotAlphabetical) {
   const auto c = parse("[pools.zeta]\n[pools.alpha]\n[pools.mid]\nworkers = 1\n");
   ASSERT_EQ(c.pools.size(), 3u);

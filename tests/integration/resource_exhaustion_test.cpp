@@ -120,6 +120,37 @@ TEST(ResourceExhaustion, ForkFailingWithEagainIsRetriedWithBackoffAndReported) {
   });
 }
 
+// As nobody with RLIMIT_NPROC leaving room for no worker at all: the forks are retried
+// for start_timeout, then the pool gives up with the reason, and its jobs fail with it
+// instead of waiting for ever.
+TEST(ResourceExhaustion, PoolThatCannotForkAnyWorkerGivesUpAfterStartTimeout) {
+  in_child([]() -> int {
+    if (const int rc = ringmaster::test::become_nobody(); rc != 0) return rc;
+    const int limit = tasks_of(k_nobody) + 3;  // the 2 fork servers and the dispatcher thread
+    const rlimit nproc{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+    CHILD_CHECK(::setrlimit(RLIMIT_NPROC, &nproc) == 0, "setrlimit");
+    {
+      const auto& demo = ringmaster::demo_handlers();
+      ringmaster::supervisor sup({.name = "no-fork"});
+      auto& pool = sup.add_pool("compute", demo,
+                                {.workers = 2, .start_timeout = 500ms, .backoff_initial = 5ms, .backoff_max = 50ms});
+      sup.start();
+      auto f = pool.submit("echo", "x");
+      const result r = ringmaster::test::await(f);
+      CHILD_CHECK(r.error == error_kind::stopped, "kind %s: %s", std::string(ringmaster::to_string(r.error)).c_str(),
+                  r.value.c_str());
+      CHILD_CHECK(r.value.find("cannot fork any worker") != std::string::npos &&
+                      r.value.find("start_timeout") != std::string::npos,
+                  "unclear reason: %s", r.value.c_str());
+      CHILD_CHECK(sup.any_pool_gave_up(), "the pool did not give up");
+      const auto st = pool_status_of(sup, "compute");
+      CHILD_CHECK(fork_failures(*st) >= 2, "only %u fork failures before giving up", fork_failures(*st));
+      std::fprintf(stderr, "[ figures  ] gave up after %u failed forks: %s\n", fork_failures(*st), r.value.c_str());
+    }
+    return 0;
+  });
+}
+
 // The active fork server cannot fork (its RLIMIT_NPROC lowered under it, as nobody) when
 // its standby dies: the missing standby is reported in status() and tried again with
 // backoff, not forgotten; once forks work again a standby is made, and it then takes
