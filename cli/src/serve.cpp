@@ -165,6 +165,7 @@ class server {
   const clock_type::time_point started_ = clock_type::now();
   std::string state_ = "running";
   std::thread shutdown_thread_;
+  std::vector<std::thread> escalations_;  // a stop over a drain, or a stop at once over a stop
   std::atomic<bool> finished_{false};
   int signals_ = 0;
 };
@@ -238,12 +239,13 @@ int server::run() {
         while (::read(signal_fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
           const char* abbrev = ::sigabbrev_np(static_cast<int>(si.ssi_signo));
           const std::string name = std::string("SIG") + (abbrev ? abbrev : "?");
-          if (++signals_ == 1) {
-            begin_shutdown(false, name);
+          ++signals_;
+          if (state_ != "stopping now") {
+            begin_shutdown(false, signals_ == 1 ? name : name + " again");
           } else {
             // The workers die with this process (PR_SET_PDEATHSIG; the fork servers see
             // their sockets close): nothing is left behind.
-            log_->warn("{} again: exiting at once", name);
+            log_->warn("{} a third time: exiting at once", name);
             ::unlink(options_.socket.c_str());
             ::_exit(k_exit_failed);
           }
@@ -289,6 +291,7 @@ int server::run() {
   // Drained or stopped: every result is in the boxes. Each client gets its lines (and
   // its end), bounded in time, then the connections close.
   shutdown_thread_.join();
+  for (auto& t : escalations_) t.join();
   const auto deadline = clock_type::now() + std::chrono::seconds(2);
   for (;;) {
     bool pending = false;
@@ -308,7 +311,7 @@ int server::run() {
   clients_.clear();
   ::unlink(options_.socket.c_str());
   log_->info("stopped");
-  return k_exit_ok;
+  return state_ == "stopping now" ? k_exit_failed : k_exit_ok;
 }
 
 void server::accept_clients() {
@@ -518,7 +521,20 @@ void server::drop(client& c, const char* why) {
 }
 
 void server::begin_shutdown(bool drain, const std::string& why) {
-  if (state_ != "running") return;
+  if (state_ != "running") {
+    // Already ending: a stop over a drain stops (running jobs get shutdown_timeout), a
+    // stop over a stop stops at once (running jobs are reported stopped, every client
+    // still gets its lines). A drain over either changes nothing.
+    if (drain || state_ == "stopping now") return;
+    const bool now = state_ == "stopping";
+    state_ = now ? "stopping now" : "stopping";
+    if (now)
+      log_->warn("{}: stopping at once: running jobs are reported stopped", why);
+    else
+      log_->warn("{}: stopping: running jobs have {} ms to finish", why, config_.supervisor.shutdown_timeout.count());
+    escalations_.emplace_back([this, now] { now ? sup_->stop(std::chrono::milliseconds(0)) : sup_->stop(); });
+    return;
+  }
   state_ = drain ? "draining" : "stopping";
   if (drain)
     log_->info("{}: draining: accepted jobs finish, new ones are refused; then the server exits", why);
@@ -552,9 +568,9 @@ void server::handle_request(client& c, const request& r) {
     const double up = std::chrono::duration<double>(clock_type::now() - started_).count();
     c.out += status_line(sup_->status(), static_cast<int>(::getpid()), up, state_);
   } else if (r.op == "drain" || r.op == "stop") {
-    const bool already = state_ != "running";
+    const std::string before = state_;
     begin_shutdown(r.op == "drain", "requested by client " + std::to_string(c.serial) + " (pid " + std::to_string(c.pid) + ")");
-    c.out += reply_line("ok", json_field("message", already ? "already " + state_ : state_));
+    c.out += reply_line("ok", json_field("message", state_ == before ? "already " + state_ : state_));
   } else if (r.op == "scale") {
     if (r.pool.empty() || r.workers < 1 || r.workers > 1024) {
       c.out += error_line("scale: expected {\"op\": \"scale\", \"pool\": NAME, \"workers\": 1-1024}");

@@ -128,7 +128,7 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
 dispatcher::~dispatcher() {
   if (started_.load()) {
     try {
-      stop();
+      stop(options_.shutdown_timeout);
     } catch (const std::exception& e) {
       log_->error("stop failed: {}", e.what());
     }
@@ -224,17 +224,17 @@ void dispatcher::wake() noexcept {
   if (sleeping_.load(std::memory_order_seq_cst)) ipc::detail::eventfd_signal(wake_fd_);
 }
 
-void dispatcher::drain() { shutdown(true); }
-void dispatcher::stop() { shutdown(false); }
+void dispatcher::drain() { shutdown(true, options_.shutdown_timeout); }
+void dispatcher::stop(std::chrono::milliseconds grace) { shutdown(false, grace); }
 
-void dispatcher::shutdown(bool drain) {
+void dispatcher::shutdown(bool drain, std::chrono::milliseconds grace) {
   if (!started_.load()) return;
   require_other_thread(drain ? "drain()" : "stop()");
   auto done = std::make_shared<std::promise<void>>();
   auto f = done->get_future();
-  if (!post([this, done, drain] {
+  if (!post([this, done, drain, grace] {
         shutdown_waiters_.push_back(done);
-        begin_shutdown(drain);
+        begin_shutdown(drain, grace);
       }))
     return;  // already finished
   f.wait();
@@ -1416,7 +1416,7 @@ void dispatcher::idle_wait() {
   }
 }
 
-void dispatcher::begin_shutdown(bool drain) {
+void dispatcher::begin_shutdown(bool drain, std::chrono::milliseconds grace) {
   if (phase_ == phase::done) return;
   accepting_pools_.store(false);
   const bool already = phase_ != phase::running;
@@ -1432,10 +1432,19 @@ void dispatcher::begin_shutdown(bool drain) {
     log_->info("{}: draining", options_.name);
     return;
   }
-  if (phase_ == phase::stopping || phase_ == phase::stopping_workers) return;
+  const auto deadline = clock_type::now() + grace;
+  if (phase_ == phase::stopping) {
+    // A stop while one runs (a second Ctrl-C, say): the earlier deadline wins.
+    if (!drain && deadline < shutdown_deadline_) {
+      shutdown_deadline_ = deadline;
+      log_->info("{}: stopping sooner (in-flight jobs have {} to finish)", options_.name, format_ms(grace));
+    }
+    return;
+  }
+  if (phase_ == phase::stopping_workers) return;
   phase_ = phase::stopping;
-  shutdown_deadline_ = clock_type::now() + options_.shutdown_timeout;
-  log_->info("{}: stopping (in-flight jobs have {} to finish)", options_.name, format_ms(options_.shutdown_timeout));
+  shutdown_deadline_ = deadline;
+  log_->info("{}: stopping (in-flight jobs have {} to finish)", options_.name, format_ms(grace));
   for (std::size_t i = 0; i < live_.size(); ++i) fail_all_queued(*live_[i], error_kind::stopped, "supervisor stopped before the job ran");
 }
 

@@ -143,7 +143,7 @@ class dispatcher {
   pool* find_pool(std::string_view name) noexcept;
   void start();
   void drain();
-  void stop();
+  void stop(std::chrono::milliseconds grace);
   bool wait_idle(std::chrono::milliseconds timeout);
   supervisor_status status();
   bool any_gave_up();
@@ -191,12 +191,12 @@ class dispatcher {
   void requeue_front(pool_state& p, job_record* job);
   void deliver_reply(const reply_target& t, const result& r);
   void fail_all_queued(pool_state& p, error_kind kind, const std::string& why);
-  void begin_shutdown(bool drain);
+  void begin_shutdown(bool drain, std::chrono::milliseconds grace);
   void advance_shutdown();
   unsigned credits(const pool_state& p) const noexcept;
   std::unique_ptr<job_record> new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id);
   bool post(std::function<void()> command);
-  void shutdown(bool drain);
+  void shutdown(bool drain, std::chrono::milliseconds grace);
   void require_other_thread(const char* what) const;
   void wake() noexcept;
   void start_pool(pool_state& p);

@@ -139,7 +139,8 @@ pool* supervisor::find_pool(std::string_view name) noexcept { return dispatcher_
 bool supervisor::remove_pool(std::string_view name) { return dispatcher_->remove_pool(name); }
 void supervisor::start() { dispatcher_->start(); }
 void supervisor::drain() { dispatcher_->drain(); }
-void supervisor::stop() { dispatcher_->stop(); }
+void supervisor::stop() { dispatcher_->stop(dispatcher_->options().shutdown_timeout); }
+void supervisor::stop(std::chrono::milliseconds grace) { dispatcher_->stop(std::max(grace, std::chrono::milliseconds(0))); }
 bool supervisor::wait_idle(std::chrono::milliseconds timeout) { return dispatcher_->wait_idle(timeout); }
 supervisor_status supervisor::status() const { return dispatcher_->status(); }
 bool supervisor::any_pool_gave_up() const { return dispatcher_->any_gave_up(); }

@@ -427,6 +427,44 @@ TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
   EXPECT_FALSE(fs::exists(dir / socket));
 }
 
+// A stop waits up to shutdown_timeout for the running jobs; a second stop (here SIGTERM
+// after `ringmaster stop`) ends them at once: the client still gets a line for every job
+// (done ones ok, running ones stopped), and the server exits 1 leaving nothing behind.
+TEST_F(CliServe, ASecondStopEndsRunningJobsAtOnceAndEveryClientGetsItsLines) {
+  start("[supervisor]\nshutdown_timeout = \"10m\"\n[pools.compute]\nworkers = 2\nprefetch = 1\n");
+  dir.write("jobs.jsonl", job("e1", "compute", "echo", "1") + job("e2", "compute", "echo", "2") +
+                              job("s1", "compute", "sleep", "600000") + job("s2", "compute", "sleep", "600000"));
+  cli_process sub({"submit", "--socket", socket, "jobs.jsonl"}, dir, {.timeout = 60s});
+  ASSERT_TRUE(within(20s, [&] {
+    const auto st = status_json();
+    const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
+    return p && (*p)["in_flight"] == 2 && (*p)["completed"] == 2;
+  }));
+  cli_process first({"stop", "--socket", socket}, dir, {.timeout = 60s});  // returns once the server has exited
+  ASSERT_TRUE(within(5s, [&] { return status_json().value("state", "") == "stopping"; }));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(lines_in(sub.out_so_far()), 2u) << "the first stop did not wait for the running jobs";
+
+  server->signal(SIGTERM);
+  const auto r = server->wait();
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_CLEAN(r);
+  EXPECT_NE(r.err.find("stopping at once"), std::string::npos) << r.err;
+  const auto stopper = first.wait();
+  EXPECT_EQ(stopper.code, 0) << stopper.describe();
+  const auto got = sub.wait();
+  EXPECT_EQ(got.code, 1) << got.describe();
+  const auto lines = parse_lines(got.out);
+  ASSERT_EQ(lines.size(), 4u) << got.out;
+  EXPECT_EQ(count_status(lines, "ok"), 2u);
+  for (const char* id : {"s1", "s2"}) {
+    const auto* l = find_id(lines, id);
+    ASSERT_NE(l, nullptr) << id;
+    EXPECT_EQ((*l)["error"]["kind"], "stopped") << l->dump();
+  }
+  EXPECT_FALSE(fs::exists(dir / socket));
+}
+
 TEST_F(CliServe, ProtocolHelloRequestsEndAndHalfCloseLineByLine) {
   start("[pools.compute]\nworkers = 1\n");
   const int fd = connect_raw();

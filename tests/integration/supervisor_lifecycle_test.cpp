@@ -167,6 +167,46 @@ TEST(SupervisorStop, JobLongerThanShutdownTimeoutEndsStopped) {
   EXPECT_TRUE(survivors(workers).empty());
 }
 
+// stop(0ms) is "stop now", and it cuts short a stop() that waits for long jobs: the
+// waiting stop() returns too, the running jobs end `stopped`, a job finished before is
+// delivered, and no worker is left.
+TEST(SupervisorStop, StopWithZeroGraceCutsShortAStopThatWaits) {
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup({.name = "stop-now", .shutdown_timeout = 600s});
+  auto& pool = sup.add_pool("compute", demo, {.workers = 2, .prefetch = 1});
+  sup.start();
+  auto done = pool.submit("echo", "finished before");
+  ASSERT_TRUE(await(done).ok());
+  auto a = pool.submit("sleep", "600000", "a"), b = pool.submit("sleep", "600000", "b");
+  ASSERT_TRUE(eventually([&] { return pool_status_of(sup, "compute")->in_flight == 2; }));
+  const auto workers = worker_processes(sup);
+
+  std::promise<void> first_done;
+  std::thread first([&] {
+    sup.stop();  // would wait up to 600 s for the sleeps
+    first_done.set_value();
+  });
+  auto first_f = first_done.get_future();
+  // Once the first stop() has begun, a submission is refused at once (before, it queues
+  // behind the sleeps, and that stop() fails it).
+  ASSERT_TRUE(eventually([&] { return pool.submit("echo", "x").wait_for(0s) == std::future_status::ready; }))
+      << "the first stop() never began";
+  EXPECT_EQ(first_f.wait_for(200ms), std::future_status::timeout) << "stop() did not wait for the running jobs";
+  sup.stop(0ms);
+  const bool returned = first_f.wait_for(k_wait) == std::future_status::ready;
+  if (!returned) {
+    first.detach();
+    FAIL() << "the waiting stop() did not return after stop(0ms)";
+  }
+  first.join();
+  for (auto* f : {&a, &b}) {
+    ASSERT_EQ(f->wait_for(0s), std::future_status::ready);
+    const result r = f->get();
+    EXPECT_EQ(r.error, error_kind::stopped) << r.id << ": " << r.value;
+  }
+  EXPECT_TRUE(eventually([&] { return survivors(workers).empty(); }));
+}
+
 TEST(SupervisorStop, StopIsIdempotent) {
   const auto& demo = ringmaster::demo_handlers();
   ringmaster::supervisor sup({.name = "stop-twice"});

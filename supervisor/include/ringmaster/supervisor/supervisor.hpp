@@ -161,6 +161,11 @@ class supervisor {
   /// jobs get shutdown_timeout to finish (then fail, `stopped`); then stops the workers.
   /// Blocking; idempotent. Results already computed are always delivered.
   void stop();
+  /// As stop(), with `grace` instead of shutdown_timeout for the in-flight jobs; 0ms
+  /// stops at once (in-flight jobs fail `stopped`, their workers are killed). From
+  /// another thread while a stop() or drain() waits, it cuts that wait short as a second
+  /// Ctrl-C would: the earlier deadline wins, and every waiter returns.
+  void stop(std::chrono::milliseconds grace);
   /// Blocks until no pool has queued or in-flight jobs, or `timeout`; returns whether
   /// idle.
   bool wait_idle(std::chrono::milliseconds timeout);
