@@ -1272,10 +1272,11 @@ bool dispatcher::dispatch_pool(pool_state& p) {
   std::vector<slot_state*> touched;
   for (bool progress = true; progress && !p.queue.empty();) {
     progress = false;
+    const unsigned limit = credits(p);  // once per pass: it depends on the backlog
     for (auto& sp : p.slots) {
       slot_state& s = *sp;
       if (p.queue.empty()) break;
-      if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= credits(p)) continue;
+      if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= limit) continue;
       job_record* j = p.queue.front();
       if (!p.fork_handlers && !p.types.empty() && !p.types.count(j->type)) {
         // A command pool's workers said which types they serve when they became ready.
