@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
@@ -15,6 +16,27 @@
 namespace {
 
 using ringmaster::test::list_dir;
+
+// A segment is named "ringmaster-<owner pid>-<hex>". One whose owner is alive and is
+// neither this process nor one of its descendants belongs to another test run on the
+// machine (tests of several build trees may run at once), not to this test.
+bool owned_elsewhere(const std::string& name) {
+  long owner = 0;
+  if (std::sscanf(name.c_str(), "ringmaster-%ld-", &owner) != 1 || owner <= 0) return false;
+  for (pid_t p = static_cast<pid_t>(owner); p > 1;) {
+    if (p == ::getpid()) return false;
+    std::ifstream stat("/proc/" + std::to_string(p) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return p != static_cast<pid_t>(owner);  // dead owner: ours to answer for
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) return false;
+    char state = 0;
+    long parent = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &parent) != 2) return false;
+    p = static_cast<pid_t>(parent);
+  }
+  return true;
+}
 
 std::string join(const std::set<std::string>& s) {
   std::string out;
@@ -51,8 +73,8 @@ class leak_guard : public testing::EmptyTestEventListener {
     if (!extra.empty()) ADD_FAILURE() << "test leaked file descriptor(s): " << join(extra);
     std::set<std::string> segs;
     for (const auto& s : list_dir("/dev/shm", "ringmaster"))
-      // A benchmark running at the same time is not this test's leak.
-      if (!shm_.count(s) && s.rfind("ringmaster-bench-", 0) != 0) segs.insert(s);
+      // A benchmark or another test run at the same time is not this test's leak.
+      if (!shm_.count(s) && s.rfind("ringmaster-bench-", 0) != 0 && !owned_elsewhere(s)) segs.insert(s);
     if (!segs.empty()) ADD_FAILURE() << "test left /dev/shm segment(s): " << join(segs);
   }
 };
