@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -605,11 +606,20 @@ run_config load_config(const std::string& path) {
     throw config_error({path + ": expected a readable config file, got " +
                         (fs::is_directory(path, ec) ? std::string("a directory") : std::string(std::strerror(err)))});
   }
-  std::ostringstream text;
-  text << in.rdbuf();
+  // Read at most one chunk past the limit: a path such as /dev/zero, or a FIFO fed for
+  // ever, would otherwise be read until memory runs out.
+  std::string text;
+  std::array<char, 65536> chunk{};
+  while (text.size() <= k_max_config_size && in.read(chunk.data(), chunk.size()).gcount() > 0)
+    text.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
+  if (in.bad())
+    throw config_error({path + ": expected a readable config file, got a read error: " + std::strerror(errno)});
+  if (text.size() > k_max_config_size)
+    throw config_error({path + ": expected a config file of at most " + std::to_string(k_max_config_size >> 20) +
+                        " MiB, got more (an endless stream such as /dev/zero?)"});
   const char* path_env = std::getenv("PATH");
   const fs::path base = fs::absolute(fs::path(path)).parent_path();
-  return parse_config(text.str(), path, base, path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
+  return parse_config(text, path, base, path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
 }
 
 }  // namespace ringmaster::cli

@@ -111,5 +111,13 @@ TEST(CliBadConfigFile, MissingConfigFileIsAUsageError) {
       << r.err;
 }
 
+TEST(CliBadConfigFile, EndlessConfigStreamIsAUsageErrorNamingTheLimit) {
+  temp_dir dir;
+  const auto r = run_cli({"run", "/dev/zero", "--results", "results.jsonl", "--no-progress"}, dir);
+  EXPECT_EQ(r.code, 2) << r.describe();
+  EXPECT_NE(r.err.find("/dev/zero: expected a config file of at most 16 MiB"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "results.jsonl"));
+}
+
 }  // namespace
 }  // namespace ringmaster::test

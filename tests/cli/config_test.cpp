@@ -292,5 +292,36 @@ TEST(CliConfig, LoadConfigNamesAnUnreadableFile) {
   }
 }
 
+TEST(CliConfig, LoadConfigRefusesAConfigOverTheSizeLimitNamingTheFileAndTheLimit) {
+  // Comments only: valid TOML of any length, so that only the size can be the problem.
+  const auto path = fs::temp_directory_path() / ("ringmaster-big-config-" + std::to_string(::getpid()) + ".toml");
+  {
+    std::ofstream out(path, std::ios::binary);
+    const std::string line(1023, '#');
+    for (std::size_t n = 0; n <= k_max_config_size; n += 1024) out << line << '\n';
+  }
+  std::vector<std::string> problems;
+  try {
+    (void)load_config(path.string());
+  } catch (const config_error& e) {
+    problems = e.problems();
+  }
+  fs::remove(path);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0], path.string() + ": expected a config file of at most 16 MiB, got more (an endless stream "
+                                         "such as /dev/zero?)");
+}
+
+TEST(CliConfig, LoadConfigOfAnEndlessStreamEndsAtTheSizeLimit) {
+  try {
+    (void)load_config("/dev/zero");
+    FAIL() << "expected config_error";
+  } catch (const config_error& e) {
+    ASSERT_EQ(e.problems().size(), 1u);
+    EXPECT_NE(e.problems()[0].find("/dev/zero: expected a config file of at most 16 MiB"), std::string::npos)
+        << e.problems()[0];
+  }
+}
+
 }  // namespace
 }  // namespace ringmaster::cli

@@ -69,8 +69,12 @@ class config_error : public std::runtime_error {
   std::vector<std::string> problems_;
 };
 
-/// Reads and validates the config file at `path` (named in messages as written).
-/// Relative commands containing a '/' are resolved against the file's directory, bare
+/// The largest config file load_config() reads: far more than any hand-written config,
+/// and a bound on what an endless stream (/dev/zero) costs.
+inline constexpr std::size_t k_max_config_size = std::size_t{16} << 20;
+
+/// Reads and validates the config file at `path` (named in messages as written), of at
+/// most k_max_config_size bytes. Relative commands containing a '/' are resolved against the file's directory, bare
 /// names through PATH. Throws config_error (an unreadable file included).
 [[nodiscard]] run_config load_config(const std::string& path);
 
