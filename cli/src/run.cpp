@@ -455,9 +455,10 @@ int run(const run_options& o) {
   counters.input_done = true;
 
   // --- 4. Finish: every accepted job gets its line.
-  if (!stopping)
+  if (!stopping) {
+    log->debug("all input has been read: draining (the accepted jobs finish)");
     sup->drain();
-  else
+  } else
     sup->stop();  // idempotent: waits for the stop a signal began
   {
     const std::uint64_t one = 1;

@@ -1430,7 +1430,8 @@ void dispatcher::begin_shutdown(bool drain, std::chrono::milliseconds grace) {
   }
   if (drain && !already) {
     phase_ = phase::draining;
-    log_->info("{}: draining", options_.name);
+    // Routine (every `ringmaster run` drains once its input is read): debug, not info.
+    log_->debug("{}: draining: no new jobs are accepted; the accepted ones finish", options_.name);
     return;
   }
   const auto deadline = clock_type::now() + grace;

@@ -470,5 +470,17 @@ repeat = 60
   EXPECT_EQ(r.err.find('\r'), std::string::npos) << "no bar when stderr is not a terminal:\n" << r.err;
 }
 
+// Every run drains once its input is read: routine, so said at debug only, and as what
+// it means.
+TEST_F(CliRun, DrainingIsSaidAtDebugAsAllInputRead) {
+  const std::string config = "[pools.compute]\nworkers = 1\n[[jobs]]\ntype = \"echo\"\npayload = 1\n";
+  auto r = run_config(config);
+  ASSERT_EQ(r.code, 0) << r.describe();
+  EXPECT_EQ(r.err.find("draining"), std::string::npos) << "not at info:\n" << r.err;
+  r = run_config(config, {"--log-level", "debug"});
+  ASSERT_EQ(r.code, 0) << r.describe();
+  EXPECT_NE(r.err.find("[debug] all input has been read: draining"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace ringmaster::test
