@@ -282,6 +282,10 @@ int run(const run_options& o) {
   sigemptyset(&wanted);
   sigaddset(&wanted, SIGINT);
   sigaddset(&wanted, SIGTERM);
+  // SIGHUP (the terminal or the tmux pane closed) is taken as SIGTERM: its default action
+  // would kill the run without a stopped line or a summary.
+  sigaddset(&wanted, SIGHUP);
+  ::pthread_sigmask(SIG_BLOCK, &wanted, nullptr);
   unique_fd signal_fd(::signalfd(-1, &wanted, SFD_CLOEXEC));
   unique_fd stop_fd(::eventfd(0, EFD_CLOEXEC));  // readable once stopping: ends blocking reads
   unique_fd quit_fd(::eventfd(0, EFD_CLOEXEC));  // ends the signal thread

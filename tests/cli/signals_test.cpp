@@ -1,6 +1,6 @@
 // Signals and kills of the real binary: SIGINT drains and --resume finishes the rest with
-// no job run twice; a second signal stops at once; SIGKILL leaves no worker alive and
-// nothing in /dev/shm.
+// no job run twice; SIGHUP is taken as SIGTERM; a second signal stops at once; SIGKILL
+// leaves no worker alive and nothing in /dev/shm.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -92,6 +92,38 @@ command = [")") + RINGMASTER_MARKER_WORKER + "\", \"" + marks + R"("]
   const auto executions = count_marks(read_file(dir / "marks"));
   EXPECT_EQ(executions.size(), 40u);
   for (const auto& [id, n] : executions) EXPECT_EQ(n, 1) << id << " ran " << n << " times";
+}
+
+// Closing the terminal sends SIGHUP: taken as SIGTERM, not a silent death.
+TEST(CliSignals, SighupStopsAsSigtermWithStoppedLinesAndTheSummary) {
+  temp_dir dir;
+  dir.write("config.toml", R"(
+[supervisor]
+shutdown_timeout = "10s"
+
+[pools.compute]
+workers = 2
+prefetch = 1
+
+[[jobs]]
+type = "sleep"
+payload = 50
+repeat = 200
+)");
+  cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
+  ASSERT_TRUE(eventually([&] { return count_status(parse_lines(read_file(dir / "results.jsonl")), "ok") >= 2; }, 30s));
+  p.signal(SIGHUP);
+  const auto r = p.wait();
+  EXPECT_EQ(r.signal, 0) << "SIGHUP must not kill the run\n" << r.describe();
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_TRUE(r.left_behind.empty());
+  EXPECT_NE(r.err.find("SIGHUP: stopping"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ringmaster: 200 jobs in"), std::string::npos) << "the summary\n" << r.err;
+  const auto lines = parse_lines(read_file(dir / "results.jsonl"));
+  EXPECT_EQ(lines.size(), 200u) << "every accepted job has its line";
+  EXPECT_GE(count_status(lines, "ok"), 2u);
+  EXPECT_GT(count_kind(lines, "stopped"), 0u);
+  EXPECT_EQ(count_status(lines, "ok") + count_kind(lines, "stopped"), 200u);
 }
 
 TEST(CliSignals, SecondSignalStopsAtOnceAndReportsEveryJob) {

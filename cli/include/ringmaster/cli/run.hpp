@@ -6,12 +6,12 @@
 //      servers), add the pools in file order, start.
 //   3. Feed jobs from the sources in order (config [[jobs]], then --jobs), streaming:
 //      submission blocks while a pool has max_pending jobs unfinished.
-//   4. Drain: every accepted job gets its result line. SIGINT/SIGTERM instead stops:
-//      queued jobs are reported `stopped`, in-flight ones get shutdown_timeout; a second
-//      signal stops at once (the remaining jobs reported `stopped`, results written).
+//   4. Drain: every accepted job gets its result line. SIGINT, SIGTERM or SIGHUP instead
+//      stops: queued jobs are reported `stopped`, in-flight ones get shutdown_timeout; a
+//      second signal stops at once (the remaining jobs reported `stopped`, results written).
 //
-// Signals are taken by a thread reading a signalfd (SIGINT and SIGTERM are blocked in
-// every thread), so nothing async-signal-unsafe ever runs in a handler.
+// Signals are taken by a thread reading a signalfd (SIGINT, SIGTERM and SIGHUP are
+// blocked in every thread), so nothing async-signal-unsafe ever runs in a handler.
 #pragma once
 
 #include <optional>
