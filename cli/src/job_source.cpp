@@ -21,6 +21,7 @@ bool config_job_source::next(job_entry& out) {
   ++copy_;
   done_.fetch_add(1, std::memory_order_relaxed);
   out.id = t.id.empty() || t.repeat == 1 ? t.id : t.id + "-" + std::to_string(copy_);
+  out.integer_id = false;
   out.pool = t.pool;
   out.type = t.type;
   out.payload = t.payload;
@@ -155,6 +156,7 @@ bool jsonl_job_source::next(job_entry& out) {
     out.rejection.clear();
     if (st == line_reader::status::too_long) {
       out.id.clear();
+      out.integer_id = false;
       out.pool.clear();
       out.type.clear();
       out.payload.clear();
@@ -166,6 +168,7 @@ bool jsonl_job_source::next(job_entry& out) {
     std::string problem = parse_job_line(line, parsed_);
     if (!problem.empty() && unterminated) problem = "truncated last line (no newline at the end, and " + problem + ")";
     out.id = std::move(parsed_.id);
+    out.integer_id = parsed_.integer_id;
     out.pool = std::move(parsed_.pool);
     out.type = std::move(parsed_.type);
     out.payload = std::move(parsed_.payload);
@@ -178,7 +181,10 @@ bool jsonl_job_source::next(job_entry& out) {
 
 job_admission::verdict job_admission::admit(job_entry& e) {
   ++sequence_;
-  if (e.id.empty()) e.id = std::to_string(sequence_);
+  if (e.id.empty()) {
+    e.id = std::to_string(sequence_);
+    e.integer_id = false;  // a sequence number is a string id, as before
+  }
   auto reject = [&](std::string why) {
     e.rejection = e.origin() + ": " + why;
     return verdict::reject;
@@ -204,6 +210,7 @@ job_admission::verdict job_admission::admit(job_entry& e) {
     return reject("duplicate id " + quoted);
   }
   if (done_ && done_->contains(e.id)) return verdict::skip;
+  if (rerun_only_ && !rerun_only_->contains(e.id)) return verdict::skip;
   return verdict::submit;
 }
 

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -155,6 +156,7 @@ class fast_job_line {
         case 1:
           if (is_string ? text.empty() || text.size() > 1024 : false) return false;
           out.id.assign(text);
+          out.integer_id = !is_string;
           break;
         case 2:
         case 4:
@@ -230,6 +232,7 @@ class fast_job_line {
 
 std::string parse_job_line(std::string_view line, parsed_job& out) {
   out.id.clear();
+  out.integer_id = false;
   out.pool.clear();
   out.type.clear();
   out.payload.clear();
@@ -239,6 +242,7 @@ std::string parse_job_line(std::string_view line, parsed_job& out) {
 
 std::string detail::parse_job_line_general(std::string_view line, parsed_job& out) {
   out.id.clear();
+  out.integer_id = false;
   out.pool.clear();
   out.type.clear();
   out.payload.clear();
@@ -260,8 +264,10 @@ std::string detail::parse_job_line_general(std::string_view line, parsed_job& ou
   if (auto it = doc.find("id"); it != doc.end()) {
     if (it->is_string() && !it->get_ref<const std::string&>().empty() && it->get_ref<const std::string&>().size() <= 1024)
       out.id = it->get_ref<const std::string&>();
-    else if (it->is_number_integer())
+    else if (it->is_number_integer()) {
       out.id = it->dump();
+      out.integer_id = true;
+    }
     else
       problem = "\"id\" must be a non-empty string of at most 1024 bytes, or an integer; got " +
                 std::string(json_type_name(*it));
@@ -290,7 +296,7 @@ std::string detail::parse_job_line_general(std::string_view line, parsed_job& ou
   return {};
 }
 
-void append_result_line(std::string& out, const result& r) {
+void append_result_line(std::string& out, const result& r, bool integer_id) {
   using namespace std::string_view_literals;
   const auto append_integer = [&out](auto n) {
     std::array<char, 24> buf{};
@@ -299,7 +305,14 @@ void append_result_line(std::string& out, const result& r) {
   };
   out.reserve(out.size() + 96 + r.id.size() + r.value.size());
   out += R"({"id": )"sv;
-  append_json_string(out, r.id);
+  // An integer id is its canonical text (the parser's dump); anything else is quoted, so
+  // that the line stays JSON whatever a caller passes.
+  const bool as_integer = integer_id && !r.id.empty() && r.id.size() <= 20 &&
+                          std::all_of(r.id.begin(), r.id.end(), [](char c) { return (c >= '0' && c <= '9') || c == '-'; });
+  if (as_integer)
+    out += r.id;
+  else
+    append_json_string(out, r.id);
   if (r.ok()) {
     out += R"(, "status": "ok", "result": )"sv;
     append_json_string(out, r.value);
@@ -335,8 +348,10 @@ std::optional<result_line_view> read_result_line(std::string_view line) {
   if (doc.is_discarded() || !doc.is_object()) return std::nullopt;
   const auto id = doc.find("id");
   const auto status = doc.find("status");
-  if (id == doc.end() || !id->is_string() || status == doc.end() || !status->is_string()) return std::nullopt;
-  return result_line_view{id->get<std::string>(), status->get_ref<const std::string&>() == "ok"};
+  if (id == doc.end() || !(id->is_string() || id->is_number_integer()) || status == doc.end() || !status->is_string())
+    return std::nullopt;
+  return result_line_view{id->is_string() ? id->get<std::string>() : id->dump(),
+                          status->get_ref<const std::string&>() == "ok"};
 }
 
 }  // namespace ringmaster::cli

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <ringmaster/cli/client.hpp>
+#include <ringmaster/cli/resume.hpp>
 #include <ringmaster/cli/run.hpp>
 #include <ringmaster/cli/serve.hpp>
 #include <string>
@@ -16,7 +17,8 @@ int main(int argc, char** argv) {
   app.footer(
       "Exit status: 0 every job ok; 1 some job failed (or the run was interrupted);\n"
       "2 bad usage or config (nothing was started); 3 a pool gave up (submit, status and\n"
-      "the control commands: also the server could not be reached).\n"
+      "the control commands: also the server could not be reached); 4 results could not\n"
+      "all be written (a full disk, a closed pipe: the summary says how many are missing).\n"
       "Formats and examples: README.md, sections \"The ringmaster command\" and\n"
       "\"Running ringmaster as a service\".\n");
 
@@ -28,7 +30,13 @@ int main(int argc, char** argv) {
   run->add_option("--jobs", o.jobs, "More jobs as JSON Lines, streamed: a FILE, or - for stdin");
   run->add_option("--results", o.results, "Where result lines go: a FILE, or - for stdout (the default)");
   run->add_option("--workers", workers, "Worker processes in every pool, overriding the config (0: one per core)");
-  run->add_flag("--resume", o.resume, "Skip jobs that have an ok line in the --results FILE; append the rest");
+  auto* resume_flag =
+      run->add_flag("--resume", o.resume, "Skip jobs that have an ok line in the --results FILE; append the rest");
+  run->add_flag("--resume-failed", o.resume_failed,
+                "Rerun only the jobs whose last line in the --results FILE failed; append their lines")
+      ->excludes(resume_flag);
+  run->add_flag("--keep-order", o.keep_order,
+                "Result lines in the order of the jobs, not of their completion (holds at most max_pending)");
   run->add_flag("--no-progress", no_progress, "No progress bar (terminal) or periodic progress log lines");
   run->add_option("--log-level", o.log_level, "trace, debug, info (default), warn, error, critical or off");
 
@@ -43,6 +51,13 @@ int main(int argc, char** argv) {
   submit->add_option("--socket", sub.socket, "The server's socket")->required();
   submit->add_option("jobs", sub.jobs, "Job lines: a FILE, or - for stdin (the default)");
   submit->add_option("--results", sub.results, "Where result lines go: a FILE, or - for stdout (the default)");
+
+  std::string results_file;
+  bool final_lines = false;
+  CLI::App* results = app.add_subcommand("results", "Read a results file (several runs with --resume append to one).");
+  results->add_flag("--final", final_lines, "One line per id, its last (final) one, in the order of those lines")
+      ->required();
+  results->add_option("file", results_file, "The results FILE")->required();
 
   std::string status_socket;
   bool as_json = false, as_prometheus = false;
@@ -68,6 +83,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : rc::k_exit_usage;
   }
   if (*serve) return rc::serve(so);
+  if (*results) return rc::write_final_results(results_file);
   if (*submit) return rc::submit(sub);
   if (*status)
     return rc::status(status_socket, as_json         ? rc::status_format::json

@@ -146,7 +146,8 @@ progress_snapshot progress_reporter::snapshot() {
     // Still reading: if a fraction f of the input gave `admitted` jobs, all of it gives
     // about admitted / f (minus those --resume skips, which are not counted as jobs).
     s.estimated = true;
-    const double skipped = static_cast<double>(counters_.skipped.load(std::memory_order_relaxed));
+    const double skipped = static_cast<double>(counters_.skipped.load(std::memory_order_relaxed) +
+                                               counters_.skipped_unfailed.load(std::memory_order_relaxed));
     s.total = std::max(admitted, static_cast<std::uint64_t>((static_cast<double>(admitted) + skipped) / f - skipped));
   }
   // Rate over the last five seconds: recent enough to follow a change of pace (jobs of
@@ -211,11 +212,15 @@ void progress_reporter::run() {
 // --- summary
 
 std::string format_summary(const run_counters& c, const supervisor_status& status, double wall_s, bool interrupted,
-                           const std::string& results_name) {
+                           const std::string& results_name, const output_loss& lost) {
   const std::uint64_t ok = c.ok.load(), failed = c.failed.load(), jobs = ok + failed;
+  // Stopped jobs did not run to an end: counted in the rate they would make it a measure
+  // of how fast a stop reports the queue (a broken pipe: "258815 jobs/s").
+  const std::uint64_t finished = jobs - c.by_kind[static_cast<std::size_t>(error_kind::stopped)].load();
   std::string out = "ringmaster: " + std::to_string(jobs) + " job" + (jobs == 1 ? "" : "s") + " in " + fixed(wall_s, 2) +
-                    " s (" + rate_text(wall_s > 0 ? static_cast<double>(jobs) / wall_s : 0) + " jobs/s): " +
-                    std::to_string(ok) + " ok, " + std::to_string(failed) + " failed";
+                    " s (" + rate_text(wall_s > 0 ? static_cast<double>(finished) / wall_s : 0) + " jobs/s" +
+                    (finished == jobs ? "" : " finished") + "): " + std::to_string(ok) + " ok, " +
+                    std::to_string(failed) + " failed";
   if (failed > 0) {
     std::string kinds;
     for (std::size_t k = 1; k < c.by_kind.size(); ++k)
@@ -227,6 +232,9 @@ std::string format_summary(const run_counters& c, const supervisor_status& statu
   if (const auto skipped = c.skipped.load(); skipped > 0)
     out += "ringmaster: " + std::to_string(skipped) + " job" + (skipped == 1 ? "" : "s") + " skipped: already ok in " +
            results_name + "\n";
+  if (const auto n = c.skipped_unfailed.load(); n > 0)
+    out += "ringmaster: " + std::to_string(n) + " job" + (n == 1 ? "" : "s") + " skipped: no failed line in " +
+           results_name + " (--resume-failed)\n";
   for (const auto& p : status.pools) {
     std::map<std::string, unsigned> causes;
     for (const auto& w : p.workers)
@@ -242,6 +250,10 @@ std::string format_summary(const run_counters& c, const supervisor_status& statu
            (detail.empty() ? "" : " (" + detail + ")") + ", " + std::to_string(p.retried) + " retried\n";
     if (p.gave_up) out += "ringmaster: pool " + p.name + " gave up: " + p.gave_up_reason + "\n";
   }
+  if (lost.lines > 0 || !lost.error.empty())
+    out += "ringmaster: " + std::to_string(lost.lines) + " result" + (lost.lines == 1 ? "" : "s") +
+           " could not be written (" + (lost.error.empty() ? std::string("output failed") : lost.error) +
+           "): their jobs are not counted above; run again with --resume to redo them\n";
   if (interrupted)
     out += "ringmaster: interrupted: jobs not yet read were not run; run again with --resume to finish them\n";
   out += "ringmaster: results: " + results_name + "\n";

@@ -91,11 +91,12 @@ class bar_log_routing {
 // What the completion callbacks reach: counts, the jobs not finished yet (so that a
 // second signal can report them), and the sink. Unfinished jobs live in a slab of slots
 // reused as jobs finish: no allocation or hashing per job once it has grown to the
-// number of jobs in flight (at most max_pending per pool).
+// number of jobs in flight (at most max_pending per pool). With --keep-order each job
+// also has its place in line (`order`), and lines go out in that order.
 class run_state {
  public:
-  run_state(run_counters& counters, result_sink& sink, std::vector<std::string> source_names)
-      : counters_(counters), sink_(sink), source_names_(std::move(source_names)) {}
+  run_state(run_counters& counters, result_sink& sink, std::vector<std::string> source_names, result_order* order)
+      : counters_(counters), sink_(sink), source_names_(std::move(source_names)), order_(order) {}
 
   // A job's place in the input: source index and line, packed.
   static std::uint64_t where(std::size_t source, std::uint64_t line) noexcept {
@@ -104,10 +105,20 @@ class run_state {
 
   // Before submitting: the job's slot, or nullopt if the run was stopped at once
   // meanwhile. The slot is what the completion callback carries (with this object's
-  // address it fits std::function's inline storage: no allocation per job).
-  std::optional<std::uint32_t> accept(const std::string& id, std::uint64_t where) {
+  // address it fits std::function's inline storage: no allocation per job). With
+  // --keep-order, waits for room in line first (the oldest job is slow).
+  std::optional<std::uint32_t> accept(const std::string& id, bool integer_id, std::uint64_t where) {
+    std::uint64_t place = 0;
+    if (order_) {
+      const auto p = order_->admit();
+      if (!p) return std::nullopt;
+      place = *p;
+    }
     std::lock_guard lock(mutex_);
-    if (hard_stopped_) return std::nullopt;
+    if (hard_stopped_) {
+      if (order_) order_->skip(place);
+      return std::nullopt;
+    }
     std::uint32_t i;
     if (free_.empty()) {
       i = static_cast<std::uint32_t>(slots_.size());
@@ -117,7 +128,9 @@ class run_state {
       free_.pop_back();
     }
     slots_[i].id = id;
+    slots_[i].integer_id = integer_id;
     slots_[i].where = where;
+    slots_[i].place = place;
     slots_[i].live = true;
     return i;
   }
@@ -139,21 +152,33 @@ class run_state {
     s.live = false;
     free_.push_back(slot);
     counters_.count(r);
-    sink_.push(std::move(r));
+    emit_locked(std::move(r), s.integer_id, s.place);
   }
 
   // A line refused before submission.
-  void reject(std::string id, std::string message) {
+  void reject(std::string id, bool integer_id, std::string message) {
     result r;
     r.id = std::move(id);
     r.error = error_kind::rejected;
     r.value = std::move(message);
+    std::uint64_t place = 0;
+    if (order_) {
+      const auto p = order_->admit();
+      if (!p) return;
+      place = *p;
+    }
     {
       std::lock_guard lock(mutex_);
-      if (hard_stopped_) return;
+      if (hard_stopped_) {
+        if (order_) order_->skip(place);
+        return;
+      }
       counters_.count(r);
+      if (order_) return order_->finish(place, std::move(r), integer_id);
     }
-    sink_.push(std::move(r), true);
+    // Outside the lock, and allowed to wait for the writer: a flood of rejections cannot
+    // grow the queue without bound, and completions are not held up meanwhile.
+    sink_.push(std::move(r), true, integer_id);
   }
 
   // Second signal: every unfinished job is reported stopped, now; later results are
@@ -169,10 +194,11 @@ class run_state {
       r.error = error_kind::stopped;
       r.value = "stopped at once by a second signal";
       counters_.count(r);
-      sink_.push(std::move(r));
+      emit_locked(std::move(r), s.integer_id, s.place);
       s.live = false;
       ++n;
     }
+    if (order_) order_->close();  // a reader waiting for room in line gives up
     return n;
   }
 
@@ -180,11 +206,22 @@ class run_state {
   struct job_slot {
     std::string id;
     std::uint64_t where = 0;
+    std::uint64_t place = 0;  // in line, with --keep-order
+    bool integer_id = false;
     bool live = false;
   };
+
+  void emit_locked(result r, bool integer_id, std::uint64_t place) {
+    if (order_)
+      order_->finish(place, std::move(r), integer_id);
+    else
+      sink_.push(std::move(r), false, integer_id);
+  }
+
   run_counters& counters_;
   result_sink& sink_;
   std::vector<std::string> source_names_;
+  result_order* order_;
   std::mutex mutex_;
   std::vector<job_slot> slots_;
   std::vector<std::uint32_t> free_;
@@ -220,7 +257,9 @@ std::string open_files(const run_options& o, resume_state* resume, opened_inputs
     }
   }
   if (o.results == "-") {
-    if (o.resume) return "--resume: expected --results FILE (the results of the run to resume), got results on stdout";
+    if (o.resume || o.resume_failed)
+      return std::string(o.resume ? "--resume" : "--resume-failed") +
+             ": expected --results FILE (the results of the run to resume), got results on stdout";
     io.results_fd = STDOUT_FILENO;
     io.results_name = "stdout";
     return {};
@@ -239,11 +278,11 @@ std::string open_files(const run_options& o, resume_state* resume, opened_inputs
     try {
       *resume = load_resume(o.results);
     } catch (const std::system_error& e) {
-      return std::string("--resume: ") + e.what();
+      return std::string(o.resume ? "--resume: " : "--resume-failed: ") + e.what();
     }
   }
   // Without --resume a results file is started afresh; with it, appended to.
-  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (o.resume ? O_APPEND : O_TRUNC);
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : O_TRUNC);
   io.results_file = unique_fd(::open(o.results.c_str(), flags, 0644));
   if (io.results_file.get() < 0) return "--results: cannot open " + o.results + ": " + std::strerror(errno);
   io.results_fd = io.results_file.get();
@@ -271,7 +310,7 @@ int run(const run_options& o) {
   for (const auto& p : config.pools) max_message = std::max(max_message, p.options.max_message);
   resume_state resume;
   opened_inputs io;
-  if (const std::string problem = open_files(o, o.resume ? &resume : nullptr, io); !problem.empty()) {
+  if (const std::string problem = open_files(o, o.resume || o.resume_failed ? &resume : nullptr, io); !problem.empty()) {
     say("ringmaster: " + problem);
     return k_exit_usage;
   }
@@ -368,6 +407,9 @@ int run(const run_options& o) {
   };
 
   const bool results_on_terminal = mode == progress_reporter::mode::bar && ::isatty(io.results_fd);
+  // What the results file really holds, for the summary: a job whose line could not be
+  // written is not counted ok (or failed) there, but as unwritten.
+  run_counters written;
   fd_result_sink sink(
       io.results_fd, io.results_name,
       results_on_terminal ? std::function<void(const std::function<void()>&)>(
@@ -377,8 +419,15 @@ int run(const run_options& o) {
         output_failed = true;
         log->error("{}; stopping", why);
         request_stop();
-      });
-  run_state state(counters, sink, source_names);
+      },
+      [&](const result& r) { written.count(r); });
+  std::optional<result_order> order;
+  if (o.keep_order) {
+    std::size_t window = 1;
+    for (const auto& p : config.pools) window = std::max(window, p.options.max_pending);
+    order.emplace(sink, window);
+  }
+  run_state state(counters, sink, source_names, order ? &*order : nullptr);
   std::optional<bar_log_routing> routing;
   if (mode == progress_reporter::mode::bar) routing.emplace(std::vector{spdlog::get("supervisor"), log}, reporter);
 
@@ -423,7 +472,8 @@ int run(const run_options& o) {
   });
 
   // Feed: entries in input order; submit() blocks while the pool is full (backpressure).
-  job_admission admission(config, o.resume ? &resume.done : nullptr);
+  job_admission admission(config, o.resume || o.resume_failed ? &resume.done : nullptr,
+                          o.resume_failed ? &resume.failed : nullptr);
   std::unordered_map<std::string, pool*> pools;
   for (const auto& p : config.pools) pools[p.name] = sup->find_pool(p.name);
   job_entry e;
@@ -433,14 +483,15 @@ int run(const run_options& o) {
     while (!stopping && sources[si]->next(e)) {
       switch (admission.admit(e)) {
         case job_admission::verdict::skip:
-          counters.skipped.fetch_add(1, std::memory_order_relaxed);
+          (resume.done.contains(e.id) ? counters.skipped : counters.skipped_unfailed)
+              .fetch_add(1, std::memory_order_relaxed);
           break;
         case job_admission::verdict::reject:
           counters.admitted.fetch_add(1, std::memory_order_relaxed);
-          state.reject(std::move(e.id), std::move(e.rejection));
+          state.reject(std::move(e.id), e.integer_id, std::move(e.rejection));
           break;
         case job_admission::verdict::submit: {
-          const auto slot = state.accept(e.id, run_state::where(si, e.line));
+          const auto slot = state.accept(e.id, e.integer_id, run_state::where(si, e.line));
           if (!slot) break;
           counters.admitted.fetch_add(1, std::memory_order_relaxed);
           run_state* st = &state;
@@ -482,9 +533,13 @@ int run(const run_options& o) {
   if (const std::string err = sink.error(); !err.empty()) output_failed = true;
 
   const double wall = std::chrono::duration<double>(clock_type::now() - started).count();
-  const std::string summary = format_summary(counters, status, wall, interrupted, io.results_name);
+  written.skipped = counters.skipped.load();
+  written.skipped_unfailed = counters.skipped_unfailed.load();
+  const std::string summary =
+      format_summary(written, status, wall, interrupted, io.results_name, {sink.lines_lost(), sink.error()});
   (void)!::write(STDERR_FILENO, summary.data(), summary.size());
 
+  if (output_failed) return k_exit_output;
   if (gave_up) return k_exit_gave_up;
   if (counters.failed.load() > 0 || interrupted || output_failed || read_failed) return k_exit_failed;
   return k_exit_ok;

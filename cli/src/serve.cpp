@@ -75,10 +75,10 @@ struct client {
   std::uint32_t events = 0;  // as registered with epoll
 };
 
-void deliver(outbox& box, const result& r, int wake_fd) {
+void deliver(outbox& box, const result& r, int wake_fd, bool integer_id = false) {
   std::lock_guard lock(box.mutex);
   if (box.closed) return;
-  append_result_line(box.lines, r);
+  append_result_line(box.lines, r, integer_id);
   ++box.results;
   ++(r.ok() ? box.ok : box.failed);
   if (!box.flagged) {
@@ -138,7 +138,7 @@ class server {
   void handle_request(client& c, const request& r);
   void submit_job(client& c, job_entry& e);
   bool try_submit(client& c, job_entry& e);
-  void reject(client& c, std::string id, std::string message);
+  void reject(client& c, std::string id, std::string message, bool integer_id = false);
   void take_results(client& c);
   void maybe_end(client& c);
   void flush(client& c);
@@ -400,6 +400,7 @@ void server::handle_line(client& c, std::string_view line) {
   job_entry e;
   const std::string problem = parse_job_line(line, parsed);
   e.id = std::move(parsed.id);
+  e.integer_id = parsed.integer_id;
   e.pool = std::move(parsed.pool);
   e.type = std::move(parsed.type);
   e.payload = std::move(parsed.payload);
@@ -409,7 +410,7 @@ void server::handle_line(client& c, std::string_view line) {
   ++c.submitted;
   switch (c.admission.admit(e)) {
     case job_admission::verdict::submit: submit_job(c, e); break;
-    case job_admission::verdict::reject: reject(c, std::move(e.id), std::move(e.rejection)); break;
+    case job_admission::verdict::reject: reject(c, std::move(e.id), std::move(e.rejection), e.integer_id); break;
     case job_admission::verdict::skip: break;  // only with --resume, which serve has not
   }
 }
@@ -428,19 +429,19 @@ bool server::try_submit(client& c, job_entry& e) {
     return true;
   }
   const int wake = wake_fd_.get();
-  auto done = [box = c.box, wake, source = c.source, line = e.line](result r) {
+  auto done = [box = c.box, wake, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
     if (r.error == error_kind::rejected) r.value = *source + ":" + std::to_string(line) + ": " + r.value;
-    deliver(*box, r, wake);
+    deliver(*box, r, wake, integer_id);
   };
   return p->try_submit(e.type, e.payload, std::move(done), e.id);
 }
 
-void server::reject(client& c, std::string id, std::string message) {
+void server::reject(client& c, std::string id, std::string message, bool integer_id) {
   result r;
   r.id = std::move(id);
   r.error = error_kind::rejected;
   r.value = std::move(message);
-  deliver(*c.box, r, wake_fd_.get());
+  deliver(*c.box, r, wake_fd_.get(), integer_id);
 }
 
 void server::take_results(client& c) {

@@ -120,8 +120,13 @@ std::size_t count_kind(const std::vector<nlohmann::json>& results, const std::st
 }
 
 const nlohmann::json* find_id(const std::vector<nlohmann::json>& results, const std::string& id) {
-  for (const auto& r : results)
-    if (r.value("id", "") == id) return &r;
+  // An integer id (given as one in its job line) is found by its text.
+  for (const auto& r : results) {
+    const auto it = r.find("id");
+    if (it == r.end()) continue;
+    if (it->is_string() ? it->get_ref<const std::string&>() == id : it->is_number_integer() && it->dump() == id)
+      return &r;
+  }
   return nullptr;
 }
 

@@ -106,7 +106,7 @@ std::vector<std::string> shm_entries();
 std::vector<nlohmann::json> parse_lines(const std::string& text);
 std::string read_file(const fs::path& path);
 
-/// Lines of `results` with this status/kind, and lookups by id.
+/// Lines of `results` with this status/kind, and lookups by id (an integer id by its text).
 std::size_t count_status(const std::vector<nlohmann::json>& results, const std::string& status);
 std::size_t count_kind(const std::vector<nlohmann::json>& results, const std::string& kind);
 const nlohmann::json* find_id(const std::vector<nlohmann::json>& results, const std::string& id);

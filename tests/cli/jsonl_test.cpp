@@ -33,10 +33,32 @@ TEST(CliJobLine, PayloadIsAStringsCharactersOrCompactJson) {
   EXPECT_EQ(j.pool, "");
 }
 
-TEST(CliJobLine, IntegerIdsAreTheirText) {
+TEST(CliJobLine, IntegerIdsAreTheirTextAndSaySo) {
   parsed_job j;
   ASSERT_EQ(parse_job_line(R"({"id": 17, "type": "echo"})", j), "");
   EXPECT_EQ(j.id, "17");
+  EXPECT_TRUE(j.integer_id);
+  ASSERT_EQ(detail::parse_job_line_general(R"({"id": -3, "type": "echo", "payload": 1.5})", j), "");
+  EXPECT_EQ(j.id, "-3");
+  EXPECT_TRUE(j.integer_id);
+  ASSERT_EQ(parse_job_line(R"({"id": "17", "type": "echo"})", j), "");
+  EXPECT_FALSE(j.integer_id) << "a string of digits stays a string";
+}
+
+TEST(CliResultLine, AnIntegerIdIsWrittenAsAnIntegerAndReadBack) {
+  result r;
+  r.id = "42";
+  r.value = "v";
+  std::string line;
+  append_result_line(line, r, true);
+  EXPECT_EQ(line, R"({"id": 42, "status": "ok", "result": "v", "attempts": 0})" "\n");
+  const auto back = read_result_line(line);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->id, "42");
+  line.clear();
+  r.id = "4\"2";  // not an integer's text: quoted whatever the caller says
+  append_result_line(line, r, true);
+  EXPECT_FALSE(nlohmann::json::parse(line, nullptr, false).is_discarded()) << line;
 }
 
 TEST(CliJobLine, EachMalformationSaysWhatIsWrong) {
@@ -101,6 +123,7 @@ TEST(CliJobLine, TheFastPathAgreesWithTheGeneralParserOnEveryLine) {
     const std::string general_answer = detail::parse_job_line_general(line, general);
     ASSERT_EQ(fast_answer, general_answer) << line;
     ASSERT_EQ(fast.id, general.id) << line;
+    ASSERT_EQ(fast.integer_id, general.integer_id) << line;
     if (fast_answer.empty()) {
       ++fast_shaped;
       ASSERT_EQ(fast.pool, general.pool) << line;

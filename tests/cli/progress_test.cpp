@@ -97,5 +97,31 @@ TEST(CliProgress, SummaryCountsKindsRestartsAndGiveUps) {
   EXPECT_NE(s.find("results: out.jsonl"), std::string::npos) << s;
 }
 
+// A run stopped early (a broken pipe) reports thousands of jobs stopped in a moment:
+// they ran to no end, so the rate leaves them out.
+TEST(CliProgress, SummaryRateCountsFinishedJobsNotStoppedOnes) {
+  run_counters c;
+  result r;
+  for (int i = 0; i < 41; ++i) c.count(r);
+  r.error = error_kind::stopped;
+  for (int i = 0; i < 4959; ++i) c.count(r);
+  const std::string s = format_summary(c, supervisor_status{}, 2.0, true, "-");
+  EXPECT_NE(s.find("ringmaster: 5000 jobs in 2.00 s (20.5 jobs/s finished): 41 ok, 4959 failed (4959 stopped)"),
+            std::string::npos)
+      << s;
+}
+
+TEST(CliProgress, SummarySaysHowManyResultsCouldNotBeWritten) {
+  run_counters c;
+  const std::string s = format_summary(c, supervisor_status{}, 1.0, false, "out.jsonl",
+                                       {2362, "out.jsonl: cannot write results: No space left on device"});
+  EXPECT_NE(s.find("ringmaster: 2362 results could not be written (out.jsonl: cannot write results: No space left on "
+                   "device): their jobs are not counted above; run again with --resume to redo them"),
+            std::string::npos)
+      << s;
+  EXPECT_EQ(format_summary(c, supervisor_status{}, 1.0, false, "out.jsonl").find("could not be written"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace ringmaster::cli

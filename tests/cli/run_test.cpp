@@ -85,6 +85,9 @@ repeat = 3
   EXPECT_EQ((*find_id(lines, "6"))["result"], "[1,2]");
   ASSERT_NE(find_id(lines, "42"), nullptr);
   EXPECT_EQ((*find_id(lines, "42"))["result"], "slept 10 ms");
+  EXPECT_EQ((*find_id(lines, "42"))["id"], 42) << "an integer id comes back as an integer";
+  EXPECT_EQ((*find_id(lines, "e1"))["id"], "e1");
+  EXPECT_EQ((*find_id(lines, "6"))["id"], "6") << "a sequence number is a string id";
   for (const auto& l : lines) {
     EXPECT_EQ(l["attempts"], 1);
     EXPECT_TRUE(l["worker"] == 0 || l["worker"] == 1) << l.dump();
@@ -383,7 +386,8 @@ TEST_F(CliRun, HelpVersionAndUsageErrors) {
   EXPECT_NE(r.out.find("run"), std::string::npos) << r.out;
   r = run_cli({"run", "--help"}, dir);
   EXPECT_EQ(r.code, 0);
-  for (const char* opt : {"--jobs", "--results", "--workers", "--resume", "--no-progress", "--log-level"})
+  for (const char* opt : {"--jobs", "--results", "--workers", "--resume", "--resume-failed", "--keep-order",
+                          "--no-progress", "--log-level", "4 results could not"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt << "\n" << r.out;
   r = run_cli({"--version"}, dir);
   EXPECT_EQ(r.code, 0);
@@ -480,6 +484,96 @@ TEST_F(CliRun, DrainingIsSaidAtDebugAsAllInputRead) {
   r = run_config(config, {"--log-level", "debug"});
   ASSERT_EQ(r.code, 0) << r.describe();
   EXPECT_NE(r.err.find("[debug] all input has been read: draining"), std::string::npos) << r.err;
+}
+
+// Results that cannot be written are not counted as done: the summary counts the lines
+// the file holds, says how many are missing and why, and the exit status is its own.
+TEST_F(CliRun, ResultsThatCannotBeWrittenAreCountedAsLostWithTheirOwnExitStatus) {
+  dir.write("config.toml", "[pools.compute]\nworkers = 2\n[[jobs]]\ntype = \"echo\"\npayload = 1\nrepeat = 500\n");
+  const auto r = run_cli({"run", "config.toml", "--results", "/dev/full", "--no-progress"}, dir);
+  EXPECT_EQ(r.code, 4) << r.describe();
+  EXPECT_CLEAN(r);
+  EXPECT_NE(r.err.find("cannot write results: No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" 0 ok, 0 failed"), std::string::npos) << "no line reached the file\n" << r.err;
+  EXPECT_EQ(r.err.find(" 500 ok"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("could not be written (/dev/full: cannot write results: No space left on device)"),
+            std::string::npos)
+      << r.err;
+}
+
+// A reader that goes away (`| head`): the run stops, says how many results it could not
+// write, and exits with the output status.
+TEST_F(CliRun, ABrokenPipeStopsTheRunAndSaysHowManyResultsAreLost) {
+  dir.write("config.toml", "[pools.compute]\nworkers = 1\n[[jobs]]\ntype = \"sleep\"\npayload = 1\nrepeat = 5000\n");
+  // sh -c SCRIPT ringmaster ARGS...: $0 is ringmaster. Its status goes to stderr.
+  const auto r = run_cli({"run", "config.toml", "--no-progress"}, dir,
+                         {.run_under = {"sh", "-c", "{ \"$0\" \"$@\"; echo \"status=$?\" >&2; } | head -c 100 >/dev/null"}});
+  EXPECT_CLEAN(r);
+  EXPECT_NE(r.err.find("status=4"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("stdout: cannot write results: Broken pipe"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("could not be written (stdout: cannot write results: Broken pipe)"), std::string::npos)
+      << r.err;
+}
+
+TEST_F(CliRun, KeepOrderWritesResultLinesInTheOrderOfTheJobLines) {
+  std::string jobs = "{\"id\": \"slow\", \"type\": \"sleep\", \"payload\": 300}\n";
+  for (int i = 1; i <= 50; ++i) jobs += "{\"id\": " + std::to_string(i) + ", \"type\": \"echo\", \"payload\": 1}\n";
+  jobs += "not json\n";
+  dir.write("jobs.jsonl", jobs);
+  const auto r = run_config("[pools.compute]\nworkers = 2\n", {"--jobs", "jobs.jsonl", "--keep-order"});
+  ASSERT_EQ(r.code, 1) << "one rejected line\n" << r.describe();
+  EXPECT_CLEAN(r);
+  const auto lines = results();
+  ASSERT_EQ(lines.size(), 52u);
+  EXPECT_EQ(lines[0]["id"], "slow") << "the slow first job's line comes first, though 50 finished before it";
+  for (int i = 1; i <= 50; ++i) EXPECT_EQ(lines[static_cast<std::size_t>(i)]["id"], i);
+  EXPECT_EQ(lines[51]["error"]["kind"], "rejected");
+}
+
+TEST_F(CliRun, ResultsFinalWritesEachIdsLastLine) {
+  dir.write("results.jsonl",
+            "{\"id\": \"a\", \"status\": \"failed\", \"error\": {\"kind\": \"crash\", \"message\": \"x\"}, \"attempts\": 3}\n"
+            "{\"id\": \"b\", \"status\": \"ok\", \"result\": \"B\", \"attempts\": 1}\n"
+            "{\"id\": 7, \"status\": \"failed\", \"error\": {\"kind\": \"stopped\", \"message\": \"\"}, \"attempts\": 0}\n"
+            "not a result line\n"
+            "{\"id\": \"a\", \"status\": \"ok\", \"result\": \"A\", \"attempts\": 1}\n"
+            "{\"id\": 7, \"status\": \"failed\", \"error\": {\"kind\": \"crash\", \"message\": \"y\"}, \"attempts\": 3}\n"
+            "{\"id\": \"c\", \"status\": \"o");  // cut short by a kill
+  const auto r = run_cli({"results", "--final", "results.jsonl"}, dir);
+  ASSERT_EQ(r.code, 0) << r.describe();
+  EXPECT_EQ(r.out,
+            "{\"id\": \"b\", \"status\": \"ok\", \"result\": \"B\", \"attempts\": 1}\n"
+            "{\"id\": \"a\", \"status\": \"ok\", \"result\": \"A\", \"attempts\": 1}\n"
+            "{\"id\": 7, \"status\": \"failed\", \"error\": {\"kind\": \"crash\", \"message\": \"y\"}, \"attempts\": 3}\n");
+  EXPECT_NE(r.err.find("results.jsonl: 1 line(s) that are not result lines left out"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("partial last line"), std::string::npos) << r.err;
+  EXPECT_EQ(run_cli({"results", "--final", "missing.jsonl"}, dir).code, 2);
+}
+
+TEST_F(CliRun, ResumeFailedRerunsOnlyTheJobsWhoseLastLineFailed) {
+  dir.write("results.jsonl",
+            "{\"id\": \"a\", \"status\": \"ok\", \"result\": \"A\", \"attempts\": 1}\n"
+            "{\"id\": \"b\", \"status\": \"failed\", \"error\": {\"kind\": \"crash\", \"message\": \"x\"}, \"attempts\": 3}\n");
+  dir.write("jobs.jsonl",
+            "{\"id\": \"a\", \"type\": \"echo\", \"payload\": \"A\"}\n"
+            "{\"id\": \"b\", \"type\": \"echo\", \"payload\": \"B\"}\n"
+            "{\"id\": \"c\", \"type\": \"echo\", \"payload\": \"C\"}\n");
+  auto r = run_config("[pools.compute]\nworkers = 1\n", {"--jobs", "jobs.jsonl", "--resume-failed"});
+  ASSERT_EQ(r.code, 0) << r.describe();
+  auto lines = results();
+  ASSERT_EQ(lines.size(), 3u) << "only b ran again";
+  EXPECT_EQ(lines[2]["id"], "b");
+  EXPECT_EQ(lines[2]["status"], "ok");
+  EXPECT_NE(r.err.find("1 job skipped: already ok in results.jsonl"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 job skipped: no failed line in results.jsonl (--resume-failed)"), std::string::npos)
+      << r.err;
+  // --resume then runs what was never reached.
+  r = run_config("[pools.compute]\nworkers = 1\n", {"--jobs", "jobs.jsonl", "--resume"});
+  ASSERT_EQ(r.code, 0) << r.describe();
+  lines = results();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[3]["id"], "c");
+  EXPECT_EQ(run_config("[pools.compute]\nworkers = 1\n", {"--resume", "--resume-failed"}).code, 2);
 }
 
 }  // namespace

@@ -4,8 +4,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <ringmaster/cli/job_source.hpp>
@@ -40,6 +42,15 @@ struct pipe_pair {
     w = -1;
   }
 };
+
+// A thread reading `fd` to its end, into `into` (or nowhere).
+std::thread collect(int fd, std::string* into) {
+  return std::thread([fd, into] {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+      if (into) into->append(buf, static_cast<std::size_t>(n));
+  });
+}
 
 std::vector<std::string> read_all_lines(line_reader& reader, std::vector<bool>* unterminated = nullptr) {
   std::vector<std::string> out;
@@ -314,10 +325,7 @@ TEST_F(CliResume, ResumeFromNoFileIsEmpty) {
 TEST(CliResultSink, WritesWholeLinesInOrder) {
   pipe_pair p;
   std::string got;
-  std::thread reader([&] {
-    char buf[4096];
-    for (ssize_t n; (n = ::read(p.r, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
-  });
+  std::thread reader = collect(p.r, &got);
   {
     fd_result_sink sink(p.w, "pipe");
     for (int i = 0; i < 1000; ++i) {
@@ -377,6 +385,140 @@ TEST(CliResultSink, AClosedPipeIsAnErrorReportedOnce) {
   while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
   }
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+// A disk that fills up in the middle of a batch: the lines written whole are counted as
+// written (and reported one by one), the rest as lost, none as both or neither.
+TEST(CliResultSink, AWriteCutShortCountsTheWholeLinesWrittenAndTheRestLost) {
+  const auto path = fs::temp_directory_path() / ("ringmaster-fsize-" + std::to_string(::getpid()) + ".jsonl");
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  // RLIMIT_FSIZE stands in for ENOSPC: with SIGXFSZ blocked a write past it fails (EFBIG)
+  // after writing what fits, as a write to a full disk does.
+  sigset_t xfsz, old;
+  sigemptyset(&xfsz);
+  sigaddset(&xfsz, SIGXFSZ);
+  ::pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+  rlimit saved{};
+  ::getrlimit(RLIMIT_FSIZE, &saved);
+  rlimit small = saved;
+  small.rlim_cur = 1000;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::uint64_t reported = 0;
+  std::uint64_t written = 0, lost = 0;
+  std::string error;
+  {
+    fd_result_sink sink(fd, "results.jsonl", {}, {}, [&](const result&) { ++reported; });
+    for (int i = 0; i < 100; ++i) {
+      result r;
+      r.id = "job-" + std::to_string(1000 + i);  // every line the same length
+      r.value = "value";
+      sink.push(r);
+    }
+    sink.close();
+    written = sink.lines_written();
+    lost = sink.lines_lost();
+    error = sink.error();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  const timespec zero{0, 0};
+  while (::sigtimedwait(&xfsz, nullptr, &zero) == SIGXFSZ) {
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::close(fd);
+  std::string line;
+  append_result_line(line, [] {
+    result r;
+    r.id = "job-1000";
+    r.value = "value";
+    return r;
+  }());
+  const std::string text = [&] {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  fs::remove(path);
+  EXPECT_EQ(text.size(), 1000u) << "the write filled the file up to the limit";
+  EXPECT_EQ(written, 1000u / line.size());
+  EXPECT_EQ(reported, written);
+  EXPECT_EQ(written + lost, 100u);
+  EXPECT_NE(error.find("results.jsonl: cannot write results: File too large"), std::string::npos) << error;
+}
+
+TEST(CliResultOrder, LinesLeaveInTheOrderOfTheirPlacesWhateverOrderTheyFinishIn) {
+  pipe_pair p;
+  std::string got;
+  std::thread reader = collect(p.r, &got);
+  {
+    fd_result_sink sink(p.w, "pipe");
+    result_order order(sink, 8);
+    std::vector<std::uint64_t> places;
+    for (int i = 0; i < 6; ++i) places.push_back(*order.admit());
+    for (const int i : {3, 1, 5, 4, 0, 2}) {
+      result r;
+      r.id = std::to_string(i);
+      if (i == 4) {
+        order.skip(places[4]);  // never submitted: no line, and it holds nothing up
+        continue;
+      }
+      order.finish(places[static_cast<std::size_t>(i)], r, i == 1);
+    }
+    EXPECT_EQ(order.held(), 0u);
+    EXPECT_EQ(order.peak_held(), 4u) << "3, 1, 5 and the skipped 4 waited for 0";
+    sink.close();
+  }
+  p.close_write();
+  reader.join();
+  EXPECT_EQ(got,
+            "{\"id\": \"0\", \"status\": \"ok\", \"result\": \"\", \"attempts\": 0}\n"
+            "{\"id\": 1, \"status\": \"ok\", \"result\": \"\", \"attempts\": 0}\n"
+            "{\"id\": \"2\", \"status\": \"ok\", \"result\": \"\", \"attempts\": 0}\n"
+            "{\"id\": \"3\", \"status\": \"ok\", \"result\": \"\", \"attempts\": 0}\n"
+            "{\"id\": \"5\", \"status\": \"ok\", \"result\": \"\", \"attempts\": 0}\n");
+}
+
+// A slow job at the head: the jobs behind it finish, their lines are held, and the
+// reader waits once `window` places are out, so that what is held never exceeds the
+// window however many jobs follow.
+TEST(CliResultOrder, ASlowHeadMakesTheReaderWaitAndHoldsAtMostTheWindow) {
+  pipe_pair p;
+  std::thread reader = collect(p.r, nullptr);
+  {
+    fd_result_sink sink(p.w, "pipe");
+    constexpr std::size_t window = 16;
+    result_order order(sink, window);
+    const std::uint64_t head = *order.admit();
+    std::atomic<std::uint64_t> admitted{1};
+    // The reader: admits and finishes at once every job but the head, 1,000 of them.
+    std::thread feeder([&] {
+      for (int i = 0; i < 1000; ++i) {
+        const auto place = order.admit();
+        if (!place) return;
+        admitted.fetch_add(1);
+        result r;
+        r.id = std::to_string(*place);
+        order.finish(*place, r, false);
+      }
+    });
+    // It stops at the window: waiting in admit() with window - 1 lines held.
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (order.waiting() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(order.waiting(), 1u);
+    EXPECT_EQ(admitted.load(), window);
+    EXPECT_EQ(order.held(), window - 1);
+    // The head finishes: everything flows, never more than the window held.
+    result r;
+    r.id = "head";
+    order.finish(head, r, false);
+    feeder.join();
+    EXPECT_EQ(admitted.load(), 1001u);
+    EXPECT_LE(order.peak_held(), window);
+    EXPECT_EQ(order.held(), 0u);
+    sink.close();
+    EXPECT_EQ(sink.lines_written(), 1001u);
+  }
+  p.close_write();
+  reader.join();
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ namespace ringmaster::cli {
 /// One job as read, before admission.
 struct job_entry {
   std::string id;         ///< "" when the input gave none
+  bool integer_id = false;  ///< the input gave the id as a JSON integer (`id` is its text)
   std::string pool;       ///< "" when the input gave none
   std::string type;
   std::string payload;
@@ -133,10 +134,12 @@ class jsonl_job_source final : public job_source {
 /// uses up its number too, so ids do not shift when it is fixed) and the set of ids seen.
 class job_admission {
  public:
-  /// `done`: ids already finished ok (--resume), or nullptr.
-  job_admission(const run_config& config, const id_set* done) : config_(config), done_(done) {}
+  /// `done`: ids already finished ok (--resume), or nullptr. `rerun_only`: with
+  /// --resume-failed, the ids that failed; every other id is skipped too.
+  job_admission(const run_config& config, const id_set* done, const id_set* rerun_only = nullptr)
+      : config_(config), done_(done), rerun_only_(rerun_only) {}
 
-  enum class verdict : std::uint8_t { submit, reject, skip };
+  enum class verdict : std::uint8_t { submit, reject, skip };  ///< skip: --resume, already ok (or not failed)
   /// Completes `e` (its id, its pool when it can be defaulted) and decides. On reject,
   /// `e.rejection` holds the whole message, origin first ("jobs.jsonl:17: ...").
   verdict admit(job_entry& e);
@@ -144,6 +147,7 @@ class job_admission {
  private:
   const run_config& config_;
   const id_set* done_;
+  const id_set* rerun_only_;
   id_set seen_;
   std::uint64_t sequence_ = 0;
 };

@@ -7,7 +7,8 @@
 //             "attempts": 3, "worker": 0, "ms": 3.1}
 //
 // A job line's `payload` reaches the handler as a string's characters, or as any other
-// JSON value's compact text. `id` and `pool` are optional. Result lines carry `worker`
+// JSON value's compact text. `id` and `pool` are optional; an integer id comes back as
+// an integer in the job's result line. Result lines carry `worker`
 // and `ms` whenever a worker ran the job's last attempt.
 //
 // Pure functions, thread-safe. Result text that is not valid UTF-8 (a handler may return
@@ -34,6 +35,7 @@ void append_json_string(std::string& out, std::string_view text);
 /// A job line's fields.
 struct parsed_job {
   std::string id;       ///< "" when the line has none (an integer id is given as its text)
+  bool integer_id = false;  ///< the id was a JSON integer: its result line gives it back as one
   std::string pool;     ///< "" when the line has none
   std::string type;
   std::string payload;  ///< a string's characters, or another value's compact JSON
@@ -51,11 +53,12 @@ namespace detail {
 [[nodiscard]] std::string parse_job_line_general(std::string_view line, parsed_job& out);
 }  // namespace detail
 
-/// Appends `r` as one result line, newline included.
-void append_result_line(std::string& out, const result& r);
+/// Appends `r` as one result line, newline included. With `integer_id` (the job line's
+/// id was an integer, and `r.id` is its text) the id is written as that integer.
+void append_result_line(std::string& out, const result& r, bool integer_id = false);
 
-/// A result line's id and whether its status is "ok"; nullopt if the line is not a result
-/// line. Used by --resume to learn which jobs are done.
+/// A result line's id (an integer id as its text) and whether its status is "ok"; nullopt
+/// if the line is not a result line. Used by --resume to learn which jobs are done.
 struct result_line_view {
   std::string id;
   bool ok = false;

@@ -33,6 +33,7 @@ namespace ringmaster::cli {
 struct run_counters {
   std::atomic<std::uint64_t> admitted{0};  ///< entries submitted or rejected (each gets a line)
   std::atomic<std::uint64_t> skipped{0};   ///< --resume: already ok, not run
+  std::atomic<std::uint64_t> skipped_unfailed{0};  ///< --resume-failed: no failed line (never reached), not run
   std::atomic<std::uint64_t> ok{0};
   std::atomic<std::uint64_t> failed{0};    ///< every kind, rejected included
   std::array<std::atomic<std::uint64_t>, 7> by_kind{};  ///< failed, indexed by error_kind
@@ -109,9 +110,18 @@ class progress_reporter {
   std::once_flag stop_once_;  // stop() may be called by the main and the signal thread
 };
 
-/// The end-of-run summary, a few lines for stderr: counts by outcome and kind, restarts
-/// by cause per pool, pools that gave up, wall time and rate.
+/// Results that could not be written, for the summary.
+struct output_loss {
+  std::uint64_t lines = 0;  ///< results computed and not written
+  std::string error;        ///< why ("results.jsonl: cannot write results: No space left on device")
+};
+
+/// The end-of-run summary, a few lines for stderr: counts by outcome and kind (of the
+/// lines written: `counters` counts them), restarts by cause per pool, pools that gave
+/// up, results that could not be written, wall time and rate. The rate counts the jobs
+/// that ran to an end (ok or failed), not the `stopped` ones.
 [[nodiscard]] std::string format_summary(const run_counters& counters, const supervisor_status& status,
-                                         double wall_s, bool interrupted, const std::string& results_name);
+                                         double wall_s, bool interrupted, const std::string& results_name,
+                                         const output_loss& lost = {});
 
 }  // namespace ringmaster::cli

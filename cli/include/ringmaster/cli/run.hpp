@@ -24,13 +24,16 @@ inline constexpr int k_exit_ok = 0;        ///< every job ok
 inline constexpr int k_exit_failed = 1;    ///< some job failed (rejected and stopped included)
 inline constexpr int k_exit_usage = 2;     ///< bad usage or config: nothing was started
 inline constexpr int k_exit_gave_up = 3;   ///< a pool gave up (restart intensity exceeded)
+inline constexpr int k_exit_output = 4;    ///< results could not all be written (ENOSPC, a closed pipe)
 
 struct run_options {
   std::string config;          ///< CONFIG.toml
   std::string jobs;            ///< --jobs: "" none, "-" stdin, else a file
   std::string results = "-";   ///< --results: "-" stdout, else a file
   std::optional<unsigned> workers;  ///< --workers: every pool's worker count
-  bool resume = false;
+  bool resume = false;         ///< --resume: rerun every job without an ok line
+  bool resume_failed = false;  ///< --resume-failed: rerun only jobs whose last line failed
+  bool keep_order = false;     ///< --keep-order: result lines in the order of the jobs
   bool progress = true;
   std::string log_level;       ///< --log-level; "" = the config's, or "info"
 };
