@@ -5,6 +5,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -274,19 +275,26 @@ std::string open_files(const run_options& o, resume_state* resume, opened_inputs
         config_st.st_dev == results_st.st_dev)
       return "--results: expected a file other than the config file, got " + o.results;
   }
+  // Locked for the whole run (the lock goes with the descriptor, at exit), before it is
+  // read, cut or emptied: two runs on one file would both write every id's line.
+  // Without --resume the file is started afresh; with it, appended to.
+  io.results_file = unique_fd(::open(o.results.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : 0), 0644));
+  if (io.results_file.get() < 0) return "--results: cannot open " + o.results + ": " + std::strerror(errno);
+  if (::flock(io.results_file.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+    return "--results: expected a results file no other run is writing, got " + o.results +
+           " (locked by another ringmaster run; wait for it to end)";
+  io.results_fd = io.results_file.get();
+  io.results_name = o.results;
   if (resume) {
     try {
       *resume = load_resume(o.results);
     } catch (const std::system_error& e) {
       return std::string(o.resume ? "--resume: " : "--resume-failed: ") + e.what();
     }
+  } else if (struct stat st{}; ::fstat(io.results_fd, &st) == 0 && S_ISREG(st.st_mode) &&
+             ::ftruncate(io.results_fd, 0) != 0) {
+    return "--results: cannot empty " + o.results + ": " + std::strerror(errno);
   }
-  // Without --resume a results file is started afresh; with it, appended to.
-  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : O_TRUNC);
-  io.results_file = unique_fd(::open(o.results.c_str(), flags, 0644));
-  if (io.results_file.get() < 0) return "--results: cannot open " + o.results + ": " + std::strerror(errno);
-  io.results_fd = io.results_file.get();
-  io.results_name = o.results;
   return {};
 }
 

@@ -35,6 +35,14 @@ std::map<std::string, int> count_marks(const std::string& text) {
   return out;
 }
 
+// A pool `compute` of `workers` and `repeat` jobs sleeping `ms` each; a stop gives
+// running jobs 10 s.
+std::string sleep_jobs_config(int workers, int ms, int repeat) {
+  return "[supervisor]\nshutdown_timeout = \"10s\"\n[pools.compute]\nworkers = " + std::to_string(workers) +
+         "\nprefetch = 1\n[[jobs]]\ntype = \"sleep\"\npayload = " + std::to_string(ms) +
+         "\nrepeat = " + std::to_string(repeat) + "\n";
+}
+
 // The marker worker appends each job's id to a file every time it runs the job, so the
 // marks count executions, not results.
 TEST(CliSignals, SigintDrainsThenResumeFinishesWithNoJobRunTwice) {
@@ -97,19 +105,7 @@ command = [")") + RINGMASTER_MARKER_WORKER + "\", \"" + marks + R"("]
 // Closing the terminal sends SIGHUP: taken as SIGTERM, not a silent death.
 TEST(CliSignals, SighupStopsAsSigtermWithStoppedLinesAndTheSummary) {
   temp_dir dir;
-  dir.write("config.toml", R"(
-[supervisor]
-shutdown_timeout = "10s"
-
-[pools.compute]
-workers = 2
-prefetch = 1
-
-[[jobs]]
-type = "sleep"
-payload = 50
-repeat = 200
-)");
+  dir.write("config.toml", sleep_jobs_config(2, 50, 200));
   cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
   ASSERT_TRUE(eventually([&] { return count_status(parse_lines(read_file(dir / "results.jsonl")), "ok") >= 2; }, 30s));
   p.signal(SIGHUP);
@@ -124,6 +120,37 @@ repeat = 200
   EXPECT_GE(count_status(lines, "ok"), 2u);
   EXPECT_GT(count_kind(lines, "stopped"), 0u);
   EXPECT_EQ(count_status(lines, "ok") + count_kind(lines, "stopped"), 200u);
+}
+
+// Two runs on one results file would both write every id's line: the second is refused,
+// and the first's file is left as it is (not emptied, not cut).
+TEST(CliSignals, ASecondRunOnAResultsFileInUseIsRefused) {
+  temp_dir dir;
+  dir.write("config.toml", sleep_jobs_config(1, 20, 1000));
+  const std::vector<std::string> args{"run", "config.toml", "--results", "results.jsonl", "--no-progress"};
+  cli_process first(args, dir, {.timeout = 60s});
+  ASSERT_TRUE(eventually([&] { return count_status(parse_lines(read_file(dir / "results.jsonl")), "ok") >= 2; }, 30s));
+  for (const bool resume : {true, false}) {
+    std::vector<std::string> second = args;
+    if (resume) second.push_back("--resume");
+    const std::string before = read_file(dir / "results.jsonl");
+    const auto r = run_cli(second, dir);
+    EXPECT_EQ(r.code, 2) << r.describe();
+    EXPECT_NE(r.err.find("--results: expected a results file no other run is writing, got results.jsonl (locked by "
+                         "another ringmaster run"),
+              std::string::npos)
+        << r.err;
+    EXPECT_TRUE(r.left_behind.empty());
+    EXPECT_EQ(read_file(dir / "results.jsonl").rfind(before, 0), 0u) << "the first run's lines are kept";
+  }
+  first.signal(SIGTERM);
+  const auto r1 = first.wait();
+  EXPECT_EQ(r1.code, 1) << r1.describe();
+  EXPECT_EQ(parse_lines(read_file(dir / "results.jsonl")).size(), 1000u) << "each job once, by the first run";
+  // Once it has ended, the file is free (a config without jobs: nothing to rerun).
+  dir.write("no-jobs.toml", "[pools.compute]\nworkers = 1\n");
+  const auto r2 = run_cli({"run", "no-jobs.toml", "--results", "results.jsonl", "--no-progress", "--resume"}, dir);
+  EXPECT_EQ(r2.code, 0) << r2.describe();
 }
 
 TEST(CliSignals, SecondSignalStopsAtOnceAndReportsEveryJob) {
