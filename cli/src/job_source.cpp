@@ -186,7 +186,9 @@ job_admission::verdict job_admission::admit(job_entry& e) {
     e.integer_id = false;  // a sequence number is a string id, as before
   }
   auto reject = [&](std::string why) {
-    e.rejection = e.origin() + ": " + why;
+    // Bounded whatever the cause quotes: a rejection is a line to read, not a copy of
+    // the megabyte it refuses.
+    e.rejection = e.origin() + ": " + excerpt(why, k_max_rejection);
     return verdict::reject;
   };
   if (!e.rejection.empty()) return reject(std::move(e.rejection));
@@ -201,12 +203,12 @@ job_admission::verdict job_admission::admit(job_entry& e) {
     std::string names;
     for (const auto& p : config_.pools) names += (names.empty() ? "" : ", ") + p.name;
     std::string quoted;
-    append_json_string(quoted, e.pool);
+    append_quoted_excerpt(quoted, e.pool);
     return reject("unknown pool " + quoted + " (the config has " + names + ")");
   }
   if (!seen_.insert(e.id)) {
     std::string quoted;
-    append_json_string(quoted, e.id);
+    append_quoted_excerpt(quoted, e.id);
     return reject("duplicate id " + quoted);
   }
   if (done_ && done_->contains(e.id)) return verdict::skip;

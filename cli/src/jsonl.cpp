@@ -54,13 +54,18 @@ std::string_view json_type_name(const nlohmann::json& v) {
 }
 
 // nlohmann's messages start with "[json.exception.parse_error.101] parse error at line 1,
-// column 5: ": the line is always 1 here and the tag means nothing to a user.
-std::string tidy_parse_error(std::string what) {
-  if (const auto at = what.find("column "); at != std::string::npos) return what.substr(at);
-  if (const auto tag = what.find("] "); tag != std::string::npos) return what.substr(tag + 2);
-  return what;
-}
+// column 5: ": the line is always 1 here and the tag means nothing to a user. They quote
+// the token read ("number overflow parsing '1234...'"), which may be a megabyte long.
+std::string tidy_parse_error(std::string what);
 
+}  // namespace
+
+namespace {
+std::string tidy_parse_error(std::string what) {
+  if (const auto at = what.find("column "); at != std::string::npos) return excerpt(std::string_view(what).substr(at));
+  if (const auto tag = what.find("] "); tag != std::string::npos) return excerpt(std::string_view(what).substr(tag + 2));
+  return excerpt(what);
+}
 }  // namespace
 
 std::optional<std::size_t> first_invalid_utf8(std::string_view text) noexcept {
@@ -116,6 +121,28 @@ void append_json_string(std::string& out, std::string_view text) {
   }
   out.append(text.substr(run));
   out += '"';
+}
+
+namespace {
+
+// The longest prefix of `text` of at most `limit` bytes that ends at a character boundary.
+std::size_t utf8_cut(std::string_view text, std::size_t limit) noexcept {
+  std::size_t cut = std::min(text.size(), limit);
+  while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0u) == 0x80u) --cut;
+  return cut;
+}
+
+}  // namespace
+
+std::string excerpt(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return std::string(text);
+  return std::string(text.substr(0, utf8_cut(text, limit))) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
+void append_quoted_excerpt(std::string& out, std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return append_json_string(out, text);
+  append_json_string(out, text.substr(0, utf8_cut(text, limit)));
+  out += "... (" + std::to_string(text.size()) + " bytes)";
 }
 
 namespace {
@@ -288,7 +315,7 @@ std::string detail::parse_job_line_general(std::string_view line, parsed_job& ou
       out.payload = it->is_string() ? it->get<std::string>() : it->dump();
     } else {
       std::string k;
-      append_json_string(k, key);
+      append_quoted_excerpt(k, key);
       return "unknown key " + k + " (a job line has \"id\", \"pool\", \"type\" and \"payload\")";
     }
   }

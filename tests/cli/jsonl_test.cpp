@@ -134,6 +134,30 @@ TEST(CliJobLine, TheFastPathAgreesWithTheGeneralParserOnEveryLine) {
   EXPECT_GT(fast_shaped, 5'000u) << "too few well-formed lines to compare the two parsers on";
 }
 
+// A megabyte line is refused with a message of a few hundred bytes, still valid UTF-8.
+TEST(CliJobLine, ARejectionQuotesABoundedExcerptCutAtACharacterBoundary) {
+  parsed_job j;
+  const std::string digits(1'000'000, '7');
+  const std::string number = parse_job_line(R"({"type": "echo", "payload": )" + digits + "}", j);
+  EXPECT_EQ(number.rfind("not valid JSON: ", 0), 0u) << number.substr(0, 300);
+  EXPECT_LT(number.size(), 400u) << number.substr(0, 300);
+  EXPECT_NE(number.find("bytes)"), std::string::npos) << number;
+  std::string wide;
+  for (int i = 0; i < 100'000; ++i) wide += "\xc3\xa9";  // é: two bytes each
+  for (const std::string& line : {R"({"type": "echo", ")" + wide + R"(": 1})",
+                                  R"({"type": "echo", "payload": 1, "x": ")" + wide + "\"x}"}) {
+    const std::string why = parse_job_line(line, j);
+    ASSERT_FALSE(why.empty());
+    EXPECT_LT(why.size(), 400u) << why.substr(0, 300);
+    EXPECT_EQ(first_invalid_utf8(why), std::nullopt) << "cut inside a character: " << why;
+  }
+  EXPECT_EQ(excerpt("short", 10), "short");
+  EXPECT_EQ(excerpt("caf\xc3\xa9!", 4), "caf... (6 bytes)") << "not inside the é";
+  std::string quoted;
+  append_quoted_excerpt(quoted, "abcdef", 3);
+  EXPECT_EQ(quoted, "\"abc\"... (6 bytes)");
+}
+
 TEST(CliUtf8, FindsTheFirstInvalidByte) {
   EXPECT_EQ(first_invalid_utf8("plain ascii"), std::nullopt);
   EXPECT_EQ(first_invalid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::nullopt);

@@ -200,6 +200,20 @@ TEST(CliAdmission, ChecksPoolsAndKeepsEarlierRejections) {
   EXPECT_EQ(e.pool, "a");
 }
 
+TEST(CliAdmission, ARejectionQuotesAtMostABoundedExcerpt) {
+  const run_config c = two_pools();
+  job_admission admission(c, nullptr);
+  auto e = entry("", std::string(1'000'000, 'p'), 3);
+  ASSERT_EQ(admission.admit(e), job_admission::verdict::reject);
+  EXPECT_EQ(e.rejection.rfind("jobs.jsonl:3: unknown pool \"ppp", 0), 0u) << e.rejection.substr(0, 200);
+  EXPECT_LT(e.rejection.size(), 300u);
+  EXPECT_NE(e.rejection.find("(1000000 bytes)"), std::string::npos) << e.rejection;
+  e = entry("", "a", 4);
+  e.rejection = std::string(50'000, 'x');  // a reason that quotes too much itself
+  ASSERT_EQ(admission.admit(e), job_admission::verdict::reject);
+  EXPECT_LE(e.rejection.size(), std::string("jobs.jsonl:4: ").size() + job_admission::k_max_rejection + 20);
+}
+
 TEST(CliAdmission, ResumeSkipsIdsAlreadyDone) {
   const run_config c = two_pools();
   id_set done;

@@ -141,8 +141,11 @@ class job_admission {
 
   enum class verdict : std::uint8_t { submit, reject, skip };  ///< skip: --resume, already ok (or not failed)
   /// Completes `e` (its id, its pool when it can be defaulted) and decides. On reject,
-  /// `e.rejection` holds the whole message, origin first ("jobs.jsonl:17: ...").
+  /// `e.rejection` holds the whole message, origin first ("jobs.jsonl:17: ..."), its
+  /// reason cut to k_max_rejection bytes.
   verdict admit(job_entry& e);
+  /// The longest reason a rejection gives (values it quotes are cut shorter still).
+  static constexpr std::size_t k_max_rejection = 1000;
 
  private:
   const run_config& config_;

@@ -32,6 +32,15 @@ namespace ringmaster::cli {
 /// Appends `text` as a JSON string literal, quotes included.
 void append_json_string(std::string& out, std::string_view text);
 
+/// `text` if it is at most `limit` bytes, else its first bytes up to `limit`, cut at a
+/// UTF-8 character boundary, and "... (N bytes)": what a message quotes of a value or a
+/// line that may be a megabyte long.
+[[nodiscard]] std::string excerpt(std::string_view text, std::size_t limit = 200);
+
+/// append_json_string of `text`'s first `limit` bytes (cut at a character boundary),
+/// followed by "... (N bytes)" when it was longer.
+void append_quoted_excerpt(std::string& out, std::string_view text, std::size_t limit = 80);
+
 /// A job line's fields.
 struct parsed_job {
   std::string id;       ///< "" when the line has none (an integer id is given as its text)
