@@ -496,6 +496,43 @@ TEST_F(CliServe, ProtocolHelloRequestsEndAndHalfCloseLineByLine) {
   finish();
 }
 
+// One line from one client never takes the server down: a job line and a request each
+// nesting 100,000 deep (the recursive parse overflowed the stack: SIGSEGV, every client
+// dropped) are rejected by line, naming the limit; the other jobs run, and another
+// client connected all along is still served.
+TEST_F(CliServe, ALineNestedTooDeepIsRejectedAndEveryClientCarriesOn) {
+  start("[pools.compute]\nworkers = 1\n");
+  cli_process other({"submit", "--socket", socket, "-"}, dir, {.stdin_pipe = true, .timeout = 60s});
+  ASSERT_TRUE(other.write_stdin(job("o1", "compute", "echo", "\"before\"")));
+  ASSERT_TRUE(within(20s, [&] { return lines_in(other.out_so_far()) == 1; })) << other.err_so_far();
+
+  const std::string deep_job = job("d", "compute", "echo", std::string(100'000, '[') + std::string(100'000, ']'));
+  std::string deep_request = R"({"op": "status", "x": )";
+  for (int i = 0; i < 100'000; ++i) deep_request += R"({"a": )";
+  deep_request += "1" + std::string(100'000, '}') + "}\n";
+  dir.write("deep.jsonl", job("g1", "compute", "echo", "1") + deep_job + deep_request + job("g4", "compute", "echo", "4"));
+  const auto r = client({"submit", "deep.jsonl"}, {.timeout = 30s});
+  EXPECT_EQ(r.code, 1) << r.describe();
+  const auto lines = parse_lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.describe();
+  EXPECT_EQ(count_status(lines, "ok"), 2u);
+  for (const char* id : {"2", "3"}) {  // no id read from them: their sequence numbers
+    const auto* l = find_id(lines, id);
+    ASSERT_NE(l, nullptr) << id << "\n" << r.out.substr(0, 2000);
+    EXPECT_EQ((*l)["error"]["kind"], "rejected");
+    EXPECT_EQ((*l)["error"]["message"].get<std::string>().rfind(
+                  "deep.jsonl:" + std::string(id) + ": nests arrays and objects more than 512 deep (the limit)", 0),
+              0u)
+        << l->dump();
+  }
+  ASSERT_TRUE(other.write_stdin(job("o2", "compute", "echo", "\"after\"")));
+  other.close_stdin();
+  const auto ro = other.wait();
+  EXPECT_EQ(ro.code, 0) << ro.describe();
+  EXPECT_EQ(count_status(parse_lines(ro.out), "ok"), 2u) << ro.out;
+  finish();
+}
+
 TEST_F(CliServe, SocketPlaceIsCheckedBeforeAnythingStarts) {
   dir.write("config.toml", "[pools.compute]\nworkers = 1\n");
   fs::create_directory(dir / "open");
