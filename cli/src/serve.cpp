@@ -135,6 +135,7 @@ class server {
   bool read_client(client& c);  // false when nothing was read
   void process_input(client& c);
   void handle_line(client& c, std::string_view line);
+  void admit(client& c, job_entry& e);
   void handle_request(client& c, const request& r);
   void submit_job(client& c, job_entry& e);
   bool try_submit(client& c, job_entry& e);
@@ -370,7 +371,9 @@ void server::process_input(client& c) {
     if (nl == std::string::npos) {
       if (c.in.size() - pos > limit && !c.skipping) {
         ++c.line;
-        reject(c, {}, *c.source + ":" + std::to_string(c.line) + ": line longer than " + std::to_string(limit) + " bytes");
+        job_entry e;
+        e.rejection = "line longer than " + std::to_string(limit) + " bytes";
+        admit(c, e);
         c.skipping = true;
       }
       if (c.skipping) pos = c.in.size();
@@ -388,6 +391,12 @@ void server::process_input(client& c) {
     }
     ++c.line;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() > limit) {  // arrived whole, in one read: as long, and as refused
+      job_entry e;
+      e.rejection = "line longer than " + std::to_string(limit) + " bytes";
+      admit(c, e);
+      continue;
+    }
     handle_line(c, line);
   }
   c.in.erase(0, pos);
@@ -403,9 +412,15 @@ void server::handle_line(client& c, std::string_view line) {
   e.pool = std::move(parsed.pool);
   e.type = std::move(parsed.type);
   e.payload = std::move(parsed.payload);
+  e.rejection = problem;
+  admit(c, e);
+}
+
+// Every job line, good or bad, counts once in `submitted` and gets one result line: its
+// rejection carries the line's sequence number as id when it has none, as in `run`.
+void server::admit(client& c, job_entry& e) {
   e.source = *c.source;
   e.line = c.line;
-  e.rejection = problem;
   ++c.submitted;
   switch (c.admission.admit(e)) {
     case job_admission::verdict::submit: submit_job(c, e); break;

@@ -533,6 +533,36 @@ TEST_F(CliServe, ALineNestedTooDeepIsRejectedAndEveryClientCarriesOn) {
   finish();
 }
 
+// A line over the size limit (1 MiB here) is rejected with its sequence number as id, as
+// in `run`, and the lines after it run: it used to wedge the connection for good (a job
+// counter underflowed, so the client's window never had room again).
+TEST_F(CliServe, ALineOverTheSizeLimitIsRejectedAndTheNextLinesRun) {
+  start("[pools.compute]\nworkers = 1\nmax_message = \"1KiB\"\n");
+  dir.write("jobs.jsonl", job("g1", "compute", "echo", "1") + job("big", "compute", "echo", "\"" + std::string(2 << 20, 'z') + "\"") +
+                              job("g3", "compute", "echo", "3") + job("g4", "compute", "echo", "4"));
+  const auto r = client({"submit", "jobs.jsonl"}, {.timeout = 30s});
+  EXPECT_FALSE(r.timed_out) << "the connection is wedged";
+  EXPECT_EQ(r.code, 1) << r.describe();
+  const auto lines = parse_lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.describe();
+  EXPECT_EQ(count_status(lines, "ok"), 3u);
+  const auto* big = find_id(lines, "2");
+  ASSERT_NE(big, nullptr) << r.out;
+  EXPECT_EQ((*big)["error"]["kind"], "rejected");
+  EXPECT_EQ((*big)["error"]["message"], "jobs.jsonl:2: line longer than 1048576 bytes") << big->dump();
+  // The same connection goes on: more lines after another long one, all answered.
+  std::string more;
+  for (int k = 0; k < 3; ++k) more += std::string(3 << 20, ' ') + "\n" + job("m" + std::to_string(k), "compute", "echo", "0");
+  dir.write("more.jsonl", more);
+  const auto m = client({"submit", "more.jsonl"}, {.timeout = 30s});
+  EXPECT_EQ(m.code, 1) << m.describe();
+  const auto mlines = parse_lines(m.out);
+  EXPECT_EQ(mlines.size(), 6u) << m.describe();
+  EXPECT_EQ(count_status(mlines, "ok"), 3u);
+  EXPECT_EQ(count_kind(mlines, "rejected"), 3u);
+  finish();
+}
+
 TEST_F(CliServe, SocketPlaceIsCheckedBeforeAnythingStarts) {
   dir.write("config.toml", "[pools.compute]\nworkers = 1\n");
   fs::create_directory(dir / "open");
