@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -88,9 +89,57 @@ void deliver(outbox& box, const result& r, int wake_fd) {
   }
 }
 
+// PATH.lock, locked (flock) for the server's whole life: only the process holding it may
+// remove a socket left at PATH or bind one there, and remove it at the end. Without it,
+// two servers started at once both found no socket, and the one whose bind failed then
+// removed the winner's (or took a socket bound but not yet listening for a stale one).
+class socket_lock {
+ public:
+  socket_lock() = default;
+  socket_lock(const socket_lock&) = delete;
+  socket_lock& operator=(const socket_lock&) = delete;
+  ~socket_lock() { release(); }
+
+  /// Takes the lock of `socket` without waiting: "" or what is wrong (another server has it).
+  std::string take(const std::string& socket) {
+    name_ = socket + ".lock";
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      unique_fd fd(::open(name_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+      if (fd.get() < 0) return "--socket: cannot create the lock file " + name_ + ": " + std::strerror(errno);
+      if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+          return "--socket: another ringmaster serve is already listening on " + socket + ", or starting to (it holds " +
+                 name_ + ")";
+        return "--socket: cannot lock " + name_ + ": " + std::strerror(errno);
+      }
+      // The server that held it may have removed the file between our open and our
+      // flock: a lock on a file no longer at that name guards nothing, so try again.
+      struct stat held{}, named{};
+      if (::fstat(fd.get(), &held) == 0 && ::stat(name_.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+          held.st_ino == named.st_ino) {
+        fd_ = std::move(fd);
+        return {};
+      }
+    }
+    return "--socket: cannot lock " + name_ + ": it is removed and created again and again";
+  }
+  /// Removes the lock file while still holding it (so nobody locks the file being
+  /// removed and believes it holds the lock), then lets go. Async-signal-safe.
+  void release() noexcept {
+    if (fd_.get() < 0) return;
+    ::unlink(name_.c_str());
+    fd_.reset();
+  }
+
+ private:
+  std::string name_;
+  unique_fd fd_;
+};
+
 // The socket's directory must be this user's and closed to others (anyone who can write
-// to it could replace the socket); it is created 0700 when missing.
-std::string check_socket_place(const std::string& path) {
+// to it could replace the socket); it is created 0700 when missing. Takes `lock` before
+// touching the socket's path.
+std::string check_socket_place(const std::string& path, socket_lock& lock) {
   if (path.empty()) return "--socket: expected a path, got \"\"";
   if (path.size() >= sizeof(sockaddr_un{}.sun_path))
     return "--socket: expected a path of at most " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
@@ -110,6 +159,7 @@ std::string check_socket_place(const std::string& path) {
            " and closed to others (chmod 700), got " + dir + " owned by uid " + std::to_string(st.st_uid) +
            " with mode " + mode;
   }
+  if (std::string problem = lock.take(path); !problem.empty()) return problem;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return "--socket: " + path + " exists and is not a socket";
     unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -118,14 +168,15 @@ std::string check_socket_place(const std::string& path) {
     std::memcpy(addr.sun_path, path.c_str(), path.size());
     if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
       return "--socket: a server is already listening on " + path;
-    ::unlink(path.c_str());  // left by a server that is gone
+    ::unlink(path.c_str());  // left by a server that is gone (a live one would hold the lock)
   }
   return {};
 }
 
 class server {
  public:
-  server(const serve_options& o, run_config config) : options_(o), config_(std::move(config)), log_(cli_logger()) {}
+  server(const serve_options& o, run_config config, socket_lock& lock)
+      : options_(o), config_(std::move(config)), log_(cli_logger()), lock_(lock) {}
 
   int run();
 
@@ -147,6 +198,10 @@ class server {
   void drop(client& c, const char* why);
   void begin_shutdown(bool drain, const std::string& why);
   std::string reload();
+  void remove_socket() noexcept {
+    if (bound_) ::unlink(options_.socket.c_str());  // ours only: see socket_lock
+    lock_.release();
+  }
   [[nodiscard]] bool blocked(const client& c) const noexcept {
     return c.parked || c.submitted - c.taken >= k_window || c.out.size() - c.out_sent > k_out_limit;
   }
@@ -159,6 +214,8 @@ class server {
   const serve_options& options_;
   run_config config_;  // the one loaded last; clients' admissions read it, so it is assigned in place
   std::shared_ptr<spdlog::logger> log_;
+  socket_lock& lock_;
+  bool bound_ = false;  // the socket at options_.socket is this process's
   std::optional<supervisor> sup_;
   unique_fd listen_fd_, signal_fd_, wake_fd_, epoll_fd_;
   std::map<int, std::unique_ptr<client>> clients_;
@@ -201,6 +258,7 @@ bool server::setup() {
   const mode_t old_mask = ::umask(0177);
   const int bound = ::bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old_mask);
+  bound_ = listen_fd_.get() >= 0 && bound == 0;
   if (listen_fd_.get() < 0 || bound != 0 || ::chmod(options_.socket.c_str(), 0600) != 0 ||
       ::listen(listen_fd_.get(), 128) != 0) {
     log_->error("cannot listen on {}: {}", options_.socket, std::strerror(errno));
@@ -223,7 +281,7 @@ bool server::setup() {
 
 int server::run() {
   if (!setup()) {
-    if (listen_fd_.get() >= 0) ::unlink(options_.socket.c_str());
+    remove_socket();
     return k_exit_failed;
   }
   for (;;) {
@@ -247,7 +305,7 @@ int server::run() {
             // The workers die with this process (PR_SET_PDEATHSIG; the fork servers see
             // their sockets close): nothing is left behind.
             log_->warn("{} a third time: exiting at once", name);
-            ::unlink(options_.socket.c_str());
+            remove_socket();
             ::_exit(k_exit_failed);
           }
         }
@@ -310,7 +368,7 @@ int server::run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   clients_.clear();
-  ::unlink(options_.socket.c_str());
+  remove_socket();
   log_->info("stopped");
   return state_ == "stopping now" ? k_exit_failed : k_exit_ok;
 }
@@ -696,12 +754,13 @@ int serve(const serve_options& o) {
   run_config config;
   std::string level;
   if (!detail::load_for_start(o.config, o.log_level, config, level)) return k_exit_usage;
-  if (const std::string problem = check_socket_place(o.socket); !problem.empty()) {
+  socket_lock lock;
+  if (const std::string problem = check_socket_place(o.socket, lock); !problem.empty()) {
     say("ringmaster: " + problem);
     return k_exit_usage;
   }
   set_log_level(level);
-  server s(o, std::move(config));
+  server s(o, std::move(config), lock);
   return s.run();
 }
 
