@@ -335,7 +335,8 @@ int server::run() {
       process_input(*c);
       maybe_end(*c);
       flush(*c);
-      if (c->closing && c->out_sent == c->out.size()) c->gone = true;
+      // Closed once every line it sent before has its answer, written.
+      if (c->closing && c->out_sent == c->out.size() && c->taken == c->submitted && !c->parked) c->gone = true;
       if (!c->gone) update_events(*c);
     }
     std::erase_if(clients_, [this](auto& kv) {
@@ -628,6 +629,9 @@ void server::begin_shutdown(bool drain, const std::string& why) {
 void server::handle_request(client& c, const request& r) {
   if (r.op == "hello") {
     if (r.protocol != -1 && r.protocol != k_protocol_version) {
+      // The answers to the lines before it first; the connection closes once the jobs
+      // among them have theirs too (lines after it are not read).
+      take_results(c);
       c.out += error_line("protocol " + std::to_string(r.protocol) + " is not spoken here (this server speaks " +
                           std::to_string(k_protocol_version) + ")");
       c.closing = true;

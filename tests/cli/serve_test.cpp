@@ -75,6 +75,18 @@ class CliServe : public testing::Test {
     EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     return fd;
   }
+  // Sends `lines` on a raw connection (closing its sending side if asked) and returns
+  // all the server writes until it closes the connection.
+  std::string exchange(const std::string& lines, bool shut_wr) {
+    const int fd = connect_raw();
+    EXPECT_EQ(::send(fd, lines.data(), lines.size(), MSG_NOSIGNAL), static_cast<ssize_t>(lines.size()));
+    if (shut_wr) ::shutdown(fd, SHUT_WR);
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return got;
+  }
   nlohmann::json status_json() {
     const auto r = run_cli({"status", "--socket", socket, "--json"}, dir, {.timeout = 20s});
     if (r.code != 0) return nlohmann::json::object();
@@ -467,18 +479,13 @@ TEST_F(CliServe, ASecondStopEndsRunningJobsAtOnceAndEveryClientGetsItsLines) {
 
 TEST_F(CliServe, ProtocolHelloRequestsEndAndHalfCloseLineByLine) {
   start("[pools.compute]\nworkers = 1\n");
-  const int fd = connect_raw();
   const std::string sent = "{\"op\": \"hello\", \"protocol\": 1, \"source\": \"mine\"}\n"
                            "{\"id\": 1, \"type\": \"echo\", \"payload\": \"hi\"}\n"
                            "{\"op\": \"scale\", \"pool\": \"compute\", \"workers\": 2}\n"
                            "{\"type\": \"nope\"}\n"
                            "{\"op\": \"end\"}\n";
-  ASSERT_EQ(::send(fd, sent.data(), sent.size(), MSG_NOSIGNAL), static_cast<ssize_t>(sent.size()));
-  ::shutdown(fd, SHUT_WR);  // after an answered end: no second end, the server closes
-  std::string got;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
+  // Its sending side closed after an answered end: no second end, the server closes.
+  const std::string got = exchange(sent, true);
   const auto lines = parse_lines(got);
   ASSERT_EQ(lines.size(), 5u) << got;
   EXPECT_EQ(lines[0]["op"], "hello");
@@ -597,6 +604,32 @@ TEST_F(CliServe, ServersStartedAtOnceOnOneSocketLeaveExactlyOneReachable) {
     finish();
     EXPECT_FALSE(fs::exists(dir / (socket + ".lock"))) << "the lock file stays";
   }
+}
+
+// Every line gets its answer, also those before a hello whose protocol this server does
+// not speak: they used to be dropped when the connection closed.
+TEST_F(CliServe, LinesBeforeABadHelloStillGetTheirAnswers) {
+  start("[pools.compute]\nworkers = 1\n");
+  const std::string sent = "{\"type\": \"echo\",\n"
+                           "{\"id\": \"e\", \"type\": \"sleep\", \"payload\": 200}\n"
+                           "{\"op\": \"hello\", \"protocol\": 99}\n"
+                           "{\"id\": \"unread\", \"type\": \"echo\"}\n";
+  const std::string got = exchange(sent, false);  // the server closes it
+  const auto lines = parse_lines(got);
+  ASSERT_EQ(lines.size(), 4u) << got;
+  EXPECT_EQ(lines[0]["op"], "hello");
+  const auto* bad = find_id(lines, "1");
+  ASSERT_NE(bad, nullptr) << got;
+  EXPECT_EQ((*bad)["error"]["message"].get<std::string>().rfind("socket:1: not valid JSON", 0), 0u) << bad->dump();
+  const auto* slept = find_id(lines, "e");
+  ASSERT_NE(slept, nullptr) << got;
+  EXPECT_EQ((*slept)["status"], "ok");
+  bool refused = false;
+  for (const auto& l : lines)
+    refused |= l.value("op", "") == "error" && l.value("message", "").find("protocol 99 is not spoken") != std::string::npos;
+  EXPECT_TRUE(refused) << got;
+  EXPECT_EQ(find_id(lines, "unread"), nullptr) << "a line after the refused hello is not read";
+  finish();
 }
 
 TEST_F(CliServe, SocketPlaceIsCheckedBeforeAnythingStarts) {
