@@ -234,6 +234,11 @@ bool server::setup() {
   sigemptyset(&wanted);
   sigaddset(&wanted, SIGINT);
   sigaddset(&wanted, SIGTERM);
+  // SIGHUP (the terminal closed, or `kill -HUP`) is `reload`, as daemons do, instead of
+  // the default death that sent no line to any client and left the socket file. Blocked
+  // here, before the supervisor's threads exist, so that they inherit the mask.
+  sigaddset(&wanted, SIGHUP);
+  ::pthread_sigmask(SIG_BLOCK, &wanted, nullptr);
   signal_fd_ = unique_fd(::signalfd(-1, &wanted, SFD_CLOEXEC | SFD_NONBLOCK));
   wake_fd_ = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   epoll_fd_ = unique_fd(::epoll_create1(EPOLL_CLOEXEC));
@@ -298,6 +303,11 @@ int server::run() {
         while (::read(signal_fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
           const char* abbrev = ::sigabbrev_np(static_cast<int>(si.ssi_signo));
           const std::string name = std::string("SIG") + (abbrev ? abbrev : "?");
+          if (si.ssi_signo == SIGHUP) {
+            log_->info("SIGHUP: reloading {}", options_.config);
+            (void)reload();  // it logs what it did, or why it did nothing
+            continue;
+          }
           ++signals_;
           if (state_ != "stopping now") {
             begin_shutdown(false, signals_ == 1 ? name : name + " again");
@@ -685,7 +695,10 @@ std::string server::reload() {
     for (const auto& p : e.problems()) log_->error("{}", p);
     return error_line("invalid config " + options_.config + ": the running config stays", e.problems());
   }
-  if (state_ != "running") return error_line("reload: the server is " + state_);
+  if (state_ != "running") {
+    log_->warn("reload refused: the server is {}", state_);
+    return error_line("reload: the server is " + state_);
+  }
   const auto resolve = [](unsigned w) { return w == 0 ? std::max(1u, std::thread::hardware_concurrency()) : w; };
   std::vector<std::string> added, removed, restarted, scaled, unchanged, notes;
   try {

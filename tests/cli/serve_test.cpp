@@ -632,6 +632,40 @@ TEST_F(CliServe, LinesBeforeABadHelloStillGetTheirAnswers) {
   finish();
 }
 
+// SIGHUP (a closed terminal, or kill -HUP) is `reload`, as for daemons: it used to kill
+// the server at once, with no line to any client and its socket file left behind. A bad
+// config on SIGHUP changes nothing and says so.
+TEST_F(CliServe, SighupReloadsTheConfigAndTheServerStays) {
+  start("[pools.a]\nworkers = 1\n");
+  dir.write("config.toml", "[pools.a]\nworkers = 1\n\n[pools.b]\nworkers = 1\n");
+  server->signal(SIGHUP);
+  ASSERT_TRUE(within(20s, [&] {
+    const auto st = status_json();
+    const auto* b = st.contains("pools") ? pool_of(st, "b") : nullptr;
+    return b && (*b)["workers"][0]["state"] == "ready";
+  })) << server->err_so_far();
+  EXPECT_NE(server->err_so_far().find("SIGHUP: reloading config.toml"), std::string::npos) << server->err_so_far();
+  dir.write("j.jsonl", job("x", "b", "echo", "1"));
+  EXPECT_EQ(client({"submit", "j.jsonl"}).code, 0);
+
+  dir.write("config.toml", "[pools.a]\nworkers = \"two\"\n");
+  server->signal(SIGHUP);
+  ASSERT_TRUE(within(20s, [&] { return server->err_so_far().find("reload refused") != std::string::npos; }))
+      << server->err_so_far();
+  const auto st = status_json();
+  EXPECT_NE(pool_of(st, "b"), nullptr) << "a bad config on SIGHUP changed the pools: " << st.dump();
+  const auto r = finish();
+  EXPECT_NE(r.err.find("config.toml:2: pools.a.workers"), std::string::npos) << r.err;
+}
+
+TEST_F(CliServe, HelpGivesServesOwnSignalsAndExitStatuses) {
+  const auto r = run_cli({"serve", "--help"}, dir);
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("SIGHUP reloads the config"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Exit status: 0 stopped or drained"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("every job ok"), std::string::npos) << "run's exit statuses:\n" << r.out;
+}
+
 TEST_F(CliServe, SocketPlaceIsCheckedBeforeAnythingStarts) {
   dir.write("config.toml", "[pools.compute]\nworkers = 1\n");
   fs::create_directory(dir / "open");
