@@ -669,8 +669,9 @@ void server::handle_request(client& c, const request& r) {
       return;
     }
     try {
+      // Asked here; what it did ("scaled from 2 to 4", "already has 2") the supervisor logs.
+      log_->info("client {} (pid {}) asks for {} worker(s) in pool '{}'", c.serial, c.pid, r.workers, r.pool);
       p->scale(static_cast<unsigned>(r.workers));
-      log_->info("pool '{}' scaled to {} worker(s) by client {} (pid {})", r.pool, r.workers, c.serial, c.pid);
       c.out += reply_line("ok", json_field("message", "pool '" + r.pool + "': " + std::to_string(r.workers) + " worker(s)"));
     } catch (const std::exception& e) {
       c.out += error_line(std::string("scale: ") + e.what());

@@ -658,6 +658,36 @@ TEST_F(CliServe, SighupReloadsTheConfigAndTheServerStays) {
   EXPECT_NE(r.err.find("config.toml:2: pools.a.workers"), std::string::npos) << r.err;
 }
 
+// The reload log says what happened to a replaced pool (not "starting" then "removed"),
+// and a scale to the count a pool has says that it has it.
+TEST_F(CliServe, ReloadAndScaleLogWhatTheyDid) {
+  start("[pools.a]\nworkers = 2\n");
+  EXPECT_EQ(client({"scale", "a", "2"}).code, 0);
+  ASSERT_TRUE(within(10s, [&] { return server->err_so_far().find("pool 'a' already has 2 worker(s)") != std::string::npos; }))
+      << server->err_so_far();
+  EXPECT_EQ(server->err_so_far().find("scaled from 2 to 2"), std::string::npos) << server->err_so_far();
+  // A job running in the old pool through the reload: the new pool certainly starts
+  // before the old one is done.
+  dir.write("slow.jsonl", job("slow", "a", "sleep", "1000"));
+  cli_process slow({"submit", "--socket", socket, "slow.jsonl"}, dir, {.timeout = 60s});
+  ASSERT_TRUE(within(20s, [&] {
+    const auto st = status_json();
+    const auto* a = st.contains("pools") ? pool_of(st, "a") : nullptr;
+    return a && (*a)["in_flight"] == 1;
+  }));
+  dir.write("config.toml", "[pools.a]\nworkers = 2\nmax_attempts = 2\n");
+  ASSERT_EQ(client({"reload"}).code, 0);
+  ASSERT_TRUE(within(20s, [&] {
+    return server->err_so_far().find("pool 'a' as it was before its replacement has finished its jobs") != std::string::npos;
+  })) << server->err_so_far();
+  const auto log = server->err_so_far();
+  EXPECT_NE(log.find("pool 'a' starting 2 worker(s), replacing the pool of that name"), std::string::npos) << log;
+  EXPECT_EQ(log.find("pool 'a' removed"), std::string::npos) << log;
+  const auto r = slow.wait();
+  EXPECT_EQ(r.code, 0) << r.describe();
+  finish();
+}
+
 TEST_F(CliServe, HelpGivesServesOwnSignalsAndExitStatuses) {
   const auto r = run_cli({"serve", "--help"}, dir);
   EXPECT_EQ(r.code, 0);
