@@ -3,7 +3,10 @@
 // Properties checked beyond "no crash, no out-of-bounds read, no UB" (ASan + UBSan):
 //  - the fast path and the general parser agree on the answer and every field;
 //  - a rejection's message is valid UTF-8, so the rejected result line is valid JSON;
-//  - a result line built from an accepted job's fields is valid UTF-8 and one line.
+//  - a result line built from an accepted job's fields is valid UTF-8 and one line;
+//  - no accepted line nests deeper than the limit (a line 100,000 deep overflowed the
+//    parse's stack): scripts/fuzz gives this target a max_len long enough to reach it,
+//    and the corpus holds a line at the limit and one 100,000 deep.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +14,7 @@
 #include <string_view>
 
 #include <ringmaster/cli/jsonl.hpp>
+#include <ringmaster/worker/detail/json_depth.hpp>
 
 namespace {
 
@@ -32,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (answer.empty()) {
     require(fast.pool == general.pool && fast.type == general.type && fast.payload == general.payload);
     require(!fast.type.empty());
+    require(!ringmaster::detail::json_too_deep(line));
   }
 
   result r;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <ringmaster/cli/jsonl.hpp>
+#include <ringmaster/worker/detail/json_depth.hpp>
 
 namespace ringmaster::cli {
 namespace {
@@ -67,6 +68,12 @@ std::string tidy_parse_error(std::string what) {
   return excerpt(what);
 }
 }  // namespace
+std::optional<std::string> too_deep(std::string_view json) {
+  const auto at = ringmaster::detail::json_too_deep(json);
+  if (!at) return std::nullopt;
+  return "nests arrays and objects more than " + std::to_string(ringmaster::detail::k_max_json_depth) +
+         " deep (the limit) at column " + std::to_string(*at + 1);
+}
 
 std::optional<std::size_t> first_invalid_utf8(std::string_view text) noexcept {
   for (std::size_t i = 0; i < text.size();) {
@@ -276,6 +283,9 @@ std::string detail::parse_job_line_general(std::string_view line, parsed_job& ou
   if (const auto bad = first_invalid_utf8(line))
     return "not valid UTF-8 (byte 0x" + std::string{k_hex[static_cast<unsigned char>(line[*bad]) >> 4]} +
            std::string{k_hex[static_cast<unsigned char>(line[*bad]) & 0xF]} + " at column " + std::to_string(*bad + 1) + ")";
+  // Before the parse: a line nesting 100,000 deep overflowed the stack (SIGSEGV) of the
+  // run and of serve. The fast path above accepts no nesting at all, so it needs no check.
+  if (const auto deep = too_deep(line)) return *deep;
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(line);
@@ -371,6 +381,7 @@ void append_result_line(std::string& out, const result& r, bool integer_id) {
 }
 
 std::optional<result_line_view> read_result_line(std::string_view line) {
+  if (ringmaster::detail::json_too_deep(line)) return std::nullopt;  // not one of ours
   const auto doc = nlohmann::json::parse(line, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) return std::nullopt;
   const auto id = doc.find("id");

@@ -45,6 +45,12 @@ int main(int argc, char** argv) {
   serve->add_option("config", so.config, "CONFIG.toml: [supervisor] and [pools.NAME] tables")->required();
   serve->add_option("--socket", so.socket, "The Unix socket to create (its directory: yours, mode 700)")->required();
   serve->add_option("--log-level", so.log_level, "trace, debug, info (default), warn, error, critical or off");
+  serve->footer(
+      "SIGINT and SIGTERM stop (a second one stops at once), SIGHUP reloads the config.\n"
+      "Exit status: 0 stopped or drained, every client sent its lines; 1 stopped at once (a\n"
+      "second stop), or the pools or the socket could not be started; 2 bad usage or config,\n"
+      "a socket directory open to others, or another server on the socket (nothing was started).\n"
+      "Protocol and examples: README.md, section \"Running ringmaster as a service\".\n");
 
   rc::submit_options sub;
   CLI::App* submit = app.add_subcommand("submit", "Send job lines to a server; write their result lines as they come.");

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 #include <ringmaster/cli/jsonl.hpp>
 #include <ringmaster/cli/protocol.hpp>
+#include <ringmaster/worker/detail/json_depth.hpp>
 #include <stdexcept>
 
 namespace ringmaster::cli {
@@ -33,8 +34,15 @@ std::string bytes(double b) {
   return buf;
 }
 
+// A line from the other end of the socket, parsed; discarded when it is not JSON or
+// nests too deep to parse safely (ringmaster/worker/detail/json_depth.hpp).
+json parse_line(std::string_view line) {
+  if (ringmaster::detail::json_too_deep(line)) return json(json::value_t::discarded);
+  return json::parse(line, nullptr, false);
+}
+
 json status_doc(std::string_view line) {
-  auto doc = json::parse(line, nullptr, false);
+  auto doc = parse_line(line);
   if (doc.is_discarded() || !doc.is_object() || doc.value("op", "") != "status" || !doc.contains("pools") ||
       !doc["pools"].is_array())
     throw std::runtime_error("the server's answer is not a status reply: " + std::string(line.substr(0, 200)));
@@ -76,8 +84,9 @@ std::string label(std::string_view v) {
 
 std::optional<request> parse_request(std::string_view line) {
   // Job lines are the bulk of the traffic: only a line that mentions "op" is parsed here.
+  // One nesting too deep is no request: parse_job_line then rejects it, naming the limit.
   if (line.find("\"op\"") == std::string_view::npos) return std::nullopt;
-  const auto doc = json::parse(line, nullptr, false);
+  const auto doc = parse_line(line);
   if (doc.is_discarded() || !doc.is_object()) return std::nullopt;
   const auto op = doc.find("op");
   if (op == doc.end()) return std::nullopt;
@@ -154,12 +163,18 @@ std::string status_line(const supervisor_status& status, int pid, double uptime_
 }
 
 std::optional<reply> parse_reply(std::string_view line) {
-  const auto doc = json::parse(line, nullptr, false);
+  const auto doc = parse_line(line);
   if (doc.is_discarded() || !doc.is_object()) return std::nullopt;
+  // value() throws type_error for a member of another type ({"op": 7}): found by
+  // fuzz/request_fuzz.cpp. Such a member reads as absent.
+  const auto text = [&doc](const char* key) {
+    const auto it = doc.find(key);
+    return it != doc.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   reply r;
-  r.op = doc.value("op", "");
-  r.message = doc.value("message", "");
-  r.gave_up = doc.value("gave_up", "");
+  r.op = text("op");
+  r.message = text("message");
+  r.gave_up = text("gave_up");
   if (auto it = doc.find("protocol"); it != doc.end() && it->is_number_integer()) r.protocol = it->get<long long>();
   if (auto it = doc.find("problems"); it != doc.end() && it->is_array())
     for (auto& p : *it)

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -88,9 +89,57 @@ void deliver(outbox& box, const result& r, int wake_fd, bool integer_id = false)
   }
 }
 
+// PATH.lock, locked (flock) for the server's whole life: only the process holding it may
+// remove a socket left at PATH or bind one there, and remove it at the end. Without it,
+// two servers started at once both found no socket, and the one whose bind failed then
+// removed the winner's (or took a socket bound but not yet listening for a stale one).
+class socket_lock {
+ public:
+  socket_lock() = default;
+  socket_lock(const socket_lock&) = delete;
+  socket_lock& operator=(const socket_lock&) = delete;
+  ~socket_lock() { release(); }
+
+  /// Takes the lock of `socket` without waiting: "" or what is wrong (another server has it).
+  std::string take(const std::string& socket) {
+    name_ = socket + ".lock";
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      unique_fd fd(::open(name_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+      if (fd.get() < 0) return "--socket: cannot create the lock file " + name_ + ": " + std::strerror(errno);
+      if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+          return "--socket: another ringmaster serve is already listening on " + socket + ", or starting to (it holds " +
+                 name_ + ")";
+        return "--socket: cannot lock " + name_ + ": " + std::strerror(errno);
+      }
+      // The server that held it may have removed the file between our open and our
+      // flock: a lock on a file no longer at that name guards nothing, so try again.
+      struct stat held{}, named{};
+      if (::fstat(fd.get(), &held) == 0 && ::stat(name_.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+          held.st_ino == named.st_ino) {
+        fd_ = std::move(fd);
+        return {};
+      }
+    }
+    return "--socket: cannot lock " + name_ + ": it is removed and created again and again";
+  }
+  /// Removes the lock file while still holding it (so nobody locks the file being
+  /// removed and believes it holds the lock), then lets go. Async-signal-safe.
+  void release() noexcept {
+    if (fd_.get() < 0) return;
+    ::unlink(name_.c_str());
+    fd_.reset();
+  }
+
+ private:
+  std::string name_;
+  unique_fd fd_;
+};
+
 // The socket's directory must be this user's and closed to others (anyone who can write
-// to it could replace the socket); it is created 0700 when missing.
-std::string check_socket_place(const std::string& path) {
+// to it could replace the socket); it is created 0700 when missing. Takes `lock` before
+// touching the socket's path.
+std::string check_socket_place(const std::string& path, socket_lock& lock) {
   if (path.empty()) return "--socket: expected a path, got \"\"";
   if (path.size() >= sizeof(sockaddr_un{}.sun_path))
     return "--socket: expected a path of at most " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
@@ -110,6 +159,7 @@ std::string check_socket_place(const std::string& path) {
            " and closed to others (chmod 700), got " + dir + " owned by uid " + std::to_string(st.st_uid) +
            " with mode " + mode;
   }
+  if (std::string problem = lock.take(path); !problem.empty()) return problem;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return "--socket: " + path + " exists and is not a socket";
     unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -118,14 +168,15 @@ std::string check_socket_place(const std::string& path) {
     std::memcpy(addr.sun_path, path.c_str(), path.size());
     if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
       return "--socket: a server is already listening on " + path;
-    ::unlink(path.c_str());  // left by a server that is gone
+    ::unlink(path.c_str());  // left by a server that is gone (a live one would hold the lock)
   }
   return {};
 }
 
 class server {
  public:
-  server(const serve_options& o, run_config config) : options_(o), config_(std::move(config)), log_(cli_logger()) {}
+  server(const serve_options& o, run_config config, socket_lock& lock)
+      : options_(o), config_(std::move(config)), log_(cli_logger()), lock_(lock) {}
 
   int run();
 
@@ -135,6 +186,7 @@ class server {
   bool read_client(client& c);  // false when nothing was read
   void process_input(client& c);
   void handle_line(client& c, std::string_view line);
+  void admit(client& c, job_entry& e);
   void handle_request(client& c, const request& r);
   void submit_job(client& c, job_entry& e);
   bool try_submit(client& c, job_entry& e);
@@ -146,6 +198,10 @@ class server {
   void drop(client& c, const char* why);
   void begin_shutdown(bool drain, const std::string& why);
   std::string reload();
+  void remove_socket() noexcept {
+    if (bound_) ::unlink(options_.socket.c_str());  // ours only: see socket_lock
+    lock_.release();
+  }
   [[nodiscard]] bool blocked(const client& c) const noexcept {
     return c.parked || c.submitted - c.taken >= k_window || c.out.size() - c.out_sent > k_out_limit;
   }
@@ -158,6 +214,8 @@ class server {
   const serve_options& options_;
   run_config config_;  // the one loaded last; clients' admissions read it, so it is assigned in place
   std::shared_ptr<spdlog::logger> log_;
+  socket_lock& lock_;
+  bool bound_ = false;  // the socket at options_.socket is this process's
   std::optional<supervisor> sup_;
   unique_fd listen_fd_, signal_fd_, wake_fd_, epoll_fd_;
   std::map<int, std::unique_ptr<client>> clients_;
@@ -176,6 +234,11 @@ bool server::setup() {
   sigemptyset(&wanted);
   sigaddset(&wanted, SIGINT);
   sigaddset(&wanted, SIGTERM);
+  // SIGHUP (the terminal closed, or `kill -HUP`) is `reload`, as daemons do, instead of
+  // the default death that sent no line to any client and left the socket file. Blocked
+  // here, before the supervisor's threads exist, so that they inherit the mask.
+  sigaddset(&wanted, SIGHUP);
+  ::pthread_sigmask(SIG_BLOCK, &wanted, nullptr);
   signal_fd_ = unique_fd(::signalfd(-1, &wanted, SFD_CLOEXEC | SFD_NONBLOCK));
   wake_fd_ = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   epoll_fd_ = unique_fd(::epoll_create1(EPOLL_CLOEXEC));
@@ -200,6 +263,7 @@ bool server::setup() {
   const mode_t old_mask = ::umask(0177);
   const int bound = ::bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old_mask);
+  bound_ = listen_fd_.get() >= 0 && bound == 0;
   if (listen_fd_.get() < 0 || bound != 0 || ::chmod(options_.socket.c_str(), 0600) != 0 ||
       ::listen(listen_fd_.get(), 128) != 0) {
     log_->error("cannot listen on {}: {}", options_.socket, std::strerror(errno));
@@ -222,7 +286,7 @@ bool server::setup() {
 
 int server::run() {
   if (!setup()) {
-    if (listen_fd_.get() >= 0) ::unlink(options_.socket.c_str());
+    remove_socket();
     return k_exit_failed;
   }
   for (;;) {
@@ -239,6 +303,11 @@ int server::run() {
         while (::read(signal_fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
           const char* abbrev = ::sigabbrev_np(static_cast<int>(si.ssi_signo));
           const std::string name = std::string("SIG") + (abbrev ? abbrev : "?");
+          if (si.ssi_signo == SIGHUP) {
+            log_->info("SIGHUP: reloading {}", options_.config);
+            (void)reload();  // it logs what it did, or why it did nothing
+            continue;
+          }
           ++signals_;
           if (state_ != "stopping now") {
             begin_shutdown(false, signals_ == 1 ? name : name + " again");
@@ -246,7 +315,7 @@ int server::run() {
             // The workers die with this process (PR_SET_PDEATHSIG; the fork servers see
             // their sockets close): nothing is left behind.
             log_->warn("{} a third time: exiting at once", name);
-            ::unlink(options_.socket.c_str());
+            remove_socket();
             ::_exit(k_exit_failed);
           }
         }
@@ -276,7 +345,8 @@ int server::run() {
       process_input(*c);
       maybe_end(*c);
       flush(*c);
-      if (c->closing && c->out_sent == c->out.size()) c->gone = true;
+      // Closed once every line it sent before has its answer, written.
+      if (c->closing && c->out_sent == c->out.size() && c->taken == c->submitted && !c->parked) c->gone = true;
       if (!c->gone) update_events(*c);
     }
     std::erase_if(clients_, [this](auto& kv) {
@@ -309,7 +379,7 @@ int server::run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   clients_.clear();
-  ::unlink(options_.socket.c_str());
+  remove_socket();
   log_->info("stopped");
   return state_ == "stopping now" ? k_exit_failed : k_exit_ok;
 }
@@ -370,7 +440,9 @@ void server::process_input(client& c) {
     if (nl == std::string::npos) {
       if (c.in.size() - pos > limit && !c.skipping) {
         ++c.line;
-        reject(c, {}, *c.source + ":" + std::to_string(c.line) + ": line longer than " + std::to_string(limit) + " bytes");
+        job_entry e;
+        e.rejection = "line longer than " + std::to_string(limit) + " bytes";
+        admit(c, e);
         c.skipping = true;
       }
       if (c.skipping) pos = c.in.size();
@@ -388,6 +460,12 @@ void server::process_input(client& c) {
     }
     ++c.line;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() > limit) {  // arrived whole, in one read: as long, and as refused
+      job_entry e;
+      e.rejection = "line longer than " + std::to_string(limit) + " bytes";
+      admit(c, e);
+      continue;
+    }
     handle_line(c, line);
   }
   c.in.erase(0, pos);
@@ -404,9 +482,15 @@ void server::handle_line(client& c, std::string_view line) {
   e.pool = std::move(parsed.pool);
   e.type = std::move(parsed.type);
   e.payload = std::move(parsed.payload);
+  e.rejection = problem;
+  admit(c, e);
+}
+
+// Every job line, good or bad, counts once in `submitted` and gets one result line: its
+// rejection carries the line's sequence number as id when it has none, as in `run`.
+void server::admit(client& c, job_entry& e) {
   e.source = *c.source;
   e.line = c.line;
-  e.rejection = problem;
   ++c.submitted;
   switch (c.admission.admit(e)) {
     case job_admission::verdict::submit: submit_job(c, e); break;
@@ -556,6 +640,9 @@ void server::begin_shutdown(bool drain, const std::string& why) {
 void server::handle_request(client& c, const request& r) {
   if (r.op == "hello") {
     if (r.protocol != -1 && r.protocol != k_protocol_version) {
+      // The answers to the lines before it first; the connection closes once the jobs
+      // among them have theirs too (lines after it are not read).
+      take_results(c);
       c.out += error_line("protocol " + std::to_string(r.protocol) + " is not spoken here (this server speaks " +
                           std::to_string(k_protocol_version) + ")");
       c.closing = true;
@@ -583,8 +670,9 @@ void server::handle_request(client& c, const request& r) {
       return;
     }
     try {
+      // Asked here; what it did ("scaled from 2 to 4", "already has 2") the supervisor logs.
+      log_->info("client {} (pid {}) asks for {} worker(s) in pool '{}'", c.serial, c.pid, r.workers, r.pool);
       p->scale(static_cast<unsigned>(r.workers));
-      log_->info("pool '{}' scaled to {} worker(s) by client {} (pid {})", r.pool, r.workers, c.serial, c.pid);
       c.out += reply_line("ok", json_field("message", "pool '" + r.pool + "': " + std::to_string(r.workers) + " worker(s)"));
     } catch (const std::exception& e) {
       c.out += error_line(std::string("scale: ") + e.what());
@@ -609,7 +697,10 @@ std::string server::reload() {
     for (const auto& p : e.problems()) log_->error("{}", p);
     return error_line("invalid config " + options_.config + ": the running config stays", e.problems());
   }
-  if (state_ != "running") return error_line("reload: the server is " + state_);
+  if (state_ != "running") {
+    log_->warn("reload refused: the server is {}", state_);
+    return error_line("reload: the server is " + state_);
+  }
   const auto resolve = [](unsigned w) { return w == 0 ? std::max(1u, std::thread::hardware_concurrency()) : w; };
   std::vector<std::string> added, removed, restarted, scaled, unchanged, notes;
   try {
@@ -682,12 +773,13 @@ int serve(const serve_options& o) {
   run_config config;
   std::string level;
   if (!detail::load_for_start(o.config, o.log_level, config, level)) return k_exit_usage;
-  if (const std::string problem = check_socket_place(o.socket); !problem.empty()) {
+  socket_lock lock;
+  if (const std::string problem = check_socket_place(o.socket, lock); !problem.empty()) {
     say("ringmaster: " + problem);
     return k_exit_usage;
   }
   set_log_level(level);
-  server s(o, std::move(config));
+  server s(o, std::move(config), lock);
   return s.run();
 }
 

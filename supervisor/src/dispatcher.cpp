@@ -542,8 +542,14 @@ bool dispatcher::take_commands() {
 void dispatcher::start_pool(pool_state& p) {
   removals_due_ |= p.removed.load();  // removed already: its accepted jobs still run first
   for (auto& s : p.slots) spawn(*s);
-  log_->info("{}: pool '{}' starting {} worker(s){}", options_.name, p.name, p.slots.size(),
-             p.options.command.empty() ? "" : " (" + p.options.command.front() + ")");
+  // A reload that changes a pool's settings removes it and adds a new one of the same
+  // name: said here, or the log reads "starting" then "removed" for the same pool.
+  const bool replacing = std::any_of(live_.begin(), live_.end(), [&p](const pool_state* o) {
+    return o != &p && o->name == p.name && o->removed.load() && !o->removal_done;
+  });
+  log_->info("{}: pool '{}' starting {} worker(s){}{}", options_.name, p.name, p.slots.size(),
+             p.options.command.empty() ? "" : " (" + p.options.command.front() + ")",
+             replacing ? ", replacing the pool of that name (it finishes the jobs it has)" : "");
 }
 
 bool dispatcher::take_submissions() {
@@ -1544,7 +1550,10 @@ std::string dispatcher::apply_scale(pool_state& p, unsigned workers) {
   }
   for (std::size_t i = workers; i < p.slots.size(); ++i) retire_for_scale(*p.slots[i]);
   trim_due_ = true;
-  log_->info("{}: pool '{}' scaled from {} to {} worker(s)", options_.name, p.name, before, workers);
+  if (before == workers)
+    log_->info("{}: pool '{}' already has {} worker(s): nothing to scale", options_.name, p.name, workers);
+  else
+    log_->info("{}: pool '{}' scaled from {} to {} worker(s)", options_.name, p.name, before, workers);
   return {};
 }
 
@@ -1593,7 +1602,13 @@ void dispatcher::advance_removals() {
       continue;
     }
     p.removal_done = true;
-    log_->info("{}: pool '{}' removed", options_.name, p.name);
+    const bool replaced = std::any_of(live_.begin(), live_.end(),
+                                      [&p](const pool_state* o) { return o != &p && o->name == p.name && !o->removed.load(); });
+    if (replaced)
+      log_->info("{}: pool '{}' as it was before its replacement has finished its jobs: its workers stop", options_.name,
+                 p.name);
+    else
+      log_->info("{}: pool '{}' removed", options_.name, p.name);
     for (auto& s : p.slots) {
       s->retired = true;
       if (s->spawn_request) spawning_.erase(s->spawn_request), s->spawn_request = 0;

@@ -82,6 +82,10 @@ const bad_line k_bad_lines[] = {
      "bytes)"},
     {"MegabyteUnknownPool", R"({"pool": ")" + std::string(1'000'000, 'p') + R"(", "type": "echo"})",
      "unknown pool \"ppp"},
+    // 100,000 levels in 200 KB: the recursive parse overflowed the stack (SIGSEGV).
+    {"NestedTooDeep",
+     R"({"id": "d", "pool": "a", "type": "echo", "payload": )" + std::string(100'000, '[') + std::string(100'000, ']') + "}",
+     "nests arrays and objects more than 512 deep (the limit)"},
     {"LineTooLong", R"({"pool": "a", "type": "echo", "payload": ")" + std::string(7 << 20, 'z') + "\"}",
      "line longer than"},
 };
@@ -98,6 +102,31 @@ TEST(CliJobLines, LastLineWithoutNewlineIsAcceptedWhenWhole) {
   const auto r = run_cli({"run", "config.toml", "--jobs", "jobs.jsonl", "--no-progress"}, dir);
   EXPECT_EQ(r.code, 0) << r.describe();
   EXPECT_EQ(count_status(parse_lines(r.out), "ok"), 2u);
+}
+
+// A payload a handler parses again (the demo `crash` reads {"signal": ..., "p": ...} from
+// a string payload) is bounded too: 100,000 nested objects crashed the worker (SIGSEGV)
+// and cost a restart; now the job fails with the limit, and the worker lives on.
+TEST(CliJobLines, AHandlerReparsingADeepPayloadFailsTheJobNotTheWorker) {
+  temp_dir dir;
+  dir.write("config.toml", "[pools.a]\nworkers = 1\nmax_attempts = 1\n");
+  std::string deep;
+  for (int i = 0; i < 100'000; ++i) deep += R"({\"a\": )";
+  deep += "1" + std::string(100'000, '}');
+  dir.write("jobs.jsonl", R"({"id": "deep", "type": "crash", "payload": ")" + deep + "\"}\n" +
+                              R"({"id": "after", "type": "echo", "payload": "fine"})" "\n");
+  const auto r = run_cli({"run", "config.toml", "--jobs", "jobs.jsonl", "--no-progress"}, dir);
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_TRUE(r.left_behind.empty());
+  const auto lines = parse_lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.describe();
+  const auto* bad = find_id(lines, "deep");
+  ASSERT_NE(bad, nullptr);
+  EXPECT_EQ((*bad)["error"]["kind"], "exception") << bad->dump();
+  EXPECT_NE((*bad)["error"]["message"].get<std::string>().find("more than 512 deep (the limit)"), std::string::npos)
+      << bad->dump();
+  EXPECT_EQ(find_id(lines, "after")->value("status", ""), "ok");
+  EXPECT_NE(r.err.find("0 restarts"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <ringmaster/worker/demo_handlers.hpp>
+#include <ringmaster/worker/detail/json_depth.hpp>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -66,6 +67,11 @@ std::string crash(job& j) {
   std::string sig = "SEGV";
   double p = 1.0;
   if (!j.payload().empty()) {
+    // A payload from an embedding program reaches here unchecked: one nesting 100,000
+    // deep would overflow this worker's stack in the parse, a crash the job did not ask for.
+    if (detail::json_too_deep(j.payload()))
+      throw std::invalid_argument("crash: payload nests arrays and objects more than " +
+                                  std::to_string(detail::k_max_json_depth) + " deep (the limit)");
     const auto doc = nlohmann::json::parse(j.payload(), nullptr, false);
     if (doc.is_discarded() || !doc.is_object())
       throw std::invalid_argument("crash: payload must be {\"signal\": \"SEGV\"|\"ABRT\"|\"KILL\", \"p\": 0..1}");

@@ -29,6 +29,12 @@ namespace ringmaster::cli {
 /// surrogates and code points over U+10FFFF are invalid), or nullopt if all is valid.
 [[nodiscard]] std::optional<std::size_t> first_invalid_utf8(std::string_view text) noexcept;
 
+/// What is wrong with `json` when its arrays and objects nest deeper than
+/// ringmaster::detail::k_max_json_depth ("nests arrays and objects more than 512 deep
+/// (the limit) at column 513"), or nullopt. Checked before any JSON is parsed: dumping or
+/// destroying a document recurses once per level, and 100,000 levels overflow the stack.
+[[nodiscard]] std::optional<std::string> too_deep(std::string_view json);
+
 /// Appends `text` as a JSON string literal, quotes included.
 void append_json_string(std::string& out, std::string_view text);
 
@@ -52,7 +58,8 @@ struct parsed_job {
 
 /// Parses one job line (without its newline). Returns "" and fills `out`, or returns what
 /// is wrong ("not valid JSON: ...", "expected a JSON object, got an array", "missing
-/// \"type\"...", "unknown key ...", "not valid UTF-8 ..."). On failure `out.id` is still
+/// \"type\"...", "unknown key ...", "not valid UTF-8 ...", "nests arrays and objects more
+/// than 512 deep ..."). On failure `out.id` is still
 /// set when the line is an object with a usable id, so the rejection can carry it.
 [[nodiscard]] std::string parse_job_line(std::string_view line, parsed_job& out);
 
