@@ -55,8 +55,17 @@ MARK = re.compile(r"^<!--\s*readme-test:\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 CPP_LANGS = {"cpp", "c++", "cxx"}
 SESSION_TIMEOUT_S = 120
-BUILD_TIMEOUT_S = 240
+BUILD_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 60
+# Everything within this, under ctest's TIMEOUT (300 s), so that the test, not ctest,
+# kills what it started and says what was running.
+BUDGET_S = 270
+DEADLINE = time.monotonic() + BUDGET_S
+
+
+def bounded(seconds):
+    """`seconds`, or what is left of the test's budget if less."""
+    return max(1.0, min(seconds, DEADLINE - time.monotonic()))
 
 
 class Block:
@@ -123,8 +132,10 @@ def build_cpp(blocks, args, work):
     with open(os.path.join(proj, "CMakeLists.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(cmake) + "\n")
     prefix = os.path.join(work, "prefix")
-    subprocess.run(["cmake", "--install", args.build_dir, "--prefix", prefix], check=True,
-                   stdout=subprocess.DEVNULL, timeout=BUILD_TIMEOUT_S)
+    code, out = run_bounded(["cmake", "--install", args.build_dir, "--prefix", prefix], work, BUILD_TIMEOUT_S,
+                            "cmake --install")
+    if code != 0:
+        raise Failure(f"cannot install the build tree {args.build_dir} (exit {code}):\n{out}")
     configure = ["cmake", "-S", proj, "-B", os.path.join(work, "cpp-build"), "-G", "Ninja",
                  f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE="]
     if args.cxx:
@@ -132,14 +143,13 @@ def build_cpp(blocks, args, work):
     if args.launcher:
         configure.append(f"-DCMAKE_CXX_COMPILER_LAUNCHER={args.launcher}")
     for cmd in (configure, ["cmake", "--build", os.path.join(work, "cpp-build")]):
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=BUILD_TIMEOUT_S)
-        if p.returncode != 0:
-            print(p.stdout)
+        code, out = run_bounded(cmd, work, BUILD_TIMEOUT_S, f"`{' '.join(cmd)}`")
+        if code != 0:
+            print(out)
             for b, in_main in blocks:
                 print(f"  {b.where()}: {'fragment in main()' if in_main else 'program'} "
                       f"snippet_*_line_{b.line}.cpp")
-            raise Failure(f"the README's C++ snippets do not build: `{' '.join(cmd)}` exited {p.returncode}")
+            raise Failure(f"the README's C++ snippets do not build: `{' '.join(cmd)}` exited {code}")
     return exes
 
 
@@ -242,12 +252,13 @@ def run_bounded(command, cwd, timeout, what):
     (what is left is killed either way)."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             cwd=cwd, start_new_session=True, text=True, errors="replace")
+    timeout = bounded(timeout)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc.pid)
         out, _ = proc.communicate()
-        raise Failure(f"{what} did not end within {timeout} s; it printed:\n{out}")
+        raise Failure(f"{what} did not end within {timeout:.0f} s; it printed:\n{out}")
     finally:
         left = kill_group(proc.pid)
     if left:
