@@ -136,9 +136,18 @@ class socket_lock {
   unique_fd fd_;
 };
 
+// mkdir -p, but each directory it creates is 0700: this user's only, as the last must be
+// (std::filesystem::create_directories would make them 0777 & ~umask).
+bool make_directories(const std::string& dir) {
+  for (std::size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
+    if (::mkdir(dir.substr(0, slash).c_str(), 0700) != 0 && errno != EEXIST) return false;
+    if (slash == std::string::npos) return true;
+  }
+}
+
 // The socket's directory must be this user's and closed to others (anyone who can write
-// to it could replace the socket); it is created 0700 when missing. Takes `lock` before
-// touching the socket's path.
+// to it could replace the socket); it is created 0700 when missing, with its parents.
+// Takes `lock` before touching the socket's path.
 std::string check_socket_place(const std::string& path, socket_lock& lock) {
   if (path.empty()) return "--socket: expected a path, got \"\"";
   if (path.size() >= sizeof(sockaddr_un{}.sun_path))
@@ -148,7 +157,7 @@ std::string check_socket_place(const std::string& path, socket_lock& lock) {
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   struct stat st{};
   if (::stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT || ::mkdir(dir.c_str(), 0700) != 0 || ::stat(dir.c_str(), &st) != 0)
+    if (errno != ENOENT || !make_directories(dir) || ::stat(dir.c_str(), &st) != 0)
       return "--socket: cannot create the directory " + dir + ": " + std::strerror(errno);
   }
   if (!S_ISDIR(st.st_mode)) return "--socket: " + dir + " is not a directory";

@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
-# Installs the build tree into a scratch prefix, then configures, builds and runs the
-# outside consumer project against it.  Usage: run.sh BUILD_DIR SOURCE_DIR
+# Installs the build tree into a scratch prefix, checks what the installed package
+# exports, then configures, builds and runs the outside consumer project against it (its
+# CMakeLists.txt is the README's, word for word: tests/readme checks that).
+#   Usage: run.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+fail() { echo "install test: $*" >&2; exit 1; }
+
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
+pkg=$(find "$work/prefix" -path '*/cmake/ringmaster' -type d)
+[ -n "$pkg" ] || fail "no lib*/cmake/ringmaster in the installed prefix"
+targets="$pkg/ringmaster-targets.cmake"
+[ -f "$targets" ] || fail "no $targets"
+
+# The package exports the three libraries, and nothing of ringmaster's own build: not the
+# warnings target, not the header-only dependencies; spdlog only to link with
+# ($<LINK_ONLY:...>), never as a usage requirement (include directories, definitions).
+for t in ipc worker supervisor; do
+  grep -q "add_library(ringmaster::$t STATIC IMPORTED)" "$targets" || fail "ringmaster::$t is not exported"
+done
+if grep -rn "ringmaster_warnings\|nlohmann" "$pkg"; then
+  fail "the installed package names ringmaster_warnings or nlohmann-json (above)"
+fi
+links=$(grep 'INTERFACE_LINK_LIBRARIES' "$targets")
+if sed 's/\\\$<LINK_ONLY:spdlog::spdlog>//g' <<<"$links" | grep -n "spdlog"; then
+  fail "spdlog is in an installed interface other than link-only (above)"
+fi
+grep -q '\$<LINK_ONLY:spdlog::spdlog>' <<<"$links" || fail "spdlog is not linked by the installed static libraries"
+
 cmake -S "$src/tests/install/consumer" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
-"$work/build/consumer"
+"$work/build/my_program" "$work/build/my_worker"
