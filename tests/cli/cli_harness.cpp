@@ -1,5 +1,6 @@
 #include "cli_harness.hpp"
 
+#include "proc.hpp"
 #include "process_watch.hpp"
 
 #include <dirent.h>
@@ -167,7 +168,8 @@ std::vector<std::string> shm_entries() {
   std::vector<std::string> out;
   if (DIR* d = ::opendir("/dev/shm")) {
     while (const dirent* e = ::readdir(d))
-      if (std::strncmp(e->d_name, "ringmaster", 10) == 0 && std::strncmp(e->d_name, "ringmaster-bench-", 17) != 0)
+      if (std::strncmp(e->d_name, "ringmaster", 10) == 0 && std::strncmp(e->d_name, "ringmaster-bench-", 17) != 0 &&
+          !ringmaster::test::owned_elsewhere(e->d_name))
         out.emplace_back(e->d_name);
     ::closedir(d);
   }

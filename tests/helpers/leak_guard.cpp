@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
@@ -16,27 +15,7 @@
 namespace {
 
 using ringmaster::test::list_dir;
-
-// A segment is named "ringmaster-<owner pid>-<hex>". One whose owner is alive and is
-// neither this process nor one of its descendants belongs to another test run on the
-// machine (tests of several build trees may run at once), not to this test.
-bool owned_elsewhere(const std::string& name) {
-  long owner = 0;
-  if (std::sscanf(name.c_str(), "ringmaster-%ld-", &owner) != 1 || owner <= 0) return false;
-  for (pid_t p = static_cast<pid_t>(owner); p > 1;) {
-    if (p == ::getpid()) return false;
-    std::ifstream stat("/proc/" + std::to_string(p) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) return p != static_cast<pid_t>(owner);  // dead owner: ours to answer for
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) return false;
-    char state = 0;
-    long parent = 0;
-    if (std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &parent) != 2) return false;
-    p = static_cast<pid_t>(parent);
-  }
-  return true;
-}
+using ringmaster::test::owned_elsewhere;
 
 std::string join(const std::set<std::string>& s) {
   std::string out;

@@ -1,7 +1,9 @@
 #include "proc.hpp"
 
 #include <dirent.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 namespace ringmaster::test {
@@ -29,6 +31,30 @@ std::set<pid_t> children_of(pid_t pid) {
     for (pid_t p; in >> p;) out.insert(p);
   }
   return out;
+}
+
+bool owned_elsewhere(const std::string& name) {
+  long owner = 0;
+  for (std::size_t at = name.find('-'); at != std::string::npos && owner == 0; at = name.find('-', at + 1)) {
+    const auto end = name.find('-', at + 1);
+    const std::string part = name.substr(at + 1, end == std::string::npos ? std::string::npos : end - at - 1);
+    if (!part.empty() && part.size() < 10 && part.find_first_not_of("0123456789") == std::string::npos)
+      owner = std::stol(part);
+  }
+  if (owner <= 0) return false;
+  for (pid_t p = static_cast<pid_t>(owner); p > 1;) {
+    if (p == ::getpid()) return false;
+    std::ifstream stat("/proc/" + std::to_string(p) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return p != static_cast<pid_t>(owner);  // dead owner: ours to answer for
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) return false;
+    char state = 0;
+    long parent = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &parent) != 2) return false;
+    p = static_cast<pid_t>(parent);
+  }
+  return true;
 }
 
 }  // namespace ringmaster::test

@@ -15,4 +15,11 @@ std::set<std::string> list_dir(const std::string& path, const std::string& prefi
 /// Direct children of `pid` (0: this process), zombies included.
 std::set<pid_t> children_of(pid_t pid = 0);
 
+/// Whether /dev/shm entry `name` belongs to another test run on this machine: its name
+/// carries its owner's pid as the first all-digit part between dashes
+/// ("ringmaster-<pid>-<hex>", "ringmaster-test-mq-<pid>-<n>"), and that owner is alive and
+/// is neither this process nor one of its descendants. Tests of several build trees may
+/// run at once; their live segments are not this test's leak.
+bool owned_elsewhere(const std::string& name);
+
 }  // namespace ringmaster::test
