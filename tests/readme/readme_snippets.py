@@ -17,6 +17,9 @@ does not show, that says what this test does with it (a block without one fails 
                                        every result ok; ./my_worker there is a worker
                                        executable serving the built-in handlers (the tests'
                                        ringmaster_test_worker), for a `command` naming it.
+  <!-- readme-test: synopsis -->       lines `ringmaster SUBCOMMAND ...`: every --option in a
+                                       line is one that `ringmaster SUBCOMMAND --help` lists,
+                                       and every option it lists is somewhere in the README.
   <!-- readme-test: file NAME -->      written to NAME in the sessions' directory, for the
                                        sessions after it (one directory for the README).
   <!-- readme-test: same as PATH -->   must be, byte for byte, the repository's file PATH
@@ -310,9 +313,43 @@ def run_block(kind, b, detail, args, work, sessions, exes):
     elif kind == "session":
         run_session(b, args, sessions)
         print(f"readme: {b.where()}: session ran as shown")
+    elif kind == "synopsis":
+        check_synopsis(b, args)
+        print(f"readme: {b.where()}: synopsis matches --help")
     elif kind == "config":
         run_config(b, args, work)
         print(f"readme: {b.where()}: config ran, every job ok")
+
+
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def check_synopsis(block, args):
+    readme = open(args.readme, encoding="utf-8").read()
+    problems = []
+    commands = []
+    for line in block.text.split("\n"):
+        if line[:1].isspace() and commands:  # a command's continuation line
+            commands[-1] += " " + line.strip()
+        elif line.strip():
+            commands.append(line.strip())
+    for line in commands:
+        words = line.split()
+        if len(words) < 2 or words[0] != "ringmaster":
+            continue
+        sub = [] if words[1].startswith("-") else [words[1]]
+        code, out = run_bounded([args.ringmaster, *sub, "--help"], args.build_dir, RUN_TIMEOUT_S,
+                                f"ringmaster {' '.join(sub)} --help")
+        if code != 0:
+            problems.append(f"`ringmaster {' '.join(sub)} --help` exited {code}")
+            continue
+        listed = set(OPTION.findall(out))
+        problems += [f"{o} (in `{line.strip()}`) is not an option of `ringmaster {' '.join(sub)}`"
+                     for o in OPTION.findall(line) if o not in listed]
+        problems += [f"`ringmaster {' '.join(sub)}` has {o}, which the README never mentions"
+                     for o in sorted(listed) if f"`{o}" not in readme and f"{o} " not in readme and f"[{o}" not in readme]
+    if problems:
+        raise Failure(f"{block.where()}: the synopsis and the program disagree:\n  " + "\n  ".join(problems))
 
 
 def run_config(block, args, work):
@@ -372,7 +409,7 @@ def main():
     for b in blocks:
         if b.mark is None:
             problems.append(f"{b.where()}: a ```{b.lang} block with no mark: put <!-- readme-test: run | build | "
-                            "run in main() | build in main() | run as config | file NAME | same as PATH | "
+                            "run in main() | build in main() | run as config | synopsis | file NAME | same as PATH | "
                             "skip: REASON --> on the line before it")
             continue
         kind = b.mark
@@ -381,6 +418,8 @@ def main():
         if kind in ("run", "build", "run in main()", "build in main()") and b.lang in CPP_LANGS:
             cpp.append((b, kind.endswith("in main()")))
             plan.append(("cpp", b, kind.startswith("run")))
+        elif kind == "synopsis" and b.lang == "":
+            plan.append(("synopsis", b, None))
         elif kind == "run as config" and b.lang == "toml":
             plan.append(("config", b, None))
         elif kind == "run" and b.lang in ("", "console", "sh", "shell", "bash"):
@@ -399,7 +438,7 @@ def main():
                                 f"(diff it against the README)")
         else:
             problems.append(f"{b.where()}: expected a mark run, build, run in main(), build in main() (C++), "
-                            f"run (a `$ ` session), run as config (TOML), file NAME, same as PATH or skip: REASON; "
+                            f"run (a `$ ` session), run as config (TOML), synopsis, file NAME, same as PATH or skip: REASON; "
                             f"got {kind!r} on a ```{b.lang} block")
     if problems:
         print("\n".join(problems))
