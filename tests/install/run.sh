@@ -19,16 +19,19 @@ targets="$pkg/ringmaster-targets.cmake"
 # warnings target, not the header-only dependencies; spdlog only to link with
 # ($<LINK_ONLY:...>), never as a usage requirement (include directories, definitions).
 for t in ipc worker supervisor; do
-  grep -q "add_library(ringmaster::$t STATIC IMPORTED)" "$targets" || fail "ringmaster::$t is not exported"
+  grep -Eq "add_library\(ringmaster::$t (STATIC|SHARED) IMPORTED\)" "$targets" || fail "ringmaster::$t is not exported"
 done
 if grep -rn "ringmaster_warnings\|nlohmann" "$pkg"; then
   fail "the installed package names ringmaster_warnings or nlohmann-json (above)"
 fi
 links=$(grep 'INTERFACE_LINK_LIBRARIES' "$targets")
-if sed 's/\\\$<LINK_ONLY:spdlog::spdlog>//g' <<<"$links" | grep -n "spdlog"; then
+if sed 's/\\\$<LINK_ONLY:spdlog::spdlog>//g' "$targets" | grep -n "spdlog"; then
   fail "spdlog is in an installed interface other than link-only (above)"
 fi
-grep -q '\$<LINK_ONLY:spdlog::spdlog>' <<<"$links" || fail "spdlog is not linked by the installed static libraries"
+# (A shared build links spdlog into the libraries themselves and exports nothing of it.)
+if grep -q "STATIC IMPORTED" "$targets"; then
+  grep -q '\$<LINK_ONLY:spdlog::spdlog>' <<<"$links" || fail "spdlog is not linked by the installed static libraries"
+fi
 
 cmake -S "$src/tests/install/consumer" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/build" >/dev/null

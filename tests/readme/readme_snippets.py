@@ -12,6 +12,14 @@ does not show, that says what this test does with it (a block without one fails 
   <!-- readme-test: run in main() -->  C++ fragment: its #include and namespace-alias
   <!-- readme-test: build in main() -->  lines stay at file scope, every other line goes,
                                        as written, into the body of int main().
+  <!-- readme-test: run as config -->  a config: written to a file of its own directory and
+                                       run by `ringmaster run FILE`, which must exit 0 with
+                                       every result ok; ./my_worker there is a worker
+                                       executable serving the built-in handlers (the tests'
+                                       ringmaster_test_worker), for a `command` naming it.
+  <!-- readme-test: synopsis -->       lines `ringmaster SUBCOMMAND ...`: every --option in a
+                                       line is one that `ringmaster SUBCOMMAND --help` lists,
+                                       and every option it lists is somewhere in the README.
   <!-- readme-test: file NAME -->      written to NAME in the sessions' directory, for the
                                        sessions after it (one directory for the README).
   <!-- readme-test: same as PATH -->   must be, byte for byte, the repository's file PATH
@@ -36,7 +44,7 @@ they must be what the program prints. A line "..." in the README's output means 
 lines are left out there: the README's lines must then be among the program's.
 
   readme_snippets.py --readme README.md --source-dir DIR --build-dir DIR --ringmaster BIN
-                     [--cxx COMPILER] [--launcher LAUNCHER]
+                     --test-worker BIN [--cxx COMPILER] [--launcher LAUNCHER]
 """
 
 import argparse
@@ -305,6 +313,59 @@ def run_block(kind, b, detail, args, work, sessions, exes):
     elif kind == "session":
         run_session(b, args, sessions)
         print(f"readme: {b.where()}: session ran as shown")
+    elif kind == "synopsis":
+        check_synopsis(b, args)
+        print(f"readme: {b.where()}: synopsis matches --help")
+    elif kind == "config":
+        run_config(b, args, work)
+        print(f"readme: {b.where()}: config ran, every job ok")
+
+
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def check_synopsis(block, args):
+    readme = open(args.readme, encoding="utf-8").read()
+    problems = []
+    commands = []
+    for line in block.text.split("\n"):
+        if line[:1].isspace() and commands:  # a command's continuation line
+            commands[-1] += " " + line.strip()
+        elif line.strip():
+            commands.append(line.strip())
+    for line in commands:
+        words = line.split()
+        if len(words) < 2 or words[0] != "ringmaster":
+            continue
+        sub = [] if words[1].startswith("-") else [words[1]]
+        code, out = run_bounded([args.ringmaster, *sub, "--help"], args.build_dir, RUN_TIMEOUT_S,
+                                f"ringmaster {' '.join(sub)} --help")
+        if code != 0:
+            problems.append(f"`ringmaster {' '.join(sub)} --help` exited {code}")
+            continue
+        listed = set(OPTION.findall(out))
+        problems += [f"{o} (in `{line.strip()}`) is not an option of `ringmaster {' '.join(sub)}`"
+                     for o in OPTION.findall(line) if o not in listed]
+        problems += [f"`ringmaster {' '.join(sub)}` has {o}, which the README never mentions"
+                     for o in sorted(listed) if f"`{o}" not in readme and f"{o} " not in readme and f"[{o}" not in readme]
+    if problems:
+        raise Failure(f"{block.where()}: the synopsis and the program disagree:\n  " + "\n  ".join(problems))
+
+
+def run_config(block, args, work):
+    where = os.path.join(work, f"config-{block.line}")
+    os.makedirs(where)
+    with open(os.path.join(where, "config.toml"), "w", encoding="utf-8") as f:
+        f.write(block.text)
+    os.symlink(args.test_worker, os.path.join(where, "my_worker"))
+    code, out = run_bounded([args.ringmaster, "run", "config.toml", "--no-progress", "--results", "results.jsonl"],
+                            where, RUN_TIMEOUT_S, f"{block.where()}: `ringmaster run` of the config")
+    if code != 0:
+        raise Failure(f"{block.where()}: `ringmaster run` of the config exited {code}; it printed:\n{out}")
+    results = [json.loads(l) for l in open(os.path.join(where, "results.jsonl"), encoding="utf-8") if l.strip()]
+    failed = [r for r in results if r.get("status") != "ok"]
+    if not results or failed:
+        raise Failure(f"{block.where()}: the config's jobs did not all succeed: {failed or 'no result at all'}")
 
 
 # --- the tree table -------------------------------------------------------------------
@@ -336,18 +397,20 @@ def main():
     ap.add_argument("--source-dir", required=True)
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--ringmaster", required=True)
+    ap.add_argument("--test-worker", required=True)
     ap.add_argument("--cxx", default="")
     ap.add_argument("--launcher", default="")
     args = ap.parse_args()
     args.ringmaster, args.build_dir = os.path.abspath(args.ringmaster), os.path.abspath(args.build_dir)
+    args.test_worker = os.path.abspath(args.test_worker)
 
     blocks = parse_blocks(args.readme)
     problems, cpp, plan = check_tree_table(args), [], []
     for b in blocks:
         if b.mark is None:
             problems.append(f"{b.where()}: a ```{b.lang} block with no mark: put <!-- readme-test: run | build | "
-                            "run in main() | build in main() | file NAME | same as PATH | skip: REASON --> "
-                            "on the line before it")
+                            "run in main() | build in main() | run as config | synopsis | file NAME | same as PATH | "
+                            "skip: REASON --> on the line before it")
             continue
         kind = b.mark
         if kind.startswith("skip:") and kind[5:].strip():
@@ -355,6 +418,10 @@ def main():
         if kind in ("run", "build", "run in main()", "build in main()") and b.lang in CPP_LANGS:
             cpp.append((b, kind.endswith("in main()")))
             plan.append(("cpp", b, kind.startswith("run")))
+        elif kind == "synopsis" and b.lang == "":
+            plan.append(("synopsis", b, None))
+        elif kind == "run as config" and b.lang == "toml":
+            plan.append(("config", b, None))
         elif kind == "run" and b.lang in ("", "console", "sh", "shell", "bash"):
             plan.append(("session", b, True))
         elif kind.startswith("file ") and kind[5:].strip():
@@ -371,8 +438,8 @@ def main():
                                 f"(diff it against the README)")
         else:
             problems.append(f"{b.where()}: expected a mark run, build, run in main(), build in main() (C++), "
-                            f"run (a `$ ` session), file NAME, same as PATH or skip: REASON; got {kind!r} on a "
-                            f"```{b.lang} block")
+                            f"run (a `$ ` session), run as config (TOML), synopsis, file NAME, same as PATH or skip: REASON; "
+                            f"got {kind!r} on a ```{b.lang} block")
     if problems:
         print("\n".join(problems))
         return 1
