@@ -4,7 +4,11 @@
 // anything; scaling under load loses no job and restarts no worker; a bad config on
 // reload is refused with run's messages and the running one stays; another uid is
 // refused (SO_PEERCRED) and logged; status answers while workers crash; a client that
-// stops reading is paused, not buffered for; the socket's place is checked. Every process is bounded in time and checked to leave nothing behind.
+// stops reading is paused, not buffered for; the socket's place is checked. One line never
+// takes the server down or wedges its client (nested too deep, over the size limit, before
+// a refused hello: each gets its answer); of servers started at once on one socket exactly
+// one serves; SIGHUP reloads; the log and --help say what serve does. Every process is
+// bounded in time and checked to leave nothing behind.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
