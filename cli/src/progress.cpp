@@ -156,13 +156,17 @@ progress_snapshot progress_reporter::snapshot() {
   }
   // Rate over the last five seconds: recent enough to follow a change of pace (jobs of
   // another size further down the input), long enough not to jitter.
-  samples_.emplace_back(now, s.done);
+  // Only jobs that ran to an end: a stop reports thousands `stopped` in a moment.
+  const std::uint64_t finished =
+      s.done - std::min(s.done, counters_.by_kind[static_cast<std::size_t>(error_kind::stopped)].load(
+                                    std::memory_order_relaxed));
+  samples_.emplace_back(now, finished);
   while (samples_.size() > 2 && now - samples_.front().first > std::chrono::seconds(5)) samples_.pop_front();
   const double window = std::chrono::duration<double>(now - samples_.front().first).count();
   if (window >= 0.5)
-    s.rate = static_cast<double>(s.done - samples_.front().second) / window;
+    s.rate = static_cast<double>(finished - samples_.front().second) / window;
   else if (s.elapsed_s > 0)
-    s.rate = static_cast<double>(s.done) / s.elapsed_s;
+    s.rate = static_cast<double>(finished) / s.elapsed_s;
   if ((s.total_known || s.estimated) && s.rate > 0 && s.total >= s.done)
     s.eta_s = static_cast<double>(s.total - s.done) / s.rate;
   return s;

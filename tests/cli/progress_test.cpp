@@ -111,6 +111,19 @@ TEST(CliProgress, SummaryRateCountsFinishedJobsNotStoppedOnes) {
       << s;
 }
 
+TEST(CliProgress, ProgressRateCountsFinishedJobsNotStoppedOnes) {
+  run_counters c;
+  result r;
+  r.error = error_kind::stopped;
+  for (int i = 0; i < 1000; ++i) c.count(r);
+  progress_reporter reporter(progress_reporter::mode::off, c, nullptr, nullptr, nullptr);
+  reporter.start();
+  const progress_snapshot s = reporter.snapshot();
+  EXPECT_EQ(s.done, 1000u) << "stopped jobs are done: they have their line";
+  EXPECT_EQ(s.rate, 0.0) << "but none ran to an end";
+  reporter.stop();
+}
+
 TEST(CliProgress, SummarySaysHowManyResultsCouldNotBeWritten) {
   run_counters c;
   const std::string s = format_summary(c, supervisor_status{}, 1.0, false, "out.jsonl",
