@@ -41,6 +41,7 @@ std::size_t utf8_sequence(std::string_view text, std::size_t i) noexcept {
 }
 
 constexpr std::string_view k_hex = "0123456789abcdef";
+constexpr std::string_view k_base64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 std::string_view json_type_name(const nlohmann::json& v) {
   switch (v.type()) {
@@ -140,6 +141,60 @@ std::size_t utf8_cut(std::string_view text, std::size_t limit) noexcept {
 }
 
 }  // namespace
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const auto n = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16 |
+                   static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8 |
+                   static_cast<unsigned char>(bytes[i + 2]);
+    for (const int shift : {18, 12, 6, 0}) out += k_base64[(n >> shift) & 63u];
+  }
+  if (const std::size_t rest = bytes.size() - i; rest > 0) {
+    std::uint32_t n = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (rest == 2) n |= static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    out += k_base64[(n >> 18) & 63u];
+    out += k_base64[(n >> 12) & 63u];
+    out += rest == 2 ? k_base64[(n >> 6) & 63u] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text, std::size_t& bad_at) {
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  std::uint32_t n = 0;
+  int bits = 0;
+  std::size_t end = text.size();
+  // Padding: "=" or "==" at the very end only, and only where it completes a quantum.
+  while (end > 0 && text[end - 1] == '=' && text.size() - end < 2) --end;
+  if (end < text.size() && text.size() % 4 != 0) {
+    bad_at = end;
+    return std::nullopt;
+  }
+  for (std::size_t i = 0; i < end; ++i) {
+    const auto at = k_base64.find(text[i]);
+    if (at == std::string_view::npos) {
+      bad_at = i;
+      return std::nullopt;
+    }
+    n = (n << 6) | static_cast<std::uint32_t>(at);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((n >> bits) & 0xFFu);
+    }
+  }
+  // Leftover bits must be zero and fewer than 6: "A" alone (6 bits) encodes nothing.
+  if (bits >= 6 || (n & ((1u << bits) - 1)) != 0) {
+    bad_at = end == 0 ? 0 : end - 1;
+    return std::nullopt;
+  }
+  return out;
+}
 
 std::string excerpt(std::string_view text, std::size_t limit) {
   if (text.size() <= limit) return std::string(text);
@@ -322,11 +377,23 @@ std::string detail::parse_job_line_general(std::string_view line, parsed_job& ou
         return "\"type\" must be a job type (a non-empty string), got " + std::string(json_type_name(*it));
       out.type = it->get_ref<const std::string&>();
     } else if (key == "payload") {
+      if (doc.contains("payload_b64")) return "\"payload\" and \"payload_b64\" exclude each other: expected one";
       out.payload = it->is_string() ? it->get<std::string>() : it->dump();
+    } else if (key == "payload_b64") {
+      // Bytes that are not UTF-8 cannot be a JSON string's characters: they travel as
+      // base64 and reach the handler decoded.
+      if (!it->is_string())
+        return "\"payload_b64\" must be a base64 string, got " + std::string(json_type_name(*it));
+      std::size_t bad = 0;
+      auto bytes = base64_decode(it->get_ref<const std::string&>(), bad);
+      if (!bytes)
+        return "\"payload_b64\" must be base64 (A-Z a-z 0-9 + /, \"=\" padding), got a bad character or padding at "
+               "offset " + std::to_string(bad);
+      out.payload = std::move(*bytes);
     } else {
       std::string k;
       append_quoted_excerpt(k, key);
-      return "unknown key " + k + " (a job line has \"id\", \"pool\", \"type\" and \"payload\")";
+      return "unknown key " + k + " (a job line has \"id\", \"pool\", \"type\" and \"payload\" or \"payload_b64\")";
     }
   }
   if (out.type.empty()) return "missing \"type\" (the job type, a string)";
@@ -350,7 +417,12 @@ void append_result_line(std::string& out, const result& r, bool integer_id) {
     out += r.id;
   else
     append_json_string(out, r.id);
-  if (r.ok()) {
+  if (r.ok() && first_invalid_utf8(r.value)) {
+    // Bytes (an image, a compressed blob): base64, not U+FFFD in place of each bad byte.
+    out += R"(, "status": "ok", "result_b64": ")"sv;
+    out += base64_encode(r.value);
+    out += '"';
+  } else if (r.ok()) {
     out += R"(, "status": "ok", "result": )"sv;
     append_json_string(out, r.value);
   } else {

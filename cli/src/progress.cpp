@@ -100,13 +100,17 @@ std::string render_progress_bar(const progress_snapshot& s, int width) {
 progress_reporter::progress_reporter(mode m, const run_counters& counters, std::function<double()> fraction_read,
                                      std::function<std::uint64_t()> retried,
                                      std::function<void(const std::string&)> log_line,
-                                     std::chrono::milliseconds log_every)
+                                     std::chrono::milliseconds log_every,
+                                     std::function<std::vector<std::string>()> slow_jobs,
+                                     std::function<void(const std::string&)> warn_line)
     : mode_(m),
       counters_(counters),
       fraction_read_(std::move(fraction_read)),
       retried_(std::move(retried)),
       log_line_(std::move(log_line)),
-      log_every_(log_every) {}
+      log_every_(log_every),
+      slow_jobs_(std::move(slow_jobs)),
+      warn_line_(std::move(warn_line)) {}
 
 progress_reporter::~progress_reporter() { stop(); }
 
@@ -152,13 +156,17 @@ progress_snapshot progress_reporter::snapshot() {
   }
   // Rate over the last five seconds: recent enough to follow a change of pace (jobs of
   // another size further down the input), long enough not to jitter.
-  samples_.emplace_back(now, s.done);
+  // Only jobs that ran to an end: a stop reports thousands `stopped` in a moment.
+  const std::uint64_t finished =
+      s.done - std::min(s.done, counters_.by_kind[static_cast<std::size_t>(error_kind::stopped)].load(
+                                    std::memory_order_relaxed));
+  samples_.emplace_back(now, finished);
   while (samples_.size() > 2 && now - samples_.front().first > std::chrono::seconds(5)) samples_.pop_front();
   const double window = std::chrono::duration<double>(now - samples_.front().first).count();
   if (window >= 0.5)
-    s.rate = static_cast<double>(s.done - samples_.front().second) / window;
+    s.rate = static_cast<double>(finished - samples_.front().second) / window;
   else if (s.elapsed_s > 0)
-    s.rate = static_cast<double>(s.done) / s.elapsed_s;
+    s.rate = static_cast<double>(finished) / s.elapsed_s;
   if ((s.total_known || s.estimated) && s.rate > 0 && s.total >= s.done)
     s.eta_s = static_cast<double>(s.total - s.done) / s.rate;
   return s;
@@ -187,12 +195,16 @@ void progress_reporter::around_output(const std::function<void()>& write) {
 void progress_reporter::run() {
   // The bar is redrawn ten times a second; log lines are written every log_every_, and
   // only then is anything measured (a status() query costs the dispatcher a moment).
+  // Slow jobs are looked for once a second with the bar, with each line otherwise.
   const auto tick = mode_ == mode::bar ? std::chrono::milliseconds(100) : log_every_;
+  const unsigned slow_every = mode_ == mode::bar ? 10 : 1;
   std::unique_lock lock(mutex_);
-  while (!stopping_) {
+  for (unsigned ticks = 1; !stopping_; ++ticks) {
     wake_.wait_for(lock, tick, [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
+    if (slow_jobs_ && warn_line_ && ticks % slow_every == 0)
+      for (const std::string& w : slow_jobs_()) warn_line_(w);
     const progress_snapshot s = snapshot();
     if (mode_ == mode::bar) {
       int width = 80;
@@ -207,6 +219,64 @@ void progress_reporter::run() {
     }
     lock.lock();
   }
+}
+
+// --- slow_job_watch
+
+void slow_job_watch::watch_pool(const std::string& pool, std::chrono::milliseconds job_timeout) {
+  std::lock_guard lock(mutex_);
+  pools_[pool].job_timeout = job_timeout;
+}
+
+void slow_job_watch::record(const std::string& pool, double ms) {
+  std::lock_guard lock(mutex_);
+  auto it = pools_.find(pool);
+  if (it == pools_.end()) it = pools_.emplace(pool, pool_times{}).first;
+  pool_times& t = it->second;
+  if (t.recent.size() < k_samples) {
+    t.recent.push_back(ms);
+  } else {
+    t.recent[t.next] = ms;
+    t.next = (t.next + 1) % k_samples;
+  }
+}
+
+std::vector<std::string> slow_job_watch::check(const supervisor_status& status) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  std::set<std::pair<std::string, std::string>> running;
+  for (const auto& p : status.pools) {
+    const auto it = pools_.find(p.name);
+    std::optional<double> median;
+    std::chrono::milliseconds job_timeout{0};
+    if (it != pools_.end()) {
+      job_timeout = it->second.job_timeout;
+      if (!it->second.recent.empty()) {
+        std::vector<double> v = it->second.recent;
+        std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+        median = v[v.size() / 2];
+      }
+    }
+    const double limit = median ? std::max(rule_.factor * *median, static_cast<double>(rule_.at_least.count()))
+                                : static_cast<double>(rule_.alone.count());
+    for (const auto& w : p.workers) {
+      if (w.current_job.empty()) continue;
+      auto key = std::make_pair(p.name, w.current_job);
+      running.insert(key);
+      if (w.current_job_ms <= limit || warned_.count(key) > 0) continue;
+      warned_.insert(std::move(key));
+      std::string line = "job " + w.current_job + " of pool " + p.name + " has run " +
+                         fixed(w.current_job_ms / 1000.0, 1) + " s, ";
+      line += median ? "over " + fixed(rule_.factor, 0) + "x the pool's median job (" + fixed(*median, 1) + " ms)"
+                     : "and the pool has finished no job yet";
+      line += job_timeout.count() > 0 ? "; its job_timeout ends it after " + fixed(static_cast<double>(job_timeout.count()) / 1000.0, 1) + " s"
+                                      : "; the pool has no job_timeout: it may never end";
+      out.push_back(std::move(line));
+    }
+  }
+  // Forget jobs no longer running: the set stays as small as the pools.
+  for (auto it = warned_.begin(); it != warned_.end();) it = running.count(*it) ? std::next(it) : warned_.erase(it);
+  return out;
 }
 
 // --- summary

@@ -96,8 +96,14 @@ class bar_log_routing {
 // also has its place in line (`order`), and lines go out in that order.
 class run_state {
  public:
-  run_state(run_counters& counters, result_sink& sink, std::vector<std::string> source_names, result_order* order)
-      : counters_(counters), sink_(sink), source_names_(std::move(source_names)), order_(order) {}
+  run_state(run_counters& counters, result_sink& sink, std::vector<std::string> source_names, result_order* order,
+            std::vector<std::string> pool_names, slow_job_watch& slow)
+      : counters_(counters),
+        sink_(sink),
+        source_names_(std::move(source_names)),
+        order_(order),
+        pool_names_(std::move(pool_names)),
+        slow_(slow) {}
 
   // A job's place in the input: source index and line, packed.
   static std::uint64_t where(std::size_t source, std::uint64_t line) noexcept {
@@ -108,7 +114,7 @@ class run_state {
   // meanwhile. The slot is what the completion callback carries (with this object's
   // address it fits std::function's inline storage: no allocation per job). With
   // --keep-order, waits for room in line first (the oldest job is slow).
-  std::optional<std::uint32_t> accept(const std::string& id, bool integer_id, std::uint64_t where) {
+  std::optional<std::uint32_t> accept(const std::string& id, bool integer_id, std::uint64_t where, std::uint32_t pool) {
     std::uint64_t place = 0;
     if (order_) {
       const auto p = order_->admit();
@@ -132,6 +138,7 @@ class run_state {
     slots_[i].integer_id = integer_id;
     slots_[i].where = where;
     slots_[i].place = place;
+    slots_[i].pool = pool;
     slots_[i].live = true;
     return i;
   }
@@ -154,6 +161,7 @@ class run_state {
     }
     s.live = false;
     free_.push_back(slot);
+    if (r.worker >= 0 && s.pool < pool_names_.size()) slow_.record(pool_names_[s.pool], r.ms);
     counters_.count(r);
     emit_locked(std::move(r), s.integer_id, s.place);
   }
@@ -210,6 +218,7 @@ class run_state {
     std::string id;
     std::uint64_t where = 0;
     std::uint64_t place = 0;  // in line, with --keep-order
+    std::uint32_t pool = 0;   // index in the config's pools
     bool integer_id = false;
     bool live = false;
   };
@@ -225,6 +234,8 @@ class run_state {
   result_sink& sink_;
   std::vector<std::string> source_names_;
   result_order* order_;
+  std::vector<std::string> pool_names_;
+  slow_job_watch& slow_;
   std::mutex mutex_;
   std::vector<job_slot> slots_;
   std::vector<std::uint32_t> free_;
@@ -380,6 +391,13 @@ int run(const run_options& o) {
   std::atomic<std::size_t> current_source{0};
 
   run_counters counters;
+  // No job_timeout is the default: a hung job would block the run without a word.
+  slow_job_watch slow;
+  std::vector<std::string> pool_names;
+  for (const auto& p : config.pools) {
+    slow.watch_pool(p.name, p.options.job_timeout);
+    pool_names.push_back(p.name);
+  }
   progress_reporter reporter(
       mode, counters,
       [&] {
@@ -396,7 +414,8 @@ int run(const run_options& o) {
         for (const auto& p : sup->status().pools) n += p.retried;
         return n;
       },
-      [&](const std::string& line) { log->info("{}", line); });
+      [&](const std::string& line) { log->info("{}", line); }, std::chrono::seconds(5),
+      [&] { return slow.check(sup->status()); }, [&](const std::string& line) { log->warn("{}", line); });
 
   std::atomic<bool> stopping{false};
   std::atomic<bool> interrupted{false};
@@ -437,7 +456,7 @@ int run(const run_options& o) {
     for (const auto& p : config.pools) window = std::max(window, p.options.max_pending);
     order.emplace(sink, window);
   }
-  run_state state(counters, sink, source_names, order ? &*order : nullptr);
+  run_state state(counters, sink, source_names, order ? &*order : nullptr, pool_names, slow);
   std::optional<bar_log_routing> routing;
   if (mode == progress_reporter::mode::bar) routing.emplace(std::vector{spdlog::get("supervisor"), log}, reporter);
 
@@ -484,8 +503,9 @@ int run(const run_options& o) {
   // Feed: entries in input order; submit() blocks while the pool is full (backpressure).
   job_admission admission(config, o.resume || o.resume_failed ? &resume.done : nullptr,
                           o.resume_failed ? &resume.failed : nullptr);
-  std::unordered_map<std::string, pool*> pools;
-  for (const auto& p : config.pools) pools[p.name] = sup->find_pool(p.name);
+  std::unordered_map<std::string, std::pair<pool*, std::uint32_t>> pools;  // and its index
+  for (std::uint32_t i = 0; i < config.pools.size(); ++i)
+    pools[config.pools[i].name] = {sup->find_pool(config.pools[i].name), i};
   job_entry e;
   bool read_failed = false;
   for (std::size_t si = 0; si < sources.size() && !stopping; ++si) {
@@ -501,11 +521,12 @@ int run(const run_options& o) {
           state.reject(std::move(e.id), e.integer_id, std::move(e.rejection));
           break;
         case job_admission::verdict::submit: {
-          const auto slot = state.accept(e.id, e.integer_id, run_state::where(si, e.line));
+          const auto& [target, pool_index] = pools.at(e.pool);
+          const auto slot = state.accept(e.id, e.integer_id, run_state::where(si, e.line), pool_index);
           if (!slot) break;
           counters.admitted.fetch_add(1, std::memory_order_relaxed);
           run_state* st = &state;
-          pools.at(e.pool)->submit(e.type, e.payload, [st, s = *slot](result r) { st->finish(std::move(r), s); },
+          target->submit(e.type, e.payload, [st, s = *slot](result r) { st->finish(std::move(r), s); },
                                    std::move(e.id));
           break;
         }

@@ -75,7 +75,7 @@ TEST(CliJobLine, EachMalformationSaysWhatIsWrong) {
   EXPECT_EQ(parse_job_line("{\"type\": \"echo\", \"pool\": null}", j),
             "\"pool\" must be a pool's name (a non-empty string), got null");
   EXPECT_EQ(parse_job_line("{\"type\": \"echo\", \"extra\": 1}", j),
-            "unknown key \"extra\" (a job line has \"id\", \"pool\", \"type\" and \"payload\")");
+            "unknown key \"extra\" (a job line has \"id\", \"pool\", \"type\" and \"payload\" or \"payload_b64\")");
   EXPECT_EQ(parse_job_line("{\"id\": true, \"type\": \"echo\"}", j).rfind("\"id\" must be", 0), 0u);
   EXPECT_EQ(parse_job_line("{\"type\": \"caf\xc3\"}", j), "not valid UTF-8 (byte 0xc3 at column 14)");
 }
@@ -156,6 +156,55 @@ TEST(CliJobLine, ARejectionQuotesABoundedExcerptCutAtACharacterBoundary) {
   std::string quoted;
   append_quoted_excerpt(quoted, "abcdef", 3);
   EXPECT_EQ(quoted, "\"abc\"... (6 bytes)");
+}
+
+TEST(CliBase64, RoundTripsEveryLengthAndRefusesWhatIsNotBase64) {
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  std::string bytes;
+  for (int i = 0; i < 300; ++i) {
+    std::size_t bad = 0;
+    const auto back = base64_decode(base64_encode(bytes), bad);
+    ASSERT_TRUE(back.has_value()) << i;
+    ASSERT_EQ(*back, bytes) << i;
+    bytes += static_cast<char>(i * 37);
+  }
+  std::size_t bad = 0;
+  EXPECT_EQ(base64_decode("Zm8", bad), "fo") << "padding may be left out";
+  EXPECT_FALSE(base64_decode("Zm9v!", bad).has_value());
+  EXPECT_EQ(bad, 4u);
+  EXPECT_FALSE(base64_decode("Zg=v", bad).has_value()) << "padding inside";
+  EXPECT_FALSE(base64_decode("Zm9vY", bad).has_value()) << "a dangling character";
+  EXPECT_FALSE(base64_decode("Zh==", bad).has_value()) << "bits set past the end";
+  EXPECT_FALSE(base64_decode("Zg===", bad).has_value());
+}
+
+TEST(CliJobLine, PayloadB64CarriesBytesThatAreNotUtf8) {
+  parsed_job j;
+  ASSERT_EQ(parse_job_line(R"({"id": "bin", "type": "echo", "payload_b64": "/wAB"})", j), "");
+  EXPECT_EQ(j.payload, std::string("\xff\x00\x01", 3));
+  EXPECT_EQ(parse_job_line(R"({"type": "echo", "payload_b64": 7})", j),
+            "\"payload_b64\" must be a base64 string, got an integer");
+  EXPECT_EQ(parse_job_line(R"({"type": "echo", "payload_b64": "ab$d"})", j).rfind("\"payload_b64\" must be base64", 0),
+            0u);
+  EXPECT_EQ(parse_job_line(R"({"type": "echo", "payload": "x", "payload_b64": "eA=="})", j),
+            "\"payload\" and \"payload_b64\" exclude each other: expected one");
+}
+
+TEST(CliResultLine, AResultThatIsNotUtf8IsWrittenAsResultB64) {
+  result r;
+  r.id = "bin";
+  r.value = std::string("\xff\x00\x01", 3);
+  std::string line;
+  append_result_line(line, r);
+  EXPECT_EQ(line, R"({"id": "bin", "status": "ok", "result_b64": "/wAB", "attempts": 0})" "\n");
+  line.clear();
+  r.value = "caf\xc3\xa9";  // valid UTF-8: a plain result
+  append_result_line(line, r);
+  EXPECT_NE(line.find("\"result\": \"caf\xc3\xa9\""), std::string::npos) << line;
 }
 
 TEST(CliUtf8, FindsTheFirstInvalidByte) {

@@ -111,6 +111,19 @@ TEST(CliProgress, SummaryRateCountsFinishedJobsNotStoppedOnes) {
       << s;
 }
 
+TEST(CliProgress, ProgressRateCountsFinishedJobsNotStoppedOnes) {
+  run_counters c;
+  result r;
+  r.error = error_kind::stopped;
+  for (int i = 0; i < 1000; ++i) c.count(r);
+  progress_reporter reporter(progress_reporter::mode::off, c, nullptr, nullptr, nullptr);
+  reporter.start();
+  const progress_snapshot s = reporter.snapshot();
+  EXPECT_EQ(s.done, 1000u) << "stopped jobs are done: they have their line";
+  EXPECT_EQ(s.rate, 0.0) << "but none ran to an end";
+  reporter.stop();
+}
+
 TEST(CliProgress, SummarySaysHowManyResultsCouldNotBeWritten) {
   run_counters c;
   const std::string s = format_summary(c, supervisor_status{}, 1.0, false, "out.jsonl",
@@ -121,6 +134,77 @@ TEST(CliProgress, SummarySaysHowManyResultsCouldNotBeWritten) {
       << s;
   EXPECT_EQ(format_summary(c, supervisor_status{}, 1.0, false, "out.jsonl").find("could not be written"),
             std::string::npos);
+}
+
+// A pool whose workers run the given jobs for the given times (ms).
+supervisor_status running(const std::string& pool, const std::vector<std::pair<std::string, double>>& jobs) {
+  supervisor_status st;
+  pool_status p;
+  p.name = pool;
+  for (const auto& [id, ms] : jobs) {
+    worker_status w;
+    w.current_job = id;
+    w.current_job_ms = ms;
+    p.workers.push_back(w);
+  }
+  st.pools.push_back(p);
+  return st;
+}
+
+TEST(CliSlowJobs, AJobFarLongerThanThePoolsMedianIsWarnedAboutOnce) {
+  slow_job_watch watch({.factor = 10, .at_least = std::chrono::milliseconds(50), .alone = std::chrono::seconds(60)});
+  watch.watch_pool("compute", std::chrono::milliseconds(0));
+  for (int i = 0; i < 100; ++i) watch.record("compute", i % 2 == 0 ? 8.0 : 12.0);  // median 12 ms
+  // 100 ms: not over 10x the median (120 ms); 130 ms: over.
+  EXPECT_TRUE(watch.check(running("compute", {{"a", 100}, {"b", 40}})).empty());
+  const auto w = watch.check(running("compute", {{"a", 130}, {"b", 40}}));
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0], "job a of pool compute has run 0.1 s, over 10x the pool's median job (12.0 ms); the pool has no "
+                  "job_timeout: it may never end");
+  EXPECT_TRUE(watch.check(running("compute", {{"a", 5000}})).empty()) << "once per job";
+  // Once it has ended, the same id running long again is a new warning.
+  EXPECT_TRUE(watch.check(running("compute", {})).empty());
+  EXPECT_EQ(watch.check(running("compute", {{"a", 200}})).size(), 1u);
+}
+
+TEST(CliSlowJobs, ShortJobsNeedTheFloorAndAPoolWithNoFinishedJobUsesItsOwnLimit) {
+  slow_job_watch watch({.factor = 10, .at_least = std::chrono::milliseconds(5000), .alone = std::chrono::milliseconds(60000)});
+  watch.watch_pool("fast", std::chrono::milliseconds(30000));
+  watch.watch_pool("new", std::chrono::milliseconds(0));
+  for (int i = 0; i < 10; ++i) watch.record("fast", 0.1);
+  EXPECT_TRUE(watch.check(running("fast", {{"j", 4000}})).empty()) << "40000x the median but under the floor";
+  auto w = watch.check(running("fast", {{"j", 6000}}));
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("; its job_timeout ends it after 30.0 s"), std::string::npos) << w[0];
+  EXPECT_TRUE(watch.check(running("new", {{"h", 59000}})).empty());
+  w = watch.check(running("new", {{"h", 61000}}));
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0], "job h of pool new has run 61.0 s, and the pool has finished no job yet; the pool has no "
+                  "job_timeout: it may never end");
+}
+
+// The reporter asks for slow jobs on its own thread and writes what it gets as warnings.
+TEST(CliSlowJobs, TheReporterWritesTheWarningsInLogMode) {
+  run_counters c;
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::string> warned;
+  progress_reporter reporter(
+      progress_reporter::mode::log, c, [] { return -1.0; }, nullptr, [](const std::string&) {},
+      std::chrono::milliseconds(1), [] { return std::vector<std::string>{"job x is slow"}; },
+      [&](const std::string& line) {
+        std::lock_guard lock(m);
+        warned.push_back(line);
+        cv.notify_all();
+      });
+  reporter.start();
+  {
+    std::unique_lock lock(m);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return !warned.empty(); }));
+  }
+  reporter.stop();
+  ASSERT_FALSE(warned.empty());
+  EXPECT_EQ(warned[0], "job x is slow");
 }
 
 }  // namespace

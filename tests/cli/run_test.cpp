@@ -576,5 +576,20 @@ TEST_F(CliRun, ResumeFailedRerunsOnlyTheJobsWhoseLastLineFailed) {
   EXPECT_EQ(run_config("[pools.compute]\nworkers = 1\n", {"--resume", "--resume-failed"}).code, 2);
 }
 
+// Bytes that are not UTF-8 go in and come back whole, as base64, not as U+FFFD.
+TEST_F(CliRun, BinaryPayloadsAndResultsTravelAsBase64) {
+  dir.write("jobs.jsonl",
+            "{\"id\": \"bin\", \"type\": \"echo\", \"payload_b64\": \"/wABAv4=\"}\n"
+            "{\"id\": \"text\", \"type\": \"echo\", \"payload_b64\": \"aGk=\"}\n");
+  const auto r = run_config("[pools.compute]\nworkers = 1\n", {"--jobs", "jobs.jsonl"});
+  ASSERT_EQ(r.code, 0) << r.describe();
+  const auto lines = results();
+  ASSERT_NE(find_id(lines, "bin"), nullptr);
+  EXPECT_EQ((*find_id(lines, "bin"))["result_b64"], "/wABAv4=") << find_id(lines, "bin")->dump();
+  EXPECT_FALSE(find_id(lines, "bin")->contains("result"));
+  ASSERT_NE(find_id(lines, "text"), nullptr);
+  EXPECT_EQ((*find_id(lines, "text"))["result"], "hi") << "valid UTF-8 comes back as text";
+}
+
 }  // namespace
 }  // namespace ringmaster::test

@@ -496,8 +496,11 @@ TEST_F(CliServe, ProtocolHelloRequestsEndAndHalfCloseLineByLine) {
   EXPECT_EQ(lines[0]["protocol"], 1);
   std::map<std::string, nlohmann::json> by;
   for (std::size_t i = 1; i < lines.size(); ++i)
-    by[lines[i].contains("op") ? lines[i]["op"].get<std::string>() : lines[i]["id"].get<std::string>()] = lines[i];
+    by[lines[i].contains("op")        ? lines[i]["op"].get<std::string>()
+       : lines[i]["id"].is_string() ? lines[i]["id"].get<std::string>()
+                                    : lines[i]["id"].dump()] = lines[i];
   EXPECT_EQ(by["1"]["result"], "hi");
+  EXPECT_EQ(by["1"]["id"], 1) << "an integer id comes back as an integer, as from run";
   EXPECT_EQ(by["2"]["error"]["message"].get<std::string>().rfind("mine:3: ", 0), 0u) << by["2"];  // numbered after hello
   EXPECT_EQ(by["ok"]["message"], "pool 'compute': 2 worker(s)");
   EXPECT_EQ(by["end"]["jobs"], 2);

@@ -185,6 +185,43 @@ repeat = 6
   EXPECT_EQ(ids.size(), 6u);
 }
 
+// No job_timeout (the default) and a job that hangs: the run says so in its periodic
+// lines (stderr is not a terminal here) instead of waiting for ever without a word.
+TEST(CliSignals, AHangingJobWithoutTimeoutIsWarnedAboutThenStopped) {
+  temp_dir dir;
+  dir.write("config.toml", R"(
+[pools.compute]
+workers = 2
+
+[[jobs]]
+id = "stuck"
+type = "hang"
+
+[[jobs]]
+type = "echo"
+payload = 1
+repeat = 200
+)");
+  cli_process p({"run", "config.toml", "--results", "results.jsonl"}, dir, {.timeout = 60s});
+  // At least 5 s (the floor), then the next progress line (every 5 s).
+  ASSERT_TRUE(eventually([&] { return p.err_so_far().find("job stuck of pool compute has run") != std::string::npos; },
+                         40s))
+      << p.err_so_far();
+  const std::string err = p.err_so_far();
+  EXPECT_NE(err.find("[warning] job stuck of pool compute has run"), std::string::npos) << err;
+  EXPECT_NE(err.find("the pool has no job_timeout: it may never end"), std::string::npos) << err;
+  p.signal(SIGTERM);
+  ASSERT_TRUE(eventually([&] { return p.err_so_far().find("SIGTERM: stopping") != std::string::npos; }, 20s));
+  p.signal(SIGTERM);
+  const auto r = p.wait();
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_TRUE(r.left_behind.empty());
+  const auto lines = parse_lines(read_file(dir / "results.jsonl"));
+  EXPECT_EQ(lines.size(), 201u) << "every job has its line";
+  ASSERT_NE(find_id(lines, "stuck"), nullptr);
+  EXPECT_EQ((*find_id(lines, "stuck"))["error"]["kind"], "stopped");
+}
+
 TEST(CliSignals, SigkillOfTheSupervisorLeavesNoWorkerAndNothingInDevShm) {
   temp_dir dir;
   const auto shm_before = shm_entries();

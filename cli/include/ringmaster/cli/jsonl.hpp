@@ -7,13 +7,15 @@
 //             "attempts": 3, "worker": 0, "ms": 3.1}
 //
 // A job line's `payload` reaches the handler as a string's characters, or as any other
-// JSON value's compact text. `id` and `pool` are optional; an integer id comes back as
+// JSON value's compact text; bytes that are not UTF-8 come as `payload_b64`, base64
+// (RFC 4648's standard alphabet, padded), and reach the handler decoded. `id` and `pool` are optional; an integer id comes back as
 // an integer in the job's result line. Result lines carry `worker`
 // and `ms` whenever a worker ran the job's last attempt.
 //
-// Pure functions, thread-safe. Result text that is not valid UTF-8 (a handler may return
-// any bytes) is written with U+FFFD in place of each bad byte, so every result line is
-// valid JSON.
+// Pure functions, thread-safe. A result that is not valid UTF-8 (a handler may return
+// any bytes) is written base64-encoded as `result_b64` in place of `result`; an error
+// message that is not is written with U+FFFD in place of each bad byte. Every result
+// line is valid JSON.
 #pragma once
 
 #include <cstddef>
@@ -47,13 +49,19 @@ void append_json_string(std::string& out, std::string_view text);
 /// followed by "... (N bytes)" when it was longer.
 void append_quoted_excerpt(std::string& out, std::string_view text, std::size_t limit = 80);
 
+/// Base64 (RFC 4648, standard alphabet, "=" padding).
+[[nodiscard]] std::string base64_encode(std::string_view bytes);
+/// The bytes `text` encodes, or nullopt with `bad_at` at the first offending character
+/// (not of the alphabet, misplaced padding, or a dangling character).
+[[nodiscard]] std::optional<std::string> base64_decode(std::string_view text, std::size_t& bad_at);
+
 /// A job line's fields.
 struct parsed_job {
   std::string id;       ///< "" when the line has none (an integer id is given as its text)
   bool integer_id = false;  ///< the id was a JSON integer: its result line gives it back as one
   std::string pool;     ///< "" when the line has none
   std::string type;
-  std::string payload;  ///< a string's characters, or another value's compact JSON
+  std::string payload;  ///< a string's characters, another value's compact JSON, or payload_b64's bytes
 };
 
 /// Parses one job line (without its newline). Returns "" and fills `out`, or returns what

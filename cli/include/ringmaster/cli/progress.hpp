@@ -19,10 +19,13 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <ringmaster/supervisor/status.hpp>
 #include <ringmaster/worker/result.hpp>
@@ -63,15 +66,57 @@ struct progress_snapshot {
 /// "2s", "1m05s", "2h03m".
 [[nodiscard]] std::string format_eta(double seconds);
 
+/// Jobs running far longer than their pool's others. With no job_timeout (the default)
+/// a job that hangs blocks the run for ever; this says so while it happens. "Far
+/// longer": over `factor` times the median of the pool's recently finished jobs (the
+/// last 1001) and at least `at_least`; in a pool that has finished no job yet, over
+/// `alone`. Each job is warned about once while it runs. Pure: the running times come
+/// from a supervisor_status, so a test needs no clock. Thread-safe.
+class slow_job_watch {
+ public:
+  struct rule {
+    double factor = 10;
+    std::chrono::milliseconds at_least{std::chrono::seconds(5)};
+    std::chrono::milliseconds alone{std::chrono::seconds(60)};
+  };
+  explicit slow_job_watch(rule r) : rule_(r) {}
+  slow_job_watch() : slow_job_watch(rule{}) {}
+
+  /// A pool and its job_timeout (0: none), named in the warnings.
+  void watch_pool(const std::string& pool, std::chrono::milliseconds job_timeout);
+  /// How long a job of `pool` ran (its last attempt), when it finished.
+  void record(const std::string& pool, double ms);
+  /// Warning lines for the jobs found running too long in `status` and not warned about
+  /// yet: "job j7 of pool compute has run 12.0 s, over 10x the pool's median job
+  /// (1.2 ms); the pool has no job_timeout: it may never end".
+  [[nodiscard]] std::vector<std::string> check(const supervisor_status& status);
+
+ private:
+  struct pool_times {
+    std::vector<double> recent;  // a ring of the last k_samples durations
+    std::size_t next = 0;
+    std::chrono::milliseconds job_timeout{0};
+  };
+  static constexpr std::size_t k_samples = 1001;
+  rule rule_;
+  std::mutex mutex_;
+  std::map<std::string, pool_times, std::less<>> pools_;
+  std::set<std::pair<std::string, std::string>> warned_;  // (pool, job id), still running
+};
+
 class progress_reporter {
  public:
   enum class mode : std::uint8_t { bar, log, off };
   /// `fraction_read` says how much of the input is consumed (negative: unknown);
   /// `retried` how many attempts were retried so far. Both are called on the reporter's
-  /// thread. `log_line` writes one periodic log line (mode log).
+  /// thread. `log_line` writes one periodic log line (mode log). `slow_jobs`, if set, is
+  /// called about once a second (bar) or with each log line (log) and gives warning
+  /// lines, written through `warn_line`.
   progress_reporter(mode m, const run_counters& counters, std::function<double()> fraction_read,
                     std::function<std::uint64_t()> retried, std::function<void(const std::string&)> log_line,
-                    std::chrono::milliseconds log_every = std::chrono::seconds(5));
+                    std::chrono::milliseconds log_every = std::chrono::seconds(5),
+                    std::function<std::vector<std::string>()> slow_jobs = {},
+                    std::function<void(const std::string&)> warn_line = {});
   ~progress_reporter();  ///< stop()s.
   progress_reporter(const progress_reporter&) = delete;
   progress_reporter& operator=(const progress_reporter&) = delete;
@@ -95,6 +140,8 @@ class progress_reporter {
   std::function<std::uint64_t()> retried_;
   std::function<void(const std::string&)> log_line_;
   std::chrono::milliseconds log_every_;
+  std::function<std::vector<std::string>()> slow_jobs_;
+  std::function<void(const std::string&)> warn_line_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> samples_;  // for the rate
   std::uint64_t last_retried_ = 0;
