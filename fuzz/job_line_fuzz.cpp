@@ -1,7 +1,10 @@
 // fuzz/job_line_fuzz.cpp — libFuzzer target: one job line, as `ringmaster run` reads it.
 //
 // Properties checked beyond "no crash, no out-of-bounds read, no UB" (ASan + UBSan):
-//  - the fast path and the general parser agree on the answer and every field;
+//  - the fast path and the general parser agree on the answer and every field (the id's
+//    JSON type too);
+//  - an accepted job's result line reads back with the same id, of the same type, and a
+//    result that is not UTF-8 (payload_b64's bytes, say) comes back byte for byte;
 //  - a rejection's message is valid UTF-8, so the rejected result line is valid JSON;
 //  - a result line built from an accepted job's fields is valid UTF-8 and one line;
 //  - no accepted line nests deeper than the limit (a line 100,000 deep overflowed the
@@ -13,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
 #include <ringmaster/cli/jsonl.hpp>
 #include <ringmaster/worker/detail/json_depth.hpp>
 
@@ -33,6 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string reference = cli::detail::parse_job_line_general(line, general);
   require(answer == reference);
   require(fast.id == general.id);
+  require(fast.integer_id == general.integer_id);
   if (answer.empty()) {
     require(fast.pool == general.pool && fast.type == general.type && fast.payload == general.payload);
     require(!fast.type.empty());
@@ -45,10 +50,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   r.error = answer.empty() ? error_kind::none : error_kind::rejected;
   r.worker = answer.empty() ? 0 : -1;
   std::string out;
-  cli::append_result_line(out, r);
+  const bool integer_id = answer.empty() && fast.integer_id;
+  cli::append_result_line(out, r, integer_id);
   require(!cli::first_invalid_utf8(out).has_value());
   require(out.find('\n') == out.size() - 1);
   const auto back = cli::read_result_line(std::string_view(out).substr(0, out.size() - 1));
   require(back.has_value() && back->id == r.id && back->ok == answer.empty());
+  if (answer.empty()) {
+    // The id keeps its JSON type, and the result's bytes survive whatever they are.
+    const auto doc = nlohmann::json::parse(out);
+    require(doc.at("id").is_number_integer() == integer_id);
+    if (const auto b64 = doc.find("result_b64"); b64 != doc.end()) {
+      std::size_t bad_at = 0;
+      const auto bytes = cli::base64_decode(b64->get<std::string>(), bad_at);
+      require(bytes.has_value() && *bytes == r.value);
+    } else {
+      require(doc.at("result").get<std::string>() == r.value);
+    }
+  }
   return 0;
 }
