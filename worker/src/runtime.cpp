@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <new>
@@ -211,6 +212,7 @@ class worker_runtime {
     const std::int64_t started = wire::monotonic_ns();
     control.started_ns.store(started, std::memory_order_relaxed);
     control.current_job.store(m.token, std::memory_order_release);
+    wire::set_job_id(control, m.id);  // the fork server labels our output lines with it
     error_kind status = error_kind::none;
     std::string value;
     if (!fn) {
@@ -245,6 +247,10 @@ class worker_runtime {
       ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .attempt = micros, .token = m.token, .body = why});
     }
     control.current_job.store(0, std::memory_order_release);
+    // What the handler left in stdout's buffer goes out while its job id is still shown
+    // (no system call when the buffer is empty).
+    std::fflush(stdout);
+    wire::set_job_id(control, {});
     control.jobs_done.fetch_add(1, std::memory_order_relaxed);
     if (ec) {
       log_->error("cannot send a result: {}", ec.message());
@@ -274,6 +280,9 @@ class worker_runtime {
 };
 
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept {
+  // stdout is a pipe to the fork server, which writes each line to the log: line-buffered,
+  // so that a handler's lines go out as it writes them and are not lost if it crashes.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     std::error_code ec;
     auto seg = ipc::segment::map_fd(launch.segment_fd, ec);
