@@ -250,6 +250,7 @@ class server {
     int slot = -1;
     int out_fd = -1, err_fd = -1;  // read ends of its stdout and stderr
     std::string out_line, err_line;  // a line not yet ended
+    std::string out_line_job, err_line_job;  // the job that wrote its first bytes
     std::string tail;  // the last bytes of its stderr: a failure's own words
     ipc::segment segment;  // its slot, mapped to read the id of the job it runs
   };
@@ -266,8 +267,17 @@ class server {
   void drain_output(pid_t pid, child& c, bool err) noexcept {
     int& fd = err ? c.err_fd : c.out_fd;
     std::string& line = err ? c.err_line : c.out_line;
+    std::string& line_job = err ? c.err_line_job : c.out_line_job;
     char buf[4096];
     for (int budget = 16; budget > 0 && fd >= 0; --budget) {  // others get their turn too
+      // The job shown *before* the read: the worker does not show another while its pipes
+      // hold bytes (it waits for us to read them), so what we read is that job's.
+      std::string job;
+      try {
+        if (c.segment.valid() && c.segment.bytes().size() >= sizeof(wire::worker_control))
+          job = wire::read_job_id(*reinterpret_cast<const wire::worker_control*>(c.segment.bytes().data()));
+      } catch (...) {
+      }
       const ssize_t n = ::read(fd, buf, sizeof buf);
       if (n > 0) {
         try {
@@ -275,14 +285,19 @@ class server {
             c.tail.append(buf, static_cast<std::size_t>(n));
             if (c.tail.size() > 2048) c.tail.erase(0, c.tail.size() - 2048);
           }
-          line.append(buf, static_cast<std::size_t>(n));
-          std::size_t start = 0;
-          for (std::size_t nl; (nl = line.find('\n', start)) != std::string::npos; start = nl + 1)
-            write_line(pid, c, err, std::string_view(line).substr(start, nl - start));
-          line.erase(0, start);
-          while (line.size() >= k_max_line) {
-            write_line(pid, c, err, std::string_view(line).substr(0, k_max_line));
-            line.erase(0, k_max_line);
+          std::string_view rest(buf, static_cast<std::size_t>(n));
+          while (!rest.empty()) {
+            if (line.empty()) line_job = job;
+            const auto nl = rest.find('\n');
+            const std::size_t take = std::min({nl == std::string_view::npos ? rest.size() : nl, k_max_line - line.size()});
+            line.append(rest.substr(0, take));
+            rest.remove_prefix(take);
+            const bool ended = !rest.empty() && rest.front() == '\n';
+            if (ended) rest.remove_prefix(1);
+            if (ended || line.size() >= k_max_line) {
+              write_line(pid, c, err, line, line_job);
+              line.clear();
+            }
           }
         } catch (...) {
           line.clear();  // out of memory: lose this piece rather than the server
@@ -299,7 +314,7 @@ class server {
   void close_output(pid_t pid, child& c, bool err) noexcept {
     int& fd = err ? c.err_fd : c.out_fd;
     std::string& line = err ? c.err_line : c.out_line;
-    if (!line.empty()) write_line(pid, c, err, line);
+    if (!line.empty()) write_line(pid, c, err, line, err ? c.err_line_job : c.out_line_job);
     line.clear();
     if (fd < 0) return;
     by_fd_.erase(fd);
@@ -309,7 +324,7 @@ class server {
 
   // "[time] [worker POOL/SLOT pid PID] [stdout] [job ID] text". The worker runtime's own
   // log lines, already prefixed by spdlog with this very worker's name, go as they are.
-  void write_line(pid_t pid, const child& c, bool err, std::string_view text) noexcept {
+  void write_line(pid_t pid, const child& c, bool err, std::string_view text, const std::string& id) noexcept {
     try {
       if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
       const std::string who = "worker " + c.pool + "/" + std::to_string(c.slot) + " pid " + std::to_string(pid) + "]";
@@ -317,9 +332,6 @@ class server {
       if (text.starts_with('[') && text.substr(0, 64 + who.size()).find("] [" + who) != std::string_view::npos) {
         out.assign(text);
       } else {
-        std::string id;
-        if (c.segment.valid() && c.segment.bytes().size() >= sizeof(wire::worker_control))
-          id = wire::read_job_id(*reinterpret_cast<const wire::worker_control*>(c.segment.bytes().data()));
         out = "[" + log_time() + "] [" + who + (err ? " [stderr] " : " [stdout] ");
         if (!id.empty()) out += "[job " + id + "] ";
         out += text;
