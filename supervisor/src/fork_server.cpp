@@ -1,6 +1,7 @@
 #include "fork_server.hpp"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -217,13 +218,14 @@ class server {
       // Requests are read even while our events wait for room: the supervisor may be
       // sending to us at that very moment, and would wait for us while we wait for it.
       const short sock_events = static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT));
-      polled.assign({{sock_, sock_events, 0}, {sigfd_, POLLIN, 0}});
+      polled.assign({{sock_, sock_events, 0}, {sigfd_, POLLIN, 0}, {log_.empty() ? -1 : STDERR_FILENO, POLLOUT, 0}});
       for (const auto& [fd, pid] : by_fd_) polled.push_back({fd, POLLIN, 0});
       if (::poll(polled.data(), polled.size(), -1) < 0) {
         if (errno == EINTR) continue;
         shutdown(2);
       }
-      for (std::size_t i = 2; i < polled.size(); ++i)
+      if (polled[2].revents) flush_log();
+      for (std::size_t i = 3; i < polled.size(); ++i)
         if (polled[i].revents) relay_output(polled[i].fd);
       if (polled[1].revents & POLLIN) reap();
       if ((polled[0].revents & POLLOUT) && !out_.flush(sock_)) shutdown(3);
@@ -243,6 +245,8 @@ class server {
  private:
   // One line of output at most this long; a longer one is cut into pieces of this size.
   static constexpr std::size_t k_max_line = 4096;
+  // Worker output waiting for room in our stderr at most; more is dropped, and counted.
+  static constexpr std::size_t k_max_log_backlog = 1 << 20;
 
   struct child {
     bool worker = false;  // false: a standby fork server
@@ -337,13 +341,41 @@ class server {
         out += text;
       }
       out += '\n';
-      for (std::size_t off = 0; off < out.size();) {  // our stderr may be a slow pipe: write it all
-        const ssize_t w = ::write(STDERR_FILENO, out.data() + off, out.size() - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += static_cast<std::size_t>(w);
+      if (log_.size() + out.size() > k_max_log_backlog) {
+        ++dropped_lines_;
+        return;
       }
+      log_ += out;
+      flush_log();
     } catch (...) {
+    }
+  }
+
+  // Writes what waits for the log without ever blocking: our stderr (the supervisor's) may
+  // be a pipe read slowly, and a server blocked on it would start and reap nothing. What
+  // does not fit waits, up to k_max_log_backlog; beyond that lines are counted, then said.
+  void flush_log() noexcept {
+    while (!log_.empty() || dropped_lines_ > 0) {
+      if (log_.empty()) {
+        try {
+          log_ = "[" + log_time() + "] [fork server pid " + std::to_string(self_) + "] [warning] " +
+                 std::to_string(dropped_lines_) + " line(s) of worker output dropped: the log is not read fast enough\n";
+        } catch (...) {
+          return;
+        }
+        dropped_lines_ = 0;
+      }
+      pollfd p{STDERR_FILENO, POLLOUT, 0};
+      if (::poll(&p, 1, 0) <= 0 || !(p.revents & POLLOUT)) return;
+      // At most PIPE_BUF: a pipe that polls writable takes that much without blocking.
+      const ssize_t w = ::write(STDERR_FILENO, log_.data(), std::min<std::size_t>(log_.size(), PIPE_BUF));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        log_.clear();  // stderr is broken: nothing will ever read it
+        dropped_lines_ = 0;
+        return;
+      }
+      log_.erase(0, static_cast<std::size_t>(w));
     }
   }
 
@@ -669,6 +701,12 @@ class server {
   }
 
   [[noreturn]] void shutdown(int code) noexcept {
+    // What the log still owes, for at most a second.
+    for (int i = 0; i < 100 && !log_.empty(); ++i) {
+      pollfd p{STDERR_FILENO, POLLOUT, 0};
+      if (::poll(&p, 1, 10) < 0 && errno != EINTR) break;
+      flush_log();
+    }
     for (const auto& [pid, c] : children_) {
       if (c.worker) ::kill(-pid, SIGKILL);
       ::kill(pid, SIGKILL);
@@ -684,6 +722,8 @@ class server {
   int sigfd_ = -1;
   std::map<pid_t, child> children_;
   std::unordered_map<int, pid_t> by_fd_;  // output pipe -> its worker
+  std::string log_;                       // worker output waiting for room in our stderr
+  std::size_t dropped_lines_ = 0;
   packet_queue out_;  // events the supervisor's socket did not take yet
 };
 

@@ -22,6 +22,7 @@
 #include <future>
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/handlers.hpp>
+#include <ringmaster/worker/logging.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -87,6 +88,12 @@ const ringmaster::handlers& test_handlers() {
               std::printf("out: %.*s\n", static_cast<int>(j.payload().size()), j.payload().data());
               std::fprintf(stderr, "err: %.*s\n", static_cast<int>(j.payload().size()), j.payload().data());
               return std::string("printed");
+            })
+        .on("flood",
+            [](ringmaster::job& j) {
+              const std::string line(1023, 'x');
+              for (int i = 0; i < std::stoi(std::string(j.payload())); ++i) std::printf("%s\n", line.c_str());
+              return std::string("flooded");
             })
         .on("shout", [](ringmaster::job& j) -> std::string {
           std::fprintf(stderr, "last words: %.*s\n", static_cast<int>(j.payload().size()), j.payload().data());
@@ -320,6 +327,37 @@ TEST(ForkServer, WorkerOutputGoesToTheLogLabelledAndNeverToStdout) {
                 "the failure does not quote the worker's stderr: %s %s",
                 std::string(ringmaster::to_string(shouted.error)).c_str(), shouted.value.c_str());
     std::fprintf(stderr, "[ message  ] %s\n", shouted.value.c_str());
+    return 0;
+  });
+}
+
+// The log (the supervisor's stderr) is a pipe nobody reads: worker output fills it, and the
+// fork server must still start and reap workers (it never blocks writing it), so that it
+// is not taken for a stopped one and replaced.
+TEST(ForkServer, UnreadLogDoesNotStopTheForkServer) {
+  ringmaster::test::expect_child_passes([]() -> int {
+    const auto& h = test_handlers();
+    const int saved_err = ::dup(STDERR_FILENO);
+    int unread[2];
+    if (::pipe2(unread, O_CLOEXEC) != 0 || ::dup2(unread[1], STDERR_FILENO) < 0) return 2;
+    ringmaster::set_log_level("off");  // the supervisor's own lines would block it on the pipe
+    unsigned promotions = 0;
+    result flooded, after;
+    {
+      ringmaster::supervisor sup({.name = "fs-unread-log"});
+      auto& pool = sup.add_pool("loud", h, {.workers = 1, .start_timeout = 1s});
+      sup.start();
+      auto f1 = pool.submit("flood", "4096");  // 4 MiB of lines: far more than a pipe holds
+      flooded = await(f1);
+      const pid_t worker = pool_status_of(sup, "loud")->workers[0].pid;
+      ::kill(worker, SIGKILL);  // to be reaped, and its replacement started, by the server
+      auto f2 = pool.submit("echo", "after");
+      after = await(f2);
+      promotions = sup.status().fork_servers.promotions;
+    }
+    ::dup2(saved_err, STDERR_FILENO);
+    CHILD_CHECK(flooded.ok() && after.ok() && after.value == "after", "%s / %s", flooded.value.c_str(), after.value.c_str());
+    CHILD_CHECK(promotions == 0, "the fork server was replaced %u time(s): it blocked on the log", promotions);
     return 0;
   });
 }
