@@ -475,7 +475,14 @@ class server {
     spawned(r, pid, out[0], err[0]);
   }
 
+  // In a child of this server: the other workers' segments, mapped here for their job ids,
+  // are not the child's to see (a worker is untrusted; a standby would keep them alive).
+  void drop_mappings() noexcept {
+    for (auto& [pid, c] : children_) c.segment = {};
+  }
+
   [[noreturn]] void become_worker(const spawn_request& r) noexcept {
+    drop_mappings();
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != self_) ::_exit(k_exit_cannot_serve);  // the server died before prctl
     // Its own process group, which the server ends with it: whatever it starts (a shell,
@@ -611,6 +618,7 @@ class server {
     if (pid == 0) {
       // No PR_SET_PDEATHSIG: a standby must outlive this server. It ends at its own
       // socket's end-of-file, like every fork server.
+      drop_mappings();
       if (!keep_only({sock})) {
         event_header e{fork_event::kind::spawn_failed, 0, 0, errno, 0, 0};
         std::string packet;

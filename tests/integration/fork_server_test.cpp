@@ -270,6 +270,30 @@ TEST_F(ForkServerPool, StoppedForkServerIsReplacedWhenASpawnGoesUnanswered) {
   ::kill(server, SIGCONT);
 }
 
+// The fork server maps each worker's segment (to read the id of the job it runs): a worker
+// forked later must not inherit the others' (a worker is untrusted), nor a standby.
+TEST_F(ForkServerPool, WorkersAndStandbyMapNoOtherWorkersSegment) {
+  start("iso", {.workers = 3});
+  ASSERT_TRUE(eventually([&] { return all_ready(*sup, "iso"); }));
+  auto segments_mapped_by = [](pid_t pid) {
+    std::istringstream maps(slurp("/proc/" + std::to_string(pid) + "/maps"));
+    int n = 0;
+    for (std::string line; std::getline(maps, line);) n += line.find("/memfd:ringmaster") != std::string::npos;
+    return n;
+  };
+  const auto st = pool_status_of(*sup, "iso");
+  for (const auto& w : st->workers)
+    EXPECT_EQ(segments_mapped_by(w.pid), 1) << "worker " << w.slot << " maps another worker's segment";
+  // A standby forked by the active server after the workers started.
+  ASSERT_EQ(::kill(sup->status().fork_servers.standby_pid, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    reaper.reap();
+    const pid_t standby = sup->status().fork_servers.standby_pid;
+    return standby > 0 && ringmaster::test::is_running(standby);
+  }));
+  EXPECT_EQ(segments_mapped_by(sup->status().fork_servers.standby_pid), 0);
+}
+
 // ---------------------------------------------------------------------------------------
 // Restart counters
 
