@@ -3,6 +3,7 @@
 // workers runs; a low RLIMIT_NOFILE (prlimit) runs a small pool and refuses a large one
 // naming the limit. Every run is bounded in time and checked to leave no process behind.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <string>
 #include <vector>
@@ -68,6 +69,9 @@ payload = "goodbye"
 }
 
 TEST_F(CliWorkers, ThousandTwentyFourWorkersRunAllJobs) {
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  if (nofile.rlim_max < 3200) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit " << nofile.rlim_max << " is below what 1,024 workers need";
   // A small max_message keeps each worker's rings (reserved up front) at 0.5 MiB.
   std::string jobs;
   for (int i = 0; i < 2048; ++i) jobs += R"({"type": "echo", "payload": )" + std::to_string(i) + "}\n";

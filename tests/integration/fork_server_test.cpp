@@ -171,6 +171,9 @@ class ForkServerPool : public testing::Test {
 // Both directions of the socket pair fill with a pool this size (spawn requests one way,
 // spawned/exited events the other): a blocking send on each side deadlocked at ~550.
 TEST(ForkServer, PoolOfTheMaximum1024WorkersRunsJobsToCompletion) {
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  if (nofile.rlim_max < 3200) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit " << nofile.rlim_max << " is below what 1,024 workers need";
   const auto& h = test_handlers();
   // A small max_message keeps the rings (posix_fallocate'd) at 0.5 MiB per worker.
   ringmaster::supervisor sup({.name = "fs-1024"});
