@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -89,6 +90,28 @@ void pidfd_signal(int pidfd, int sig) noexcept {
   if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
 }
 
+// Every worker costs descriptors (its segment and pidfd here; its segment and two output
+// pipes in the fork server): the soft RLIMIT_NOFILE, often 1024, is raised to the hard
+// limit, as Go's runtime does, so that the documented 1,024 workers can run.
+void raise_descriptor_limit() noexcept {
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur >= nofile.rlim_max) return;
+  nofile.rlim_cur = nofile.rlim_max;
+  (void)::setrlimit(RLIMIT_NOFILE, &nofile);
+}
+
+// The last lines of a dead worker's stderr, at most 500 bytes, on one line.
+std::string stderr_excerpt(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+  if (text.size() > 500) {
+    text.remove_prefix(text.size() - 500);
+    if (const auto nl = text.find('\n'); nl != std::string_view::npos && nl + 1 < text.size()) text.remove_prefix(nl + 1);
+  }
+  std::string out;
+  for (char c : text) out += c == '\n' ? std::string(" | ") : std::string(1, c == '\r' ? ' ' : c);
+  return out;
+}
+
 result failed(const job_record& j, error_kind kind, std::string message, int worker = -1, double ms = 0) {
   result r;
   r.id = j.id;
@@ -110,11 +133,14 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
     log_->warn("{}: created while this process has {} threads; the fork server copies only this one, so "
                "construct the supervisor before starting threads",
                options_.name, threads);
+  raise_descriptor_limit();  // before the fork servers are forked: they inherit it
   active_ = fork_server::fork_from_here(options_.name);
   standby_ = fork_server::fork_from_here(options_.name);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (wake_fd_ < 0 || epoll_fd_ < 0) throw std::system_error(errno, std::system_category(), "cannot create the dispatcher's descriptors");
+  deaths_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (wake_fd_ < 0 || epoll_fd_ < 0 || deaths_fd_ < 0)
+    throw std::system_error(errno, std::system_category(), "cannot create the dispatcher's descriptors");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = 0;
@@ -123,6 +149,8 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
   ev.data.u64 = 2;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
+  ev.data.u64 = 3;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, deaths_fd_, &ev);
 }
 
 dispatcher::~dispatcher() {
@@ -150,6 +178,7 @@ dispatcher::~dispatcher() {
   standby_ = {};
   if (wake_fd_ >= 0) ::close(wake_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (deaths_fd_ >= 0) ::close(deaths_fd_);
 }
 
 pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_options o) {
@@ -161,6 +190,7 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   if (o.max_message == 0 || o.max_message > (std::size_t{1} << 30))
     throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 1 GiB");
   if (o.max_pending == 0) throw std::invalid_argument("pool '" + name + "': max_pending must be at least 1");
+  check_descriptor_budget(name, o.workers, nullptr);
   auto p = std::make_unique<pool_state>();
   p->name = std::move(name);
   p->options = std::move(o);
@@ -324,6 +354,7 @@ supervisor_status dispatcher::status() {
 void dispatcher::scale(pool_state& p, unsigned workers) {
   if (workers == 0 || workers > 1024)
     throw std::invalid_argument("pool '" + p.name + "': scale to 1-1024 workers, got " + std::to_string(workers));
+  check_descriptor_budget(p.name, workers, &p);
   if (!started_.load()) {
     std::lock_guard lock(pools_mutex_);
     if (!started_.load()) {  // not running yet: the slots are only numbers
@@ -788,6 +819,10 @@ bool dispatcher::handle_fork_events() {
   if (!active_.valid()) return false;  // no server left: the pools have given up
   bool any = false;
   std::error_code ec;
+  // Requests the socket did not take: sent as room appears (a failure is the server's
+  // death, which the receive below sees as end-of-file).
+  if (active_.has_queued()) active_.flush(ec);
+  any |= note_deaths();
   while (auto e = active_.try_receive(ec)) {
     any = true;
     switch (e->what) {
@@ -798,6 +833,7 @@ bool dispatcher::handle_fork_events() {
           slot_state& s = *it->second;
           // A worker that never became ready: its last line on stderr says why.
           if (!s.ready && s.start_error.empty()) s.start_error = last_line(e->message);
+          s.stderr_tail = stderr_excerpt(e->message);  // for the failure of the job it ran
           on_exit(s, e->status, e->max_rss_kib, false);
         }
         break;
@@ -807,6 +843,7 @@ bool dispatcher::handle_fork_events() {
     on_server_death();
     return true;
   }
+  if (check_fork_server()) return true;
   // The standby only ever speaks to say it is gone.
   if (standby_.valid()) {
     while (auto e = standby_.try_receive(ec)) {
@@ -869,6 +906,7 @@ void dispatcher::on_spawned(const fork_event& e) {
   s.pidfd = e.pidfd;
   s.server = server_id_;
   by_pid_[e.pid] = &s;
+  watch_pidfd(s);
   if (s.retired || s.end == ending::shutdown) pidfd_signal(s.pidfd, SIGKILL);
 }
 
@@ -943,6 +981,8 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     message = "exceeded memory_limit of " + format_bytes(p.options.memory_limit) +
               (WIFSIGNALED(wait_status) ? " (" + signal_name(WTERMSIG(wait_status)) + ")" : "");
   if (s.end == ending::hostile) message = "worker violated the ring protocol";
+  if (s.ready && !s.stderr_tail.empty()) message += "; its stderr ended: " + s.stderr_tail;
+  s.stderr_tail.clear();
 
   const bool abnormal = !(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) || s.end == ending::timeout;
   const bool planned = (s.end == ending::recycle && !abnormal) || s.end == ending::strategy || server_died;
@@ -1114,6 +1154,7 @@ void dispatcher::spawn(slot_state& s) {
   s.end = ending::none;
   s.stop_sent = false;
   s.jobs_sent = 0;
+  s.death_seen_at = {};
   s.spawned_at = clock_type::now();
   s.spawn_request = next_spawn_++;
   spawning_[s.spawn_request] = &s;
@@ -1220,11 +1261,21 @@ void dispatcher::on_server_death() {
     ev.data.u64 = 1;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
+    active_wants_out_ = false;
     replace_standby();
   }
   // Their deaths were not their jobs' fault: nothing is charged, and they restart at
-  // once on the new server (or retire, if there is none).
-  for (slot_state* s : victims) on_exit(*s, W_EXITCODE(0, SIGKILL), 0, true);
+  // once on the new server (or retire, if there is none). Each is a restart all the same,
+  // counted (not toward restart intensity: the server's death is not the pool's doing).
+  for (slot_state* s : victims) {
+    pool_state& p = *live_[s->pool];
+    if (!s->retired && phase_ == phase::running) {
+      ++p.restarts;
+      ++s->restarts;
+      s->restarts_by_cause["fork server died"]++;
+    }
+    on_exit(*s, W_EXITCODE(0, SIGKILL), 0, true);
+  }
   // A spawn the server never answered may be what killed it (a launch that crashes the
   // server): it counts as a restart of its pool, so a pool that kills every server it
   // asks gives up at its restart intensity, instead of using up servers for ever. But a
@@ -1375,6 +1426,7 @@ clock_type::time_point dispatcher::next_deadline() const {
     }
   }
   if (phase_ == phase::stopping || phase_ == phase::stopping_workers) next = std::min(next, shutdown_deadline_);
+  next = std::min(next, fork_server_deadline());
   return std::min(next, standby_retry_at_);
 }
 
@@ -1412,6 +1464,7 @@ void dispatcher::idle_wait() {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count() + 1;
       timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1000));
     }
+    watch_active_socket();
     epoll_event events[8];
     const int n = ::epoll_wait(epoll_fd_, events, 8, timeout_ms);
     for (int i = 0; i < n; ++i) fork_events_due_ |= events[i].data.u64 != 0;  // a fork server spoke
@@ -1623,6 +1676,109 @@ void dispatcher::advance_removals() {
       }
     }
   }
+}
+
+}  // namespace ringmaster::detail
+
+namespace ringmaster::detail {
+
+// =======================================================================================
+// Watching the fork server (dispatcher thread)
+//
+// The fork server reports every death and answers every spawn; one that stops doing so
+// (SIGSTOP, a wedged write) would stall its pools for ever. The kernel says on each
+// worker's pidfd when it died: a death the server has not reported within the pool's
+// start_timeout, or a spawn it has not answered within it, means the server is not
+// working, and it is ended and replaced by the standby as if it had died.
+
+void dispatcher::watch_pidfd(slot_state& s) {
+  if (s.pidfd < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = static_cast<std::uint64_t>(s.pid);
+  ::epoll_ctl(deaths_fd_, EPOLL_CTL_ADD, s.pidfd, &ev);
+}
+
+// Records when each worker's pidfd said it died; the fork server's report follows.
+bool dispatcher::note_deaths() {
+  epoll_event events[64];
+  const int n = ::epoll_wait(deaths_fd_, events, 64, 0);
+  const auto now = clock_type::now();
+  for (int i = 0; i < n; ++i) {
+    const auto it = by_pid_.find(static_cast<pid_t>(events[i].data.u64));
+    if (it == by_pid_.end()) continue;
+    slot_state& s = *it->second;
+    if (s.death_seen_at == clock_type::time_point{}) s.death_seen_at = now;
+    ::epoll_ctl(deaths_fd_, EPOLL_CTL_DEL, s.pidfd, nullptr);  // seen: level-triggered would repeat it
+  }
+  return false;  // nothing changes until the report comes, or the deadline passes
+}
+
+clock_type::time_point dispatcher::fork_server_deadline() const {
+  auto next = clock_type::time_point::max();
+  for (const pool_state* p : live_)
+    for (auto& s : p->slots) {
+      if (s->alive() && s->death_seen_at != clock_type::time_point{})
+        next = std::min(next, s->death_seen_at + p->options.start_timeout);
+      if (s->spawn_request) next = std::min(next, s->spawned_at + p->options.start_timeout);
+    }
+  return next;
+}
+
+bool dispatcher::check_fork_server() {
+  if (!active_.valid()) return false;
+  const auto now = clock_type::now();
+  std::string why;
+  for (const pool_state* p : live_) {
+    for (auto& s : p->slots) {
+      if (s->alive() && s->death_seen_at != clock_type::time_point{} && now - s->death_seen_at > p->options.start_timeout) {
+        why = "did not report the death of worker " + p->name + "/" + std::to_string(s->index) + " (pid " +
+              std::to_string(s->pid) + ") within start_timeout of " + format_ms(p->options.start_timeout);
+      } else if (s->spawn_request && now - s->spawned_at > p->options.start_timeout) {
+        why = "did not answer a request to start worker " + p->name + "/" + std::to_string(s->index) +
+              " within start_timeout of " + format_ms(p->options.start_timeout);
+      }
+      if (!why.empty()) break;
+    }
+    if (!why.empty()) break;
+  }
+  if (why.empty()) return false;
+  log_->error("{}: the fork server (pid {}) {}: it is not working (stopped?); killing it", options_.name, active_.pid(), why);
+  active_.kill();
+  on_server_death();
+  return true;
+}
+
+// The active server's socket is watched for room while requests wait for it.
+void dispatcher::watch_active_socket() {
+  const bool want = active_.valid() && active_.has_queued();
+  if (want == active_wants_out_) return;
+  epoll_event ev{};
+  ev.events = static_cast<std::uint32_t>(EPOLLIN) | (want ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
+  ev.data.u64 = 1;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, active_.socket_fd(), &ev);
+  active_wants_out_ = want;
+}
+
+// Each worker holds 2 descriptors here and 3 in the fork server (its segment and its two
+// output pipes). A pool that cannot have them is refused at once with the limit named,
+// instead of failing later worker by worker.
+void dispatcher::check_descriptor_budget(const std::string& pool, std::size_t workers, const pool_state* existing) const {
+  std::size_t total = workers;
+  {
+    std::lock_guard lock(pools_mutex_);
+    for (auto& p : pools_)
+      if (p.get() != existing && !p->removed.load()) total += p->slots.size();
+  }
+  constexpr std::size_t k_base = 32;  // the fork server's own, the queue's copies, headroom
+  const std::size_t need = 3 * total + k_base;
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY || need <= nofile.rlim_cur) return;
+  const std::size_t fit = nofile.rlim_cur > k_base ? (nofile.rlim_cur - k_base) / 3 : 0;
+  throw std::invalid_argument("pool '" + pool + "': " + std::to_string(workers) + " worker(s) (" + std::to_string(total) +
+                              " in all pools) need about " + std::to_string(need) +
+                              " file descriptors, but RLIMIT_NOFILE (ulimit -n) is " + std::to_string(nofile.rlim_cur) +
+                              ": at most " + std::to_string(fit) + " workers fit; raise the limit or use fewer workers");
 }
 
 }  // namespace ringmaster::detail

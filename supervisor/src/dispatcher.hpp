@@ -87,6 +87,9 @@ struct slot_state {
   unsigned failures_in_a_row = 0;  // for backoff
   std::map<std::string, unsigned> restarts_by_cause;
   std::string start_error;  // a worker's `fatal` text
+  std::string stderr_tail;  // the last lines of its stderr, when it died (fork server's words)
+  // When its pidfd said it died while the fork server had not reported it yet; {} if not.
+  clock_type::time_point death_seen_at{};
 
   [[nodiscard]] bool alive() const noexcept { return pid > 0; }
   /// Not on its way out (a pending recycle still counts: the job it runs is timed).
@@ -176,6 +179,13 @@ class dispatcher {
   void replace_standby();
   void on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died);
   void on_server_death();
+  // A fork server that does not answer (stopped, wedged): what says so, and what is done.
+  void watch_pidfd(slot_state& s);
+  bool note_deaths();
+  bool check_fork_server();
+  clock_type::time_point fork_server_deadline() const;
+  void watch_active_socket();
+  void check_descriptor_budget(const std::string& pool, std::size_t workers, const pool_state* existing) const;
   bool dispatch();
   bool dispatch_pool(pool_state& p);
   bool flush_outbox(slot_state& s);
@@ -217,6 +227,8 @@ class dispatcher {
   unsigned promotions_ = 0;
   int wake_fd_ = -1;
   int epoll_fd_ = -1;
+  int deaths_fd_ = -1;          // epoll of the workers' pidfds: a death as the kernel saw it
+  bool active_wants_out_ = false;  // the active server's socket is watched for room too
 
   // Sleep protocol with submitters (a Dekker pair, like the doorbells).
   std::atomic<bool> sleeping_{false};

@@ -26,6 +26,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -60,6 +62,36 @@ struct fork_event {
   int pidfd = -1;               ///< spawned: a pidfd for the worker, owned by the receiver
 };
 
+/// Packets a non-blocking socket has not taken yet, in order, with the descriptors they
+/// carry (duplicates owned here, closed once sent or dropped). Both the supervisor and
+/// the fork server send through one, so that neither ever blocks on the other.
+class packet_queue {
+ public:
+  packet_queue() = default;
+  packet_queue(packet_queue&& other) noexcept : q_(std::move(other.q_)) {}
+  packet_queue& operator=(packet_queue&& other) noexcept;
+  ~packet_queue() { clear(); }
+
+  [[nodiscard]] bool empty() const noexcept { return q_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return q_.size(); }
+  /// Sends `bytes` (with up to two descriptors) at once if nothing waits before it and
+  /// the socket takes it, else keeps it. Never blocks. False (errno set) only when the
+  /// peer is gone or the packet cannot be kept.
+  [[nodiscard]] bool send(int sock, std::string bytes, std::initializer_list<int> fds) noexcept;
+  /// Sends what waits, in order, until the socket is full. Never blocks. False (errno
+  /// set) when the peer is gone.
+  [[nodiscard]] bool flush(int sock) noexcept;
+  void clear() noexcept;
+
+ private:
+  struct packet {
+    std::string bytes;
+    int fds[2] = {-1, -1};
+    std::size_t nfds = 0;
+  };
+  std::deque<packet> q_;
+};
+
 class fork_server {
  public:
   fork_server() = default;
@@ -74,11 +106,19 @@ class fork_server {
   /// Forks a new fork server from this process. Throws std::system_error.
   static fork_server fork_from_here(const std::string& name);
 
-  /// Asks this server to fork a standby fork server (see above). Blocking send.
+  /// Asks this server to fork a standby fork server (see above), and waits (at most 10 s)
+  /// for the standby's hello, sending what waits in the queue meanwhile.
   [[nodiscard]] std::optional<fork_server> fork_standby(std::error_code& ec);
 
-  /// Sends a spawn request. Blocking send; errors (the server died) as ec.
+  /// Sends a spawn request, or queues it while the server's socket is full (flush()
+  /// sends it later). Never blocks; errors (the server died) as ec.
   void spawn(const spawn_request& request, std::error_code& ec) noexcept;
+  /// Sends queued requests until the socket is full. Never blocks; errors as ec.
+  void flush(std::error_code& ec) noexcept;
+  /// Requests waiting for room in the socket.
+  [[nodiscard]] bool has_queued() const noexcept { return !out_.empty(); }
+  /// SIGKILLs the server (one that stopped working); its socket then reaches end-of-file.
+  void kill() noexcept;
   /// The next event, if one is waiting; nullopt and ec clear if none. ec set (e.g.
   /// errc::connection_reset) when the server is gone.
   std::optional<fork_event> try_receive(std::error_code& ec) noexcept;
@@ -93,6 +133,7 @@ class fork_server {
   int pidfd_ = -1;      // to wait for its exit (a standby is our grandchild: no waitpid)
   bool child_ = false;  // forked by this process: also reaped by it
   std::string rx_;      // receive buffer, kept at full size
+  packet_queue out_;    // requests the socket did not take yet
 };
 
 /// The server's main loop, in the server process. Never returns.

@@ -8,6 +8,9 @@
 //   pid         result = this worker's pid
 //   post        payload "N POOL": posts N echo jobs to POOL (fire and forget), then
 //               returns "posted N": a worker flooding the supervisor with jobs
+//   print       writes "out: PAYLOAD" on stdout and "err: PAYLOAD" on stderr, returns
+//               "printed": a chatty handler, whose words must stay out of the results
+//   shout       writes "last words: PAYLOAD" on stderr, then aborts (SIGABRT)
 //
 // Hostile job types: the worker maps its own segment a second time (from the descriptor
 // its launch gave it) and breaks the protocol behind its runtime's back, then waits for
@@ -209,6 +212,17 @@ int main(int argc, char** argv) {
             for (;;) ::pause();
           })
       .on("pid", [](ringmaster::job&) { return std::to_string(::getpid()); })
+      .on("print",
+          [](ringmaster::job& j) {
+            std::printf("out: %.*s\n", static_cast<int>(j.payload().size()), j.payload().data());
+            std::fprintf(stderr, "err: %.*s\n", static_cast<int>(j.payload().size()), j.payload().data());
+            return std::string("printed");
+          })
+      .on("shout",
+          [](ringmaster::job& j) -> std::string {
+            std::fprintf(stderr, "last words: %.*s\n", static_cast<int>(j.payload().size()), j.payload().data());
+            std::abort();
+          })
       .on("post", [](ringmaster::job& j) {
         const std::string payload(j.payload());
         const auto space = payload.find(' ');

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <cstdio>
 #include <map>
@@ -111,26 +112,19 @@ TEST(CliKillTorture, EveryJobGetsExactlyOneCorrectResultLineWhileWorkersAndForkS
     servers.clear();
     // Descendants of this process, not of the run: a promoted standby fork server is the
     // orphan of the server it replaced, re-parented here (the harness is a subreaper).
-    // Fork servers lead their own process group; workers are their children (anything
-    // else, such as LeakSanitizer's helper at the run's exit, is left alone).
-    std::vector<pid_t> others;
+    // Both fork servers and workers lead their own process group; they are told apart by
+    // descriptor 3, a fork server's socket and a worker's segment (anything else, such as
+    // LeakSanitizer's helper at the run's exit, is left alone).
     for (pid_t p : ringmaster::test::descendants_of(::getpid())) {
       if (p == run.pid() || !ringmaster::test::is_running(p)) continue;
-      (::getpgid(p) == p ? servers : others).push_back(p);
-    }
-    for (pid_t p : others) {
-      std::ifstream stat("/proc/" + std::to_string(p) + "/stat");
-      std::string line;
-      std::getline(stat, line);
-      const auto close = line.rfind(')');
-      if (close == std::string::npos) continue;
-      std::istringstream rest(line.substr(close + 2));
-      std::string state;
-      pid_t parent = 0;
-      rest >> state >> parent;
-      if (std::find(servers.begin(), servers.end(), parent) == servers.end()) continue;
-      // A child of a server seen for the first time may be a standby server that has not
-      // yet made itself a group leader: only what has been around for 50 ms is a worker.
+      std::error_code ec;
+      const std::string fd3 = std::filesystem::read_symlink("/proc/" + std::to_string(p) + "/fd/3", ec).string();
+      if (fd3.starts_with("socket:")) {
+        servers.push_back(p);
+        continue;
+      }
+      if (!fd3.starts_with("/memfd:")) continue;
+      // What has been around for 50 ms: a worker that has started, not one being set up.
       const auto now = std::chrono::steady_clock::now();
       const auto seen = first_seen.try_emplace(p, now).first->second;
       if (now - seen >= 50ms) workers.push_back(p);

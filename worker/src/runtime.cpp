@@ -1,8 +1,15 @@
 // The worker's main loop: attach to the slot's rings, report ready, run jobs one at a
 // time, send each result back, never let a handler's exception end the process.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <new>
@@ -26,6 +33,58 @@ wire::worker_control* g_control = nullptr;
 void note_allocation_failure() {
   if (g_control) g_control->out_of_memory.store(1, std::memory_order_relaxed);
   throw std::bad_alloc();
+}
+
+// Output labels. The fork server reads this worker's stdout and stderr pipes and labels
+// each line with the id of the job shown in the control block when it read the bytes.
+// That label is right only if the id does not change while the pipes hold bytes of the
+// job before: so after a job that wrote, the worker waits (bounded) for the server to
+// have read them before it shows the next id. Whether a job wrote is learnt without a
+// system call per job: this process also holds a read end of each pipe of its own, with
+// O_ASYNC, so the kernel sends it SIGIO on each write (by the handler, or by a process it
+// started) and the handler below notes it.
+volatile std::sig_atomic_t g_output_written = 0;
+int g_output_watch[2] = {-1, -1};  // our own read ends of the stdout and stderr pipes
+
+void note_output(int) { g_output_written = 1; }
+
+void watch_output() noexcept {
+  struct sigaction sa {};
+  sa.sa_handler = note_output;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < 2; ++i) {
+    struct stat st {};
+    if (::fstat(i + 1, &st) != 0 || !S_ISFIFO(st.st_mode)) continue;  // not the fork server's pipe
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/self/fd/%d", i + 1);
+    // A new open file of the same pipe: O_ASYNC and its owner belong to it alone.
+    const int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (::sigaction(SIGIO, &sa, nullptr) != 0 || ::fcntl(fd, F_SETOWN, ::getpid()) != 0 ||
+        ::fcntl(fd, F_SETFL, O_RDONLY | O_NONBLOCK | O_ASYNC) != 0) {
+      ::close(fd);
+      continue;
+    }
+    g_output_watch[i] = fd;
+  }
+}
+
+// After a job that wrote: waits until the fork server has read what it wrote, at most
+// 100 ms (a stopped server must not stop the worker).
+void wait_output_read() noexcept {
+  if (!g_output_written) return;
+  g_output_written = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  for (;;) {
+    int pending = 0;
+    for (int fd : g_output_watch) {
+      int n = 0;
+      if (fd >= 0 && ::ioctl(fd, FIONREAD, &n) == 0) pending += n;
+    }
+    if (pending == 0 || std::chrono::steady_clock::now() >= deadline) return;
+    ::usleep(50);
+  }
 }
 
 // A job or reply read while a handler waited for a reply: kept until its turn.
@@ -211,6 +270,7 @@ class worker_runtime {
     const std::int64_t started = wire::monotonic_ns();
     control.started_ns.store(started, std::memory_order_relaxed);
     control.current_job.store(m.token, std::memory_order_release);
+    wire::set_job_id(control, m.id);  // the fork server labels our output lines with it
     error_kind status = error_kind::none;
     std::string value;
     if (!fn) {
@@ -245,6 +305,11 @@ class worker_runtime {
       ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .attempt = micros, .token = m.token, .body = why});
     }
     control.current_job.store(0, std::memory_order_release);
+    // What the handler left in stdout's buffer goes out while its job id is still shown
+    // (no system call when the buffer is empty).
+    std::fflush(stdout);
+    wait_output_read();
+    wire::set_job_id(control, {});
     control.jobs_done.fetch_add(1, std::memory_order_relaxed);
     if (ec) {
       log_->error("cannot send a result: {}", ec.message());
@@ -274,6 +339,10 @@ class worker_runtime {
 };
 
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept {
+  // stdout is a pipe to the fork server, which writes each line to the log: line-buffered,
+  // so that a handler's lines go out as it writes them and are not lost if it crashes.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  watch_output();
   try {
     std::error_code ec;
     auto seg = ipc::segment::map_fd(launch.segment_fd, ec);

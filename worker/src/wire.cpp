@@ -87,6 +87,36 @@ link_view link_view::in(std::span<std::byte> segment_bytes, const link_layout& l
   return v;
 }
 
+void set_job_id(worker_control& c, std::string_view id) noexcept {
+  const std::size_t len = std::min(id.size(), worker_control::k_job_id_words * 8);
+  const std::uint32_t seq = c.job_id_seq.load(std::memory_order_relaxed);
+  c.job_id_seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  for (std::size_t w = 0; w * 8 < len; ++w) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, id.data() + w * 8, std::min<std::size_t>(8, len - w * 8));
+    c.job_id[w].store(word, std::memory_order_relaxed);
+  }
+  c.job_id_len.store(static_cast<std::uint32_t>(len), std::memory_order_relaxed);
+  c.job_id_seq.store(seq + 2, std::memory_order_release);
+}
+
+std::string read_job_id(const worker_control& c) {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const std::uint32_t before = c.job_id_seq.load(std::memory_order_acquire);
+    if (before & 1) continue;
+    const std::size_t len = std::min<std::size_t>(c.job_id_len.load(std::memory_order_relaxed), worker_control::k_job_id_words * 8);
+    char bytes[worker_control::k_job_id_words * 8];
+    for (std::size_t w = 0; w * 8 < len; ++w) {
+      const std::uint64_t word = c.job_id[w].load(std::memory_order_relaxed);
+      std::memcpy(bytes + w * 8, &word, 8);
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (c.job_id_seq.load(std::memory_order_relaxed) == before) return std::string(bytes, len);
+  }
+  return {};
+}
+
 std::int64_t monotonic_ns() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -79,7 +79,20 @@ struct alignas(64) worker_control {
   std::atomic<std::uint64_t> jobs_done{0};
   std::atomic<std::uint32_t> out_of_memory{0};  ///< set when an allocation failed
   std::atomic<std::int32_t> pid{0};
+  /// The id of the job running (its first k_job_id_words * 8 bytes), for the fork server,
+  /// which labels the worker's stdout and stderr lines with it. A seqlock: job_id_seq is
+  /// odd while the worker writes; a reader retries when it changed under it.
+  static constexpr std::size_t k_job_id_words = 16;
+  std::atomic<std::uint32_t> job_id_seq{0};
+  std::atomic<std::uint32_t> job_id_len{0};  ///< 0: no job running
+  std::atomic<std::uint64_t> job_id[k_job_id_words]{};
 };
+
+/// Publishes the id of the job that starts (empty: none runs). Worker side.
+void set_job_id(worker_control& c, std::string_view id) noexcept;
+/// The id published by set_job_id ("" when none runs or it is being changed). Reader side:
+/// a worker is untrusted, so the length is clamped and nothing outside the block is read.
+std::string read_job_id(const worker_control& c);
 
 /// Where the pieces of one slot's segment are. Both sides compute it from the same
 /// max_message, so nothing about the layout needs to be trusted from shared memory.
