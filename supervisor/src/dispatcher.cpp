@@ -368,9 +368,9 @@ bool dispatcher::remove_pool(std::string_view name) {
   return true;
 }
 
-std::unique_ptr<job_record> dispatcher::new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id) {
+std::unique_ptr<job_record> dispatcher::new_job(pool_state& /*p: ids are per supervisor*/, std::string_view type, std::string_view payload, std::string id) {
   auto j = std::make_unique<job_record>();
-  j->id = id.empty() ? std::to_string(p.next_id.fetch_add(1, std::memory_order_relaxed)) : std::move(id);
+  j->id = id.empty() ? std::to_string(next_id_.fetch_add(1, std::memory_order_relaxed)) : std::move(id);
   j->type.assign(type);
   j->payload.assign(payload);
   return j;
@@ -436,6 +436,8 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool blo
 void dispatcher::complete(pool_state& p, job_record* job, result r) {
   std::unique_ptr<job_record> owned(job);
   (r.ok() ? p.completed : p.failed)++;
+  r.pool = p.name;
+  r.type = job->type;
   std::visit(
       [&](auto& t) {
         using T = std::decay_t<decltype(t)>;
@@ -643,9 +645,9 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
       s.in_flight.pop_front();
       s.front_started = clock_type::now();
       if (s.in_flight.empty() && s.state == worker_state::busy) s.state = worker_state::ready;
+      const auto kind = static_cast<error_kind>(m.status);
       const double us = m.attempt;
       p.avg_job_us = p.avg_job_us == 0 ? us : 0.9 * p.avg_job_us + 0.1 * us;
-      const auto kind = static_cast<error_kind>(m.status);
       const bool known = kind == error_kind::none || kind == error_kind::exception || kind == error_kind::memory ||
                          kind == error_kind::rejected;
       result r;
@@ -657,6 +659,7 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
       r.ms = us / 1000.0;
       if (!r.ok()) ++s.jobs_failed;
       ++s.jobs_done;
+      if (r.ok()) p.charged_deaths.clear();  // the pool works: its jobs' deaths were theirs (note_death)
       const bool retry = (r.error == error_kind::exception || r.error == error_kind::memory) && p.options.retry_on_error &&
                          r.attempts < p.options.max_attempts && phase_ != phase::stopping;
       if (retry) {
@@ -714,6 +717,12 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
   if (!target) return refuse(error_kind::rejected, "no pool named '" + std::string(m.pool) + "'");
   if (target->removed.load()) return refuse(error_kind::stopped, "pool '" + target->name + "' was removed");
   if (target->gave_up) return refuse(error_kind::stopped, target->gave_up_reason);
+  // A worker waiting for a job of its own one-worker pool waits for itself: said at once
+  // rather than at the call's timeout. (A posted job just runs after the handler.)
+  if (m.token != 0 && target == live_[s.pool] && target->options.workers == 1)
+    return refuse(error_kind::rejected, "pool '" + target->name +
+                                            "' has one worker, the very one waiting for this reply: a handler cannot call "
+                                            "its own one-worker pool (post the job, or give the pool more workers)");
   // While draining, jobs that handlers submit are still part of finishing the accepted
   // work, so only a stop refuses them.
   if (phase_ == phase::stopping || phase_ == phase::stopping_workers)
@@ -730,7 +739,10 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
                                             std::to_string(target->options.max_pending) + " jobs unfinished, max_pending)");
   auto j = new_job(*target, m.job_type, m.body, std::string(m.id));
   j->token = next_token_++;
-  if (m.token != 0) j->target = asker;
+  if (m.token != 0) {
+    j->target = asker;
+    if (target == live_[s.pool]) ++s.awaiting_own_pool;  // until its reply (deliver_reply)
+  }
   target->unfinished.fetch_add(1);
   target->queue.push_back(j.release());
 }
@@ -742,6 +754,7 @@ void dispatcher::deliver_reply(const reply_target& t, const result& r) {
   slot_state& s = *p.slots[static_cast<std::size_t>(t.slot)];
   // The asker died (and maybe was replaced) since: nobody waits for this reply.
   if (!s.alive() || s.jobs.generation() != t.generation) return;
+  if (r.pool == p.name && s.awaiting_own_pool > 0) --s.awaiting_own_pool;  // complete() named the pool
   s.outbox.push_back({t.request, r.error, r.attempts, r.value});
   flush_outbox(s);
 }
@@ -951,6 +964,11 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     for (job_record* j : s.in_flight)
       if (j->token == token) running = j;
   }
+  // For restart intensity: whether a job is charged, and with its first death (read now:
+  // the loop below may complete the job).
+  const bool charged = running != nullptr;
+  const bool first_charge = charged && !running->killed_a_worker;
+  if (running) running->killed_a_worker = true;
   for (auto it = s.in_flight.rbegin(); it != s.in_flight.rend(); ++it) {
     job_record* j = *it;
     if (j == running) {
@@ -960,6 +978,8 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
       if (stopping) {
         complete(p, j, failed(*j, error_kind::stopped, "supervisor stopped while the job ran (its worker: " + message + ")", s.index, ms_since(s.front_started)));
       } else if (j->attempts >= p.options.max_attempts) {
+        ++s.jobs_done;  // its final result came from this slot, as a handler's would
+        ++s.jobs_failed;
         complete(p, j, failed(*j, kind, j->attempts > 1 ? message + " (" + std::to_string(j->attempts) + " attempts)" : message, s.index, ms_since(s.front_started)));
       } else {
         ++p.retried;
@@ -973,12 +993,14 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
   }
   s.in_flight.clear();
   s.outbox.clear();
+  s.awaiting_own_pool = 0;
   if (s.segment.valid()) {
     // The worker is dead, so nothing races with these stores: the rings start empty,
     // with a new generation, before a replacement attaches.
     s.jobs.reset();
     s.results.reset();
     s.view.control->current_job.store(0);
+    s.view.control->last_started.store(0);
     s.view.control->out_of_memory.store(0);
   }
   const bool was_ready = s.ready;
@@ -1013,11 +1035,11 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     if (!any_left) give_up(p, "pool '" + p.name + "' has no workers left (restart = " + std::string(to_string(rt)) + ")");
     return;
   }
+  bool counted = false;
   if (!planned) {
-    // Restart intensity, as in Erlang/OTP: more than max_restarts within restart_window.
-    const auto now = clock_type::now();
-    p.restart_times.push_back(now);
-    while (!p.restart_times.empty() && now - p.restart_times.front() > p.options.restart_window) p.restart_times.pop_front();
+    // Restart intensity, as in Erlang/OTP, over the deaths that say the pool cannot work
+    // (note_death): more than max_restarts within restart_window.
+    counted = note_death(p, charged, first_charge);
     ++p.restarts;
     ++s.restarts;
     s.restarts_by_cause[kind == error_kind::crash ? cause : std::string(to_string(kind))]++;
@@ -1027,7 +1049,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     // about whether the pool can start, and counts toward restart intensity only.
     const bool killed_from_outside = WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL && why == ending::none;
     if (!was_ready && !killed_from_outside) {
-      if (++p.start_failures_in_a_row >= 3 || p.restart_times.size() > p.options.max_restarts) {
+      if (++p.start_failures_in_a_row >= 3 || intensity(p) > p.options.max_restarts) {
         // The worker's own words first, then how it ended (when there was a process).
         std::string reason = "worker " + message + " before it was ready";
         if (!s.start_error.empty()) reason = pid > 0 ? s.start_error + " (" + reason + ")" : s.start_error;
@@ -1035,7 +1057,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
         return;
       }
     }
-    if (p.restart_times.size() > p.options.max_restarts) {
+    if (intensity(p) > p.options.max_restarts) {
       give_up(p, "pool '" + p.name + "' gave up: more than " + std::to_string(p.options.max_restarts) + " restarts within " +
                      format_ms(p.options.restart_window) + " (last: " + message + ")");
       return;
@@ -1046,11 +1068,38 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
       const std::size_t first = options_.strategy == restart_strategy::one_for_all ? 0 : s.pool;
       for (std::size_t i = first; i < live_.size(); ++i)
         for (auto& other : live_[i]->slots)
-          if (other.get() != &s && other->alive() && other->running_normally()) terminate(*other, ending::strategy, SIGKILL);
+          if (other.get() != &s && other->alive() && other->running_normally()) {
+            // At info, as the death that causes it is at warn: otherwise a user sees
+            // workers of healthy pools vanish with no word why.
+            log_->info("{}: {}: restarting worker {}/{} (pid {}) because worker {}/{} died ({})", options_.name,
+                       to_string(options_.strategy), live_[i]->name, other->index, other->pid, p.name, s.index, message);
+            terminate(*other, ending::strategy, SIGKILL);
+          }
     }
   }
-  schedule_restart(s, planned, was_ready);
+  // A death that does not count (a job killing its worker again, bounded by its
+  // max_attempts) does not grow the slot's backoff either: the replacement starts at once.
+  schedule_restart(s, planned || !counted, was_ready);
 }
+
+// Restart intensity exists to stop a pool that cannot work, not to punish its good jobs
+// for a few bad ones: a death charged to a job is already bounded by that job's
+// max_attempts. So the window counts every death charged to no job (a worker dying idle,
+// at start, or killed from outside while idle), but of the deaths charged to jobs only
+// each job's first, and only until a job of the pool next succeeds (handle_message
+// clears them). A handful of poison jobs among good ones then never adds up to
+// max_restarts; a pool whose workers die on every job gives up once more than
+// max_restarts different jobs have killed a worker with none succeeding in between.
+bool dispatcher::note_death(pool_state& p, bool charged, bool first_charge) {
+  const auto now = clock_type::now();
+  const bool counted = !charged || first_charge;
+  if (counted) (charged ? p.charged_deaths : p.restart_times).push_back(now);
+  for (auto* times : {&p.restart_times, &p.charged_deaths})
+    while (!times->empty() && now - times->front() > p.options.restart_window) times->pop_front();
+  return counted;
+}
+
+std::size_t dispatcher::intensity(const pool_state& p) noexcept { return p.restart_times.size() + p.charged_deaths.size(); }
 
 void dispatcher::schedule_restart(slot_state& s, bool planned, bool was_ready) {
   pool_state& p = *live_[s.pool];
@@ -1277,6 +1326,10 @@ bool dispatcher::dispatch_pool(pool_state& p) {
       slot_state& s = *sp;
       if (p.queue.empty()) break;
       if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= limit) continue;
+      // A handler waiting for a job of its own pool runs nothing else meanwhile: a job
+      // sent ahead to it would wait behind it, and if that job is the one it waits for,
+      // until the call times out. So it gets jobs only while no other worker can.
+      if (s.awaiting_own_pool > 0 && has_free_worker(p)) continue;
       job_record* j = p.queue.front();
       if (!p.fork_handlers && !p.types.empty() && !p.types.count(j->type)) {
         // A command pool's workers said which types they serve when they became ready.
@@ -1315,6 +1368,13 @@ bool dispatcher::dispatch_pool(pool_state& p) {
   }
   for (slot_state* s : touched) s->jobs.publish();
   return any;
+}
+
+// A worker of `p` that waits for no job of `p` and can take jobs, now or once started.
+bool dispatcher::has_free_worker(const pool_state& p) noexcept {
+  return std::any_of(p.slots.begin(), p.slots.end(), [](const auto& s) {
+    return !s->retired && !s->stop_sent && s->end == ending::none && s->awaiting_own_pool == 0;
+  });
 }
 
 bool dispatcher::handle_timers() {
@@ -1446,7 +1506,31 @@ void dispatcher::begin_shutdown(bool drain, std::chrono::milliseconds grace) {
   phase_ = phase::stopping;
   shutdown_deadline_ = deadline;
   log_->info("{}: stopping (in-flight jobs have {} to finish)", options_.name, format_ms(grace));
+  hold_unstarted_jobs();
   for (std::size_t i = 0; i < live_.size(); ++i) fail_all_queued(*live_[i], error_kind::stopped, "supervisor stopped before the job ran");
+}
+
+// Stop: jobs already sent ahead to a worker and not started must not start, and are
+// answered `stopped` now, not at the drain deadline. The worker skips them (see
+// worker_control::stopping for the handshake). Its in-flight jobs run in the order they
+// were sent: those after the last one it started have not started and never will; those
+// before it have finished, their results on the way.
+void dispatcher::hold_unstarted_jobs() {
+  for (pool_state* pp : live_)
+    for (auto& sp : pp->slots) {
+      slot_state& s = *sp;
+      if (!s.segment.valid()) continue;
+      s.view.control->stopping.store(1, std::memory_order_seq_cst);
+      if (!s.alive() || s.in_flight.empty()) continue;
+      const std::uint64_t started = s.view.control->last_started.load(std::memory_order_seq_cst);
+      auto first_unstarted = s.in_flight.begin();
+      for (auto it = s.in_flight.begin(); it != s.in_flight.end(); ++it)
+        if ((*it)->token == started) first_unstarted = std::next(it);
+      for (auto it = first_unstarted; it != s.in_flight.end(); ++it)
+        complete(*pp, *it, failed(**it, error_kind::stopped, "supervisor stopped before the job ran"));
+      s.in_flight.erase(first_unstarted, s.in_flight.end());
+      if (s.in_flight.empty() && s.state == worker_state::busy) s.state = worker_state::ready;
+    }
 }
 
 void dispatcher::advance_shutdown() {

@@ -39,8 +39,11 @@ struct pool_options {
   /// executable (argv; a bare name is looked up in PATH), built on ringmaster::serve().
   std::vector<std::string> command{};
   restart_type restart = restart_type::permanent;
-  /// Restart intensity: more than `max_restarts` restarts within `restart_window` and the
-  /// pool gives up: its workers are stopped and its jobs fail (kind `stopped`).
+  /// Restart intensity: more than `max_restarts` deaths that count within `restart_window`
+  /// and the pool gives up: its workers are stopped and its jobs fail (kind `stopped`).
+  /// What counts: every death charged to no job (a worker dying idle or before ready),
+  /// and of the deaths charged to jobs only each job's first, until a job of the pool
+  /// next succeeds. A job's later deaths are bounded by its max_attempts alone.
   unsigned max_restarts = 10;
   std::chrono::milliseconds restart_window{10'000};
   /// A job whose attempts kill their worker this many times fails (poison job).

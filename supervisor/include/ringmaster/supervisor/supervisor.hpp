@@ -86,7 +86,8 @@ class pool {
   [[nodiscard]] const std::string& name() const noexcept;
 
   /// Submits a job; the future gets its result. Blocks while the pool has max_pending
-  /// jobs unfinished. `id` names the job in its result (default: a sequence number).
+  /// jobs unfinished. `id` names the job in its result (default: a number unique in this
+  /// supervisor, across its pools); the result also names the pool and the job type.
   [[nodiscard]] std::future<result> submit(std::string_view type, std::string_view payload, std::string id = {});
   /// Submits a job whose result is passed to `done` on the dispatcher thread. Blocks as
   /// the future form does.

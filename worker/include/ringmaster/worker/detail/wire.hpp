@@ -79,6 +79,13 @@ struct alignas(64) worker_control {
   std::atomic<std::uint64_t> jobs_done{0};
   std::atomic<std::uint32_t> out_of_memory{0};  ///< set when an allocation failed
   std::atomic<std::int32_t> pid{0};
+  /// Stop without starting what was sent ahead (a Dekker pair): before each job the worker
+  /// stores its token in `last_started`, then reads `stopping`, and skips the job, sending
+  /// nothing, if it is set. The supervisor stores `stopping`, then reads `last_started`:
+  /// every job it holds for the worker after that one will not start, and it answers
+  /// them `stopped` itself, at once.
+  std::atomic<std::uint64_t> last_started{0};
+  std::atomic<std::uint32_t> stopping{0};
 };
 
 /// Where the pieces of one slot's segment are. Both sides compute it from the same
