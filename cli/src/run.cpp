@@ -253,7 +253,8 @@ std::string open_files(const run_options& o, resume_state* resume, opened_inputs
 
 }  // namespace
 
-int run(const run_options& o) {
+// run() without its guard against threads that cannot be created.
+static int run_body(const run_options& o) {
   const auto started = clock_type::now();
 
   // --- 1. Validate everything before starting anything.
@@ -304,6 +305,9 @@ int run(const run_options& o) {
   try {
     sup.emplace(config.supervisor);
     for (const auto& p : config.pools) detail::add_config_pool(*sup, p);
+  } catch (const std::system_error& e) {  // a fork server cannot be forked (RLIMIT_NPROC)
+    log->error("cannot start: {}", e.what());
+    return k_exit_gave_up;
   } catch (const std::exception& e) {
     log->error("cannot start: {}", e.what());
     return k_exit_failed;
@@ -380,10 +384,10 @@ int run(const run_options& o) {
 
   try {
     sup->start();
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // no dispatcher thread (RLIMIT_NPROC): nothing ran
     log->error("cannot start: {}", e.what());
     sink.close();
-    return k_exit_failed;
+    return k_exit_gave_up;
   }
   reporter.start();
 
@@ -483,6 +487,18 @@ int run(const run_options& o) {
   if (gave_up) return k_exit_gave_up;
   if (counters.failed.load() > 0 || interrupted || output_failed || read_failed) return k_exit_failed;
   return k_exit_ok;
+}
+
+int run(const run_options& o) {
+  try {
+    return run_body(o);
+  } catch (const std::system_error& e) {
+    // A thread of the run (results writer, progress, signals) cannot be created: under a
+    // tight RLIMIT_NPROC, which counts threads. Unwinding has stopped what had started.
+    say(std::string("ringmaster: cannot start: cannot create a thread (threads count against RLIMIT_NPROC): ") +
+        e.what());
+    return k_exit_gave_up;
+  }
 }
 
 }  // namespace ringmaster::cli

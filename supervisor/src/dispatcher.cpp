@@ -201,7 +201,28 @@ pool* dispatcher::find_pool(std::string_view name) noexcept {
 
 void dispatcher::start() {
   if (started_.exchange(true)) throw std::logic_error("supervisor already started");
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    abandon_start();
+    throw std::system_error(e.code(), "supervisor '" + options_.name +
+                                          "': cannot start its dispatcher thread (threads count against RLIMIT_NPROC, "
+                                          "the limit on a user's processes)");
+  }
+}
+
+// The dispatcher thread could not be created (EAGAIN under RLIMIT_NPROC): as if start()
+// had never been called, so that the destructor does not wait for a dispatcher that
+// never ran. Commands posted meanwhile (status, say, from another thread) are run here,
+// as a finished dispatcher would, so that nobody waits for them either.
+void dispatcher::abandon_start() {
+  started_.store(false);
+  std::vector<std::function<void()>> posted;
+  {
+    std::lock_guard lock(commands_mutex_);
+    posted.swap(commands_);
+  }
+  for (auto& c : posted) c();
 }
 
 bool dispatcher::post(std::function<void()> command) {

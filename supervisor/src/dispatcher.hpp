@@ -206,6 +206,7 @@ class dispatcher {
   bool post(std::function<void()> command);
   void shutdown(bool drain, std::chrono::milliseconds grace);
   void require_other_thread(const char* what) const;
+  void abandon_start();
   void wake() noexcept;
   void start_pool(pool_state& p);
   std::string apply_scale(pool_state& p, unsigned workers);

@@ -3,11 +3,13 @@
 // said at info. Every run is bounded in time and checked to leave no process behind.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <string>
 
 #include "cli_harness.hpp"
+#include "proc.hpp"
 #include "supervisor_waits.hpp"
 
 namespace ringmaster::test {
@@ -151,6 +153,49 @@ payload = { signal = "SEGV" }
   EXPECT_TRUE(r.left_behind.empty());
   EXPECT_NE(r.err.find("[info] ringmaster: one_for_all: restarting worker b/0"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("because worker a/0 died (SIGSEGV)"), std::string::npos) << r.err;
+}
+
+TEST(CliPolicy, ThreadsOrProcessesThatCannotBeCreatedEndTheRunWithThreeAndSaySo) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run as another user under a lowered RLIMIT_NPROC";
+  // Arrange: runs as nobody whose RLIMIT_NPROC leaves room for 0, 1, 2 ... more tasks,
+  // so that each of the fork servers, the results writer, the dispatcher and the signal
+  // thread in turn is the first that cannot be created.
+  temp_dir dir;
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::others_exec | fs::perms::group_exec);
+  dir.write("config.toml", R"(
+[pools.a]
+workers = 1
+start_timeout = "1s"
+
+[[jobs]]
+type = "echo"
+payload = "x"
+)");
+  fs::permissions(dir / "config.toml", fs::perms::owner_all | fs::perms::others_read | fs::perms::group_read);
+  constexpr uid_t k_nobody = 65534;
+  bool thread_failure_seen = false;
+  for (int room = 2; room <= 8; ++room) {
+    // The exec of ringmaster itself needs its own task under the limit: 2 is the least.
+    const int limit = tasks_of(k_nobody) + room;
+
+    // Act
+    const auto r = run_cli({"run", "config.toml", "--results", "-", "--no-progress"}, dir,
+                           {.timeout = 60s,
+                            .run_under = {"prlimit", "--nproc=" + std::to_string(limit), "setpriv", "--reuid=65534",
+                                          "--regid=65534", "--clear-groups"}});
+
+    // Assert: a clean end, never an abort or a wait for ever: 3 with the reason, or 0
+    // once everything fits.
+    EXPECT_FALSE(r.timed_out) << "room " << room << ": " << r.describe();
+    EXPECT_EQ(r.signal, 0) << "room " << room << ": " << r.describe();
+    EXPECT_TRUE(r.code == 0 || r.code == 3) << "room " << room << ": " << r.describe();
+    EXPECT_TRUE(r.left_behind.empty()) << "room " << room;
+    if (r.code == 3)
+      EXPECT_TRUE(r.err.find("cannot start") != std::string::npos || r.err.find("cannot fork") != std::string::npos)
+          << "room " << room << ": " << r.err;
+    thread_failure_seen |= r.err.find("RLIMIT_NPROC") != std::string::npos;
+  }
+  EXPECT_TRUE(thread_failure_seen) << "no limit tried made a thread creation fail";
 }
 
 }  // namespace

@@ -15,4 +15,7 @@ std::set<std::string> list_dir(const std::string& path, const std::string& prefi
 /// Direct children of `pid` (0: this process), zombies included.
 std::set<pid_t> children_of(pid_t pid = 0);
 
+/// Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
+int tasks_of(uid_t uid);
+
 }  // namespace ringmaster::test

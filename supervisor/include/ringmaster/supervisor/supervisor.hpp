@@ -152,7 +152,10 @@ class supervisor {
   bool remove_pool(std::string_view name);
 
   /// Starts the dispatcher and the workers. Non-blocking: workers become ready in the
-  /// background (jobs submitted meanwhile wait). Throws std::logic_error if called twice.
+  /// background (jobs submitted meanwhile wait). Throws std::logic_error if called twice,
+  /// std::system_error if the dispatcher thread cannot be created (EAGAIN: threads count
+  /// against RLIMIT_NPROC); the supervisor is then as if never started (the destructor
+  /// fails the jobs submitted `stopped`), and start() may be tried again.
   void start();
   /// Stops taking jobs (later submissions fail with kind `stopped`), waits until every
   /// accepted job has its result, then stops the workers. Blocking; returns at once if
