@@ -253,6 +253,27 @@ std::string open_files(const run_options& o, resume_state* resume, opened_inputs
 
 }  // namespace
 
+// Sizes in messages about shared memory, in MiB rounded up: per worker they are not round.
+static std::string mib(std::size_t bytes) { return std::to_string((bytes + (std::size_t{1} << 20) - 1) >> 20) + " MiB"; }
+
+// The pools would map more shared memory than the machine has (each worker's rings are
+// reserved whole when it starts, and charged to no process): refused before anything
+// starts, as a config error naming each pool's line and keys. "" when it fits.
+static std::string shared_memory_problem(const run_config& config) {
+  const std::size_t available = available_memory();
+  std::size_t need = 0;
+  for (const auto& p : config.pools) need += shared_memory_of(p.options);
+  if (available == 0 || need <= available) return {};
+  std::string out;
+  for (const auto& p : config.pools)
+    out += config.path + ":" + std::to_string(p.line) + ": pools." + p.name + ": workers = " +
+           std::to_string(p.options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency()) : p.options.workers) +
+           " and max_message = " + format_size(p.options.max_message) + " map " + mib(shared_memory_of(p.options)) +
+           " of shared memory (" + mib(shared_memory_per_worker(p.options)) + " per worker)\n";
+  return out + config.path + ": expected the pools' shared memory to fit in what this machine has available (MemAvailable " +
+         mib(available) + "), got " + mib(need) + ": lower workers or max_message";
+}
+
 // run() without its guard against threads that cannot be created.
 static int run_body(const run_options& o) {
   const auto started = clock_type::now();
@@ -267,6 +288,10 @@ static int run_body(const run_options& o) {
       return k_exit_usage;
     }
     for (auto& p : config.pools) p.options.workers = *o.workers;
+  }
+  if (const std::string problem = shared_memory_problem(config); !problem.empty()) {
+    say(problem);
+    return k_exit_usage;
   }
   std::size_t max_message = 0;
   for (const auto& p : config.pools) max_message = std::max(max_message, p.options.max_message);

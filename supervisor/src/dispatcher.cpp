@@ -44,6 +44,16 @@ std::string format_bytes(std::size_t b) {
   return std::to_string(b) + " bytes";
 }
 
+// A size as a person reads it: "512 KiB", "16.0 MiB", "8.0 GiB".
+std::string format_size(std::size_t b) {
+  char out[32];
+  if (b < (std::size_t{1} << 10)) return std::to_string(b) + " bytes";
+  if (b < (std::size_t{1} << 20)) std::snprintf(out, sizeof out, "%.1f KiB", static_cast<double>(b) / (1 << 10));
+  else if (b < (std::size_t{1} << 30)) std::snprintf(out, sizeof out, "%.1f MiB", static_cast<double>(b) / (1 << 20));
+  else std::snprintf(out, sizeof out, "%.1f GiB", static_cast<double>(b) / (1 << 30));
+  return out;
+}
+
 // The last non-empty line of `text`, at most 500 bytes.
 std::string last_line(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
@@ -158,8 +168,8 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
   if (o.workers > 1024) throw std::invalid_argument("pool '" + name + "': at most 1024 workers");
   if (o.max_attempts == 0) throw std::invalid_argument("pool '" + name + "': max_attempts must be at least 1");
-  if (o.max_message == 0 || o.max_message > (std::size_t{1} << 30))
-    throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 1 GiB");
+  if (o.max_message == 0 || o.max_message > wire::k_max_body)
+    throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 64 MiB");
   if (o.max_pending == 0) throw std::invalid_argument("pool '" + name + "': max_pending must be at least 1");
   auto p = std::make_unique<pool_state>();
   p->name = std::move(name);
@@ -178,6 +188,7 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
     std::lock_guard lock(pools_mutex_);
     for (auto& existing : pools_)
       if (existing->name == raw->name && !existing->removed.load()) throw std::invalid_argument("a pool named '" + raw->name + "' already exists");
+    check_shared_memory(*raw);
     raw->index = pools_.size();
     for (unsigned i = 0; i < raw->options.workers; ++i) {
       auto s = std::make_unique<slot_state>();
@@ -190,6 +201,31 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   // A running dispatcher picks the new pool up on its next pass (take_commands).
   if (started_.load()) post([] {});
   return *raw;
+}
+
+// Each worker's segment is reserved whole (posix_fallocate) when it first starts, and
+// shared memory is charged to no process: a config that maps more than the machine has
+// would make the kernel kill unrelated processes first. So a pool is refused here if its
+// workers', plus those of the pools added and not started yet, would map more than
+// MemAvailable. (Segments are memfd, not files of /dev/shm: its size limit does not
+// apply to them.) Under pools_mutex_.
+void dispatcher::check_shared_memory(const pool_state& p) const {
+  const std::size_t available = available_memory();
+  if (available == 0) return;  // no /proc/meminfo: nothing to judge by
+  std::size_t need = shared_memory_of(p.options);
+  std::string others;
+  if (!started_.load())
+    for (const auto& q : pools_) {
+      need += shared_memory_of(q->options);
+      others += ", pool '" + q->name + "' " + format_size(shared_memory_of(q->options));
+    }
+  if (need <= available) return;
+  throw std::invalid_argument(
+      "pool '" + p.name + "': workers = " + std::to_string(p.options.workers) + " with max_message = " +
+      format_size(p.options.max_message) + " map " + format_size(shared_memory_of(p.options)) + " of shared memory (" +
+      format_size(shared_memory_per_worker(p.options)) + " per worker" + ")" +
+      (others.empty() ? "" : ", " + format_size(need) + " with the other pools (" + others.substr(2) + ")") +
+      ", more than this machine has available (MemAvailable " + format_size(available) + "): lower workers or max_message");
 }
 
 pool* dispatcher::find_pool(std::string_view name) noexcept {
@@ -345,6 +381,14 @@ supervisor_status dispatcher::status() {
 void dispatcher::scale(pool_state& p, unsigned workers) {
   if (workers == 0 || workers > 1024)
     throw std::invalid_argument("pool '" + p.name + "': scale to 1-1024 workers, got " + std::to_string(workers));
+  if (const std::size_t available = available_memory(); workers > p.options.workers && available > 0) {
+    const std::size_t more = (workers - p.options.workers) * shared_memory_per_worker(p.options);
+    if (more > available)
+      throw std::invalid_argument("pool '" + p.name + "': " + std::to_string(workers - p.options.workers) +
+                                  " more workers with max_message = " + format_size(p.options.max_message) + " map " +
+                                  format_size(more) + " of shared memory, more than this machine has available "
+                                  "(MemAvailable " + format_size(available) + ")");
+  }
   if (!started_.load()) {
     std::lock_guard lock(pools_mutex_);
     if (!started_.load()) {  // not running yet: the slots are only numbers

@@ -207,6 +207,7 @@ class dispatcher {
   void shutdown(bool drain, std::chrono::milliseconds grace);
   void require_other_thread(const char* what) const;
   void abandon_start();
+  void check_shared_memory(const pool_state& p) const;
   void wake() noexcept;
   void start_pool(pool_state& p);
   std::string apply_scale(pool_state& p, unsigned workers);

@@ -190,12 +190,36 @@ payload = "x"
     EXPECT_EQ(r.signal, 0) << "room " << room << ": " << r.describe();
     EXPECT_TRUE(r.code == 0 || r.code == 3) << "room " << room << ": " << r.describe();
     EXPECT_TRUE(r.left_behind.empty()) << "room " << room;
-    if (r.code == 3)
+    if (r.code == 3) {
       EXPECT_TRUE(r.err.find("cannot start") != std::string::npos || r.err.find("cannot fork") != std::string::npos)
           << "room " << room << ": " << r.err;
+    }
     thread_failure_seen |= r.err.find("RLIMIT_NPROC") != std::string::npos;
   }
   EXPECT_TRUE(thread_failure_seen) << "no limit tried made a thread creation fail";
+}
+
+TEST(CliPolicy, ConfigWhoseSharedMemoryExceedsTheMachinesIsRefusedNamingTheKeys) {
+  // Arrange: enough workers of 64 MiB messages to map more than MemAvailable.
+  const std::size_t per_worker = shared_memory_per_worker({.max_message = std::size_t{64} << 20});
+  const std::size_t available = available_memory();
+  ASSERT_GT(available, 0u);
+  const std::size_t workers = available / per_worker + 1;
+  if (workers > 1024) GTEST_SKIP() << "this machine has more memory than 1024 workers can map";
+  temp_dir dir;
+  dir.write("config.toml", "[pools.big]\nworkers = " + std::to_string(workers) + "\nmax_message = \"64MiB\"\n");
+
+  // Act
+  const auto r = run_cli({"run", "config.toml", "--results", "results.jsonl"}, dir, {.timeout = 60s});
+
+  // Assert: a config error (2), nothing started or created, the figures and keys named.
+  EXPECT_EQ(r.code, 2) << r.describe();
+  EXPECT_TRUE(r.left_behind.empty());
+  EXPECT_FALSE(fs::exists(dir / "results.jsonl"));
+  EXPECT_NE(r.err.find("config.toml:1: pools.big: workers = " + std::to_string(workers) + " and max_message = 64MiB"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("MemAvailable"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -501,6 +501,53 @@ TEST(SupervisorRefusals, PayloadOverMaxMessageIsRejectedAtOnce) {
   EXPECT_EQ(e.value, std::string(1024, 'y'));
 }
 
+TEST(SupervisorRefusals, RingsGrowNoFasterThanTheLargestMessage) {
+  constexpr std::size_t mib = std::size_t{1} << 20;
+  // Four messages per ring up to 1 MiB, two beyond; max_message at most 64 MiB.
+  EXPECT_LE(ringmaster::shared_memory_per_worker({.max_message = mib}), 17 * mib);
+  EXPECT_LE(ringmaster::shared_memory_per_worker({.max_message = 64 * mib}), 8 * 64 * mib + mib);
+  EXPECT_EQ(ringmaster::shared_memory_of({.workers = 3, .max_message = 2 * mib}),
+            3 * ringmaster::shared_memory_per_worker({.max_message = 2 * mib}));
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup({.name = "rings"});
+  try {
+    (void)sup.add_pool("huge", demo, {.workers = 1, .max_message = std::size_t{1} << 30});
+    ADD_FAILURE() << "max_message = 1 GiB was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("64 MiB"), std::string::npos) << e.what();
+  }
+  // A largest message still travels through rings that hold only two of them.
+  auto& pool = sup.add_pool("two", demo, {.workers = 1, .max_message = 2 * mib});
+  sup.start();
+  const std::string payload(2 * mib, 'p');
+  auto f = pool.submit("echo", payload);
+  const result r = await(f);
+  ASSERT_TRUE(r.ok()) << r.value.substr(0, 200);
+  EXPECT_EQ(r.value, payload);
+}
+
+TEST(SupervisorRefusals, PoolWhoseSharedMemoryExceedsWhatTheMachineHasIsRefusedNamingTheKeys) {
+  const std::size_t per_worker = ringmaster::shared_memory_per_worker({.max_message = std::size_t{64} << 20});
+  const std::size_t available = ringmaster::available_memory();
+  ASSERT_GT(available, 0u) << "/proc/meminfo has no MemAvailable";
+  const std::size_t workers = available / per_worker + 1;
+  if (workers > 1024) GTEST_SKIP() << "this machine has more memory than 1024 workers can map";
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup({.name = "too-much"});
+  try {
+    (void)sup.add_pool("greedy", demo, {.workers = static_cast<unsigned>(workers), .max_message = std::size_t{64} << 20});
+    ADD_FAILURE() << workers << " workers of 64 MiB messages were accepted";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("workers = " + std::to_string(workers)), std::string::npos) << what;
+    EXPECT_NE(what.find("max_message = 64.0 MiB"), std::string::npos) << what;
+    EXPECT_NE(what.find("MemAvailable"), std::string::npos) << what;
+  }
+  EXPECT_EQ(sup.find_pool("greedy"), nullptr);
+  // A pool that fits is still taken.
+  EXPECT_NO_THROW((void)sup.add_pool("modest", demo, {.workers = 1}));
+}
+
 TEST(SupervisorRefusals, ResultOverMaxMessageIsRejectedNotDelivered) {
   const auto& h = messaging_handlers();
   ringmaster::supervisor sup({.name = "big-result"});

@@ -53,6 +53,8 @@ static_assert(sizeof(header) == 24);
 inline constexpr std::size_t k_max_name = 1024;
 /// Bytes a message needs beyond its body, at most: what the rings add to max_message.
 inline constexpr std::size_t k_envelope = sizeof(header) + 3 * k_max_name;
+/// The largest max_message: what bounds the rings (link_layout::for_body).
+inline constexpr std::size_t k_max_body = std::size_t{64} << 20;
 
 /// A decoded message: views into the ring (valid until the reader's release()).
 struct message {
