@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 // Below this, a worker cannot even map its libraries and rings: it would die at start-up
 // and the pool would give up with a puzzling message, so say it here instead.
 constexpr std::uint64_t k_min_memory_limit = std::uint64_t{32} << 20;
-constexpr std::uint64_t k_max_message_limit = std::uint64_t{1} << 30;  // the library's
+constexpr std::uint64_t k_max_message_limit = std::uint64_t{64} << 20;  // the library's (wire::k_max_body)
 constexpr std::size_t k_max_id = 1024;                                 // the library's limit
 
 bool bare_key(std::string_view k) {

@@ -313,7 +313,29 @@ std::string open_files(const run_options& o, resume_state* resume, opened_inputs
 
 }  // namespace
 
-int run(const run_options& o) {
+// Sizes in messages about shared memory, in MiB rounded up: per worker they are not round.
+static std::string mib(std::size_t bytes) { return std::to_string((bytes + (std::size_t{1} << 20) - 1) >> 20) + " MiB"; }
+
+// The pools would map more shared memory than the machine has (each worker's rings are
+// reserved whole when it starts, and charged to no process): refused before anything
+// starts, as a config error naming each pool's line and keys. "" when it fits.
+static std::string shared_memory_problem(const run_config& config) {
+  const std::size_t available = available_memory();
+  std::size_t need = 0;
+  for (const auto& p : config.pools) need += shared_memory_of(p.options);
+  if (available == 0 || need <= available) return {};
+  std::string out;
+  for (const auto& p : config.pools)
+    out += config.path + ":" + std::to_string(p.line) + ": pools." + p.name + ": workers = " +
+           std::to_string(p.options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency()) : p.options.workers) +
+           " and max_message = " + format_size(p.options.max_message) + " map " + mib(shared_memory_of(p.options)) +
+           " of shared memory (" + mib(shared_memory_per_worker(p.options)) + " per worker)\n";
+  return out + config.path + ": expected the pools' shared memory to fit in what this machine has available (MemAvailable " +
+         mib(available) + "), got " + mib(need) + ": lower workers or max_message";
+}
+
+// run() without its guard against threads that cannot be created.
+static int run_body(const run_options& o) {
   const auto started = clock_type::now();
 
   // --- 1. Validate everything before starting anything.
@@ -326,6 +348,10 @@ int run(const run_options& o) {
       return k_exit_usage;
     }
     for (auto& p : config.pools) p.options.workers = *o.workers;
+  }
+  if (const std::string problem = shared_memory_problem(config); !problem.empty()) {
+    say(problem);
+    return k_exit_usage;
   }
   std::size_t max_message = 0;
   for (const auto& p : config.pools) max_message = std::max(max_message, p.options.max_message);
@@ -368,6 +394,9 @@ int run(const run_options& o) {
   try {
     sup.emplace(config.supervisor);
     for (const auto& p : config.pools) detail::add_config_pool(*sup, p);
+  } catch (const std::system_error& e) {  // a fork server cannot be forked (RLIMIT_NPROC)
+    log->error("cannot start: {}", e.what());
+    return k_exit_gave_up;
   } catch (const std::exception& e) {
     log->error("cannot start: {}", e.what());
     return k_exit_failed;
@@ -462,10 +491,10 @@ int run(const run_options& o) {
 
   try {
     sup->start();
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // no dispatcher thread (RLIMIT_NPROC): nothing ran
     log->error("cannot start: {}", e.what());
     sink.close();
-    return k_exit_failed;
+    return k_exit_gave_up;
   }
   reporter.start();
 
@@ -574,6 +603,18 @@ int run(const run_options& o) {
   if (gave_up) return k_exit_gave_up;
   if (counters.failed.load() > 0 || interrupted || output_failed || read_failed) return k_exit_failed;
   return k_exit_ok;
+}
+
+int run(const run_options& o) {
+  try {
+    return run_body(o);
+  } catch (const std::system_error& e) {
+    // A thread of the run (results writer, progress, signals) cannot be created: under a
+    // tight RLIMIT_NPROC, which counts threads. Unwinding has stopped what had started.
+    say(std::string("ringmaster: cannot start: cannot create a thread (threads count against RLIMIT_NPROC): ") +
+        e.what());
+    return k_exit_gave_up;
+  }
 }
 
 }  // namespace ringmaster::cli

@@ -45,6 +45,16 @@ std::string format_bytes(std::size_t b) {
   return std::to_string(b) + " bytes";
 }
 
+// A size as a person reads it: "512 KiB", "16.0 MiB", "8.0 GiB".
+std::string format_size(std::size_t b) {
+  char out[32];
+  if (b < (std::size_t{1} << 10)) return std::to_string(b) + " bytes";
+  if (b < (std::size_t{1} << 20)) std::snprintf(out, sizeof out, "%.1f KiB", static_cast<double>(b) / (1 << 10));
+  else if (b < (std::size_t{1} << 30)) std::snprintf(out, sizeof out, "%.1f MiB", static_cast<double>(b) / (1 << 20));
+  else std::snprintf(out, sizeof out, "%.1f GiB", static_cast<double>(b) / (1 << 30));
+  return out;
+}
+
 // The last non-empty line of `text`, at most 500 bytes.
 std::string last_line(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
@@ -187,8 +197,8 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
   if (o.workers > 1024) throw std::invalid_argument("pool '" + name + "': at most 1024 workers");
   if (o.max_attempts == 0) throw std::invalid_argument("pool '" + name + "': max_attempts must be at least 1");
-  if (o.max_message == 0 || o.max_message > (std::size_t{1} << 30))
-    throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 1 GiB");
+  if (o.max_message == 0 || o.max_message > wire::k_max_body)
+    throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 64 MiB");
   if (o.max_pending == 0) throw std::invalid_argument("pool '" + name + "': max_pending must be at least 1");
   check_descriptor_budget(name, o.workers, nullptr);
   auto p = std::make_unique<pool_state>();
@@ -208,6 +218,7 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
     std::lock_guard lock(pools_mutex_);
     for (auto& existing : pools_)
       if (existing->name == raw->name && !existing->removed.load()) throw std::invalid_argument("a pool named '" + raw->name + "' already exists");
+    check_shared_memory(*raw);
     raw->index = pools_.size();
     for (unsigned i = 0; i < raw->options.workers; ++i) {
       auto s = std::make_unique<slot_state>();
@@ -222,6 +233,31 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   return *raw;
 }
 
+// Each worker's segment is reserved whole (posix_fallocate) when it first starts, and
+// shared memory is charged to no process: a config that maps more than the machine has
+// would make the kernel kill unrelated processes first. So a pool is refused here if its
+// workers', plus those of the pools added and not started yet, would map more than
+// MemAvailable. (Segments are memfd, not files of /dev/shm: its size limit does not
+// apply to them.) Under pools_mutex_.
+void dispatcher::check_shared_memory(const pool_state& p) const {
+  const std::size_t available = available_memory();
+  if (available == 0) return;  // no /proc/meminfo: nothing to judge by
+  std::size_t need = shared_memory_of(p.options);
+  std::string others;
+  if (!started_.load())
+    for (const auto& q : pools_) {
+      need += shared_memory_of(q->options);
+      others += ", pool '" + q->name + "' " + format_size(shared_memory_of(q->options));
+    }
+  if (need <= available) return;
+  throw std::invalid_argument(
+      "pool '" + p.name + "': workers = " + std::to_string(p.options.workers) + " with max_message = " +
+      format_size(p.options.max_message) + " map " + format_size(shared_memory_of(p.options)) + " of shared memory (" +
+      format_size(shared_memory_per_worker(p.options)) + " per worker" + ")" +
+      (others.empty() ? "" : ", " + format_size(need) + " with the other pools (" + others.substr(2) + ")") +
+      ", more than this machine has available (MemAvailable " + format_size(available) + "): lower workers or max_message");
+}
+
 pool* dispatcher::find_pool(std::string_view name) noexcept {
   std::lock_guard lock(pools_mutex_);
   for (auto& p : pools_)
@@ -231,7 +267,28 @@ pool* dispatcher::find_pool(std::string_view name) noexcept {
 
 void dispatcher::start() {
   if (started_.exchange(true)) throw std::logic_error("supervisor already started");
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    abandon_start();
+    throw std::system_error(e.code(), "supervisor '" + options_.name +
+                                          "': cannot start its dispatcher thread (threads count against RLIMIT_NPROC, "
+                                          "the limit on a user's processes)");
+  }
+}
+
+// The dispatcher thread could not be created (EAGAIN under RLIMIT_NPROC): as if start()
+// had never been called, so that the destructor does not wait for a dispatcher that
+// never ran. Commands posted meanwhile (status, say, from another thread) are run here,
+// as a finished dispatcher would, so that nobody waits for them either.
+void dispatcher::abandon_start() {
+  started_.store(false);
+  std::vector<std::function<void()>> posted;
+  {
+    std::lock_guard lock(commands_mutex_);
+    posted.swap(commands_);
+  }
+  for (auto& c : posted) c();
 }
 
 bool dispatcher::post(std::function<void()> command) {
@@ -355,6 +412,14 @@ void dispatcher::scale(pool_state& p, unsigned workers) {
   if (workers == 0 || workers > 1024)
     throw std::invalid_argument("pool '" + p.name + "': scale to 1-1024 workers, got " + std::to_string(workers));
   check_descriptor_budget(p.name, workers, &p);
+  if (const std::size_t available = available_memory(); workers > p.options.workers && available > 0) {
+    const std::size_t more = (workers - p.options.workers) * shared_memory_per_worker(p.options);
+    if (more > available)
+      throw std::invalid_argument("pool '" + p.name + "': " + std::to_string(workers - p.options.workers) +
+                                  " more workers with max_message = " + format_size(p.options.max_message) + " map " +
+                                  format_size(more) + " of shared memory, more than this machine has available "
+                                  "(MemAvailable " + format_size(available) + ")");
+  }
   if (!started_.load()) {
     std::lock_guard lock(pools_mutex_);
     if (!started_.load()) {  // not running yet: the slots are only numbers
@@ -399,9 +464,9 @@ bool dispatcher::remove_pool(std::string_view name) {
   return true;
 }
 
-std::unique_ptr<job_record> dispatcher::new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id) {
+std::unique_ptr<job_record> dispatcher::new_job(pool_state& /*p: ids are per supervisor*/, std::string_view type, std::string_view payload, std::string id) {
   auto j = std::make_unique<job_record>();
-  j->id = id.empty() ? std::to_string(p.next_id.fetch_add(1, std::memory_order_relaxed)) : std::move(id);
+  j->id = id.empty() ? std::to_string(next_id_.fetch_add(1, std::memory_order_relaxed)) : std::move(id);
   j->type.assign(type);
   j->payload.assign(payload);
   return j;
@@ -467,6 +532,8 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool blo
 void dispatcher::complete(pool_state& p, job_record* job, result r) {
   std::unique_ptr<job_record> owned(job);
   (r.ok() ? p.completed : p.failed)++;
+  r.pool = p.name;
+  r.type = job->type;
   std::visit(
       [&](auto& t) {
         using T = std::decay_t<decltype(t)>;
@@ -694,6 +761,7 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
       r.ms = us / 1000.0;
       if (!r.ok()) ++s.jobs_failed;
       ++s.jobs_done;
+      if (r.ok()) p.charged_deaths.clear();  // the pool works: its jobs' deaths were theirs (note_death)
       const bool retry = (r.error == error_kind::exception || r.error == error_kind::memory) && p.options.retry_on_error &&
                          r.attempts < p.options.max_attempts && phase_ != phase::stopping;
       if (retry) {
@@ -751,6 +819,12 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
   if (!target) return refuse(error_kind::rejected, "no pool named '" + std::string(m.pool) + "'");
   if (target->removed.load()) return refuse(error_kind::stopped, "pool '" + target->name + "' was removed");
   if (target->gave_up) return refuse(error_kind::stopped, target->gave_up_reason);
+  // A worker waiting for a job of its own one-worker pool waits for itself: said at once
+  // rather than at the call's timeout. (A posted job just runs after the handler.)
+  if (m.token != 0 && target == live_[s.pool] && target->options.workers == 1)
+    return refuse(error_kind::rejected, "pool '" + target->name +
+                                            "' has one worker, the very one waiting for this reply: a handler cannot call "
+                                            "its own one-worker pool (post the job, or give the pool more workers)");
   // While draining, jobs that handlers submit are still part of finishing the accepted
   // work, so only a stop refuses them.
   if (phase_ == phase::stopping || phase_ == phase::stopping_workers)
@@ -767,7 +841,10 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
                                             std::to_string(target->options.max_pending) + " jobs unfinished, max_pending)");
   auto j = new_job(*target, m.job_type, m.body, std::string(m.id));
   j->token = next_token_++;
-  if (m.token != 0) j->target = asker;
+  if (m.token != 0) {
+    j->target = asker;
+    if (target == live_[s.pool]) ++s.awaiting_own_pool;  // until its reply (deliver_reply)
+  }
   target->unfinished.fetch_add(1);
   target->queue.push_back(j.release());
 }
@@ -779,6 +856,7 @@ void dispatcher::deliver_reply(const reply_target& t, const result& r) {
   slot_state& s = *p.slots[static_cast<std::size_t>(t.slot)];
   // The asker died (and maybe was replaced) since: nobody waits for this reply.
   if (!s.alive() || s.jobs.generation() != t.generation) return;
+  if (r.pool == p.name && s.awaiting_own_pool > 0) --s.awaiting_own_pool;  // complete() named the pool
   s.outbox.push_back({t.request, r.error, r.attempts, r.value});
   flush_outbox(s);
 }
@@ -997,6 +1075,11 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     for (job_record* j : s.in_flight)
       if (j->token == token) running = j;
   }
+  // For restart intensity: whether a job is charged, and with its first death (read now:
+  // the loop below may complete the job).
+  const bool charged = running != nullptr;
+  const bool first_charge = charged && !running->killed_a_worker;
+  if (running) running->killed_a_worker = true;
   for (auto it = s.in_flight.rbegin(); it != s.in_flight.rend(); ++it) {
     job_record* j = *it;
     if (j == running) {
@@ -1006,6 +1089,8 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
       if (stopping) {
         complete(p, j, failed(*j, error_kind::stopped, "supervisor stopped while the job ran (its worker: " + message + ")", s.index, ms_since(s.front_started)));
       } else if (j->attempts >= p.options.max_attempts) {
+        ++s.jobs_done;  // its final result came from this slot, as a handler's would
+        ++s.jobs_failed;
         complete(p, j, failed(*j, kind, j->attempts > 1 ? message + " (" + std::to_string(j->attempts) + " attempts)" : message, s.index, ms_since(s.front_started)));
       } else {
         ++p.retried;
@@ -1019,12 +1104,14 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
   }
   s.in_flight.clear();
   s.outbox.clear();
+  s.awaiting_own_pool = 0;
   if (s.segment.valid()) {
     // The worker is dead, so nothing races with these stores: the rings start empty,
     // with a new generation, before a replacement attaches.
     s.jobs.reset();
     s.results.reset();
     s.view.control->current_job.store(0);
+    s.view.control->last_started.store(0);
     s.view.control->out_of_memory.store(0);
   }
   const bool was_ready = s.ready;
@@ -1059,11 +1146,11 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     if (!any_left) give_up(p, "pool '" + p.name + "' has no workers left (restart = " + std::string(to_string(rt)) + ")");
     return;
   }
+  bool counted = false;
   if (!planned) {
-    // Restart intensity, as in Erlang/OTP: more than max_restarts within restart_window.
-    const auto now = clock_type::now();
-    p.restart_times.push_back(now);
-    while (!p.restart_times.empty() && now - p.restart_times.front() > p.options.restart_window) p.restart_times.pop_front();
+    // Restart intensity, as in Erlang/OTP, over the deaths that say the pool cannot work
+    // (note_death): more than max_restarts within restart_window.
+    counted = note_death(p, charged, first_charge);
     ++p.restarts;
     ++s.restarts;
     s.restarts_by_cause[kind == error_kind::crash ? cause : std::string(to_string(kind))]++;
@@ -1073,7 +1160,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     // about whether the pool can start, and counts toward restart intensity only.
     const bool killed_from_outside = WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL && why == ending::none;
     if (!was_ready && !killed_from_outside) {
-      if (++p.start_failures_in_a_row >= 3 || p.restart_times.size() > p.options.max_restarts) {
+      if (++p.start_failures_in_a_row >= 3 || intensity(p) > p.options.max_restarts) {
         // The worker's own words first, then how it ended (when there was a process).
         std::string reason = "worker " + message + " before it was ready";
         if (!s.start_error.empty()) reason = pid > 0 ? s.start_error + " (" + reason + ")" : s.start_error;
@@ -1081,7 +1168,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
         return;
       }
     }
-    if (p.restart_times.size() > p.options.max_restarts) {
+    if (intensity(p) > p.options.max_restarts) {
       give_up(p, "pool '" + p.name + "' gave up: more than " + std::to_string(p.options.max_restarts) + " restarts within " +
                      format_ms(p.options.restart_window) + " (last: " + message + ")");
       return;
@@ -1092,11 +1179,38 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
       const std::size_t first = options_.strategy == restart_strategy::one_for_all ? 0 : s.pool;
       for (std::size_t i = first; i < live_.size(); ++i)
         for (auto& other : live_[i]->slots)
-          if (other.get() != &s && other->alive() && other->running_normally()) terminate(*other, ending::strategy, SIGKILL);
+          if (other.get() != &s && other->alive() && other->running_normally()) {
+            // At info, as the death that causes it is at warn: otherwise a user sees
+            // workers of healthy pools vanish with no word why.
+            log_->info("{}: {}: restarting worker {}/{} (pid {}) because worker {}/{} died ({})", options_.name,
+                       to_string(options_.strategy), live_[i]->name, other->index, other->pid, p.name, s.index, message);
+            terminate(*other, ending::strategy, SIGKILL);
+          }
     }
   }
-  schedule_restart(s, planned, was_ready);
+  // A death that does not count (a job killing its worker again, bounded by its
+  // max_attempts) does not grow the slot's backoff either: the replacement starts at once.
+  schedule_restart(s, planned || !counted, was_ready);
 }
+
+// Restart intensity exists to stop a pool that cannot work, not to punish its good jobs
+// for a few bad ones: a death charged to a job is already bounded by that job's
+// max_attempts. So the window counts every death charged to no job (a worker dying idle,
+// at start, or killed from outside while idle), but of the deaths charged to jobs only
+// each job's first, and only until a job of the pool next succeeds (handle_message
+// clears them). A handful of poison jobs among good ones then never adds up to
+// max_restarts; a pool whose workers die on every job gives up once more than
+// max_restarts different jobs have killed a worker with none succeeding in between.
+bool dispatcher::note_death(pool_state& p, bool charged, bool first_charge) {
+  const auto now = clock_type::now();
+  const bool counted = !charged || first_charge;
+  if (counted) (charged ? p.charged_deaths : p.restart_times).push_back(now);
+  for (auto* times : {&p.restart_times, &p.charged_deaths})
+    while (!times->empty() && now - times->front() > p.options.restart_window) times->pop_front();
+  return counted;
+}
+
+std::size_t dispatcher::intensity(const pool_state& p) noexcept { return p.restart_times.size() + p.charged_deaths.size(); }
 
 void dispatcher::schedule_restart(slot_state& s, bool planned, bool was_ready) {
   pool_state& p = *live_[s.pool];
@@ -1334,6 +1448,10 @@ bool dispatcher::dispatch_pool(pool_state& p) {
       slot_state& s = *sp;
       if (p.queue.empty()) break;
       if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= limit) continue;
+      // A handler waiting for a job of its own pool runs nothing else meanwhile: a job
+      // sent ahead to it would wait behind it, and if that job is the one it waits for,
+      // until the call times out. So it gets jobs only while no other worker can.
+      if (s.awaiting_own_pool > 0 && has_free_worker(p)) continue;
       job_record* j = p.queue.front();
       if (!p.fork_handlers && !p.types.empty() && !p.types.count(j->type)) {
         // A command pool's workers said which types they serve when they became ready.
@@ -1372,6 +1490,13 @@ bool dispatcher::dispatch_pool(pool_state& p) {
   }
   for (slot_state* s : touched) s->jobs.publish();
   return any;
+}
+
+// A worker of `p` that waits for no job of `p` and can take jobs, now or once started.
+bool dispatcher::has_free_worker(const pool_state& p) noexcept {
+  return std::any_of(p.slots.begin(), p.slots.end(), [](const auto& s) {
+    return !s->retired && !s->stop_sent && s->end == ending::none && s->awaiting_own_pool == 0;
+  });
 }
 
 bool dispatcher::handle_timers() {
@@ -1506,7 +1631,31 @@ void dispatcher::begin_shutdown(bool drain, std::chrono::milliseconds grace) {
   phase_ = phase::stopping;
   shutdown_deadline_ = deadline;
   log_->info("{}: stopping (in-flight jobs have {} to finish)", options_.name, format_ms(grace));
+  hold_unstarted_jobs();
   for (std::size_t i = 0; i < live_.size(); ++i) fail_all_queued(*live_[i], error_kind::stopped, "supervisor stopped before the job ran");
+}
+
+// Stop: jobs already sent ahead to a worker and not started must not start, and are
+// answered `stopped` now, not at the drain deadline. The worker skips them (see
+// worker_control::stopping for the handshake). Its in-flight jobs run in the order they
+// were sent: those after the last one it started have not started and never will; those
+// before it have finished, their results on the way.
+void dispatcher::hold_unstarted_jobs() {
+  for (pool_state* pp : live_)
+    for (auto& sp : pp->slots) {
+      slot_state& s = *sp;
+      if (!s.segment.valid()) continue;
+      s.view.control->stopping.store(1, std::memory_order_seq_cst);
+      if (!s.alive() || s.in_flight.empty()) continue;
+      const std::uint64_t started = s.view.control->last_started.load(std::memory_order_seq_cst);
+      auto first_unstarted = s.in_flight.begin();
+      for (auto it = s.in_flight.begin(); it != s.in_flight.end(); ++it)
+        if ((*it)->token == started) first_unstarted = std::next(it);
+      for (auto it = first_unstarted; it != s.in_flight.end(); ++it)
+        complete(*pp, *it, failed(**it, error_kind::stopped, "supervisor stopped before the job ran"));
+      s.in_flight.erase(first_unstarted, s.in_flight.end());
+      if (s.in_flight.empty() && s.state == worker_state::busy) s.state = worker_state::ready;
+    }
 }
 
 void dispatcher::advance_shutdown() {

@@ -46,6 +46,7 @@ struct job_record {
   std::uint64_t token = 0;
   std::string id, type, payload;
   unsigned attempts = 0;  // attempts that ended without a final result
+  bool killed_a_worker = false;  // a death was charged to it: its later ones cost no restart intensity
   error_kind last_error = error_kind::none;
   std::string last_message;
   std::variant<std::monostate, std::promise<result>, completion_callback, completion_queue*, reply_target> target;
@@ -80,6 +81,7 @@ struct slot_state {
     std::string body;
   };
   std::deque<reply> outbox;  // replies waiting for room in the job ring
+  unsigned awaiting_own_pool = 0;  // its handler's requests to its own pool not yet answered
   clock_type::time_point front_started{}, ready_at{}, spawned_at{}, restart_at{}, kill_at = clock_type::time_point::max();
   std::uint64_t jobs_sent = 0;  // to the current process
   std::uint64_t jobs_done = 0, jobs_failed = 0;
@@ -113,7 +115,6 @@ struct pool_state {
   std::atomic<std::size_t> unfinished{0};  // accepted, no final result yet
   std::atomic<bool> accepting{true};
   std::string refusal;  // why not accepting (guarded by mutex)
-  std::atomic<std::uint64_t> next_id{1};
 
   // Set by remove_pool (under the dispatcher's pools_mutex_): the name is free again, the
   // pool drains, then its workers stop.
@@ -126,7 +127,10 @@ struct pool_state {
   std::atomic<std::uint64_t> completed{0}, failed{0};  // also counted by refusing threads
   std::uint64_t retried = 0;
   unsigned restarts = 0;
+  // Restart intensity (see on_exit): deaths charged to no job, within restart_window...
   std::deque<clock_type::time_point> restart_times;
+  // ...plus the first death charged to each job since a job of the pool last succeeded.
+  std::deque<clock_type::time_point> charged_deaths;
   unsigned start_failures_in_a_row = 0;
   // First fork of this pool's workers that failed (EAGAIN, ENOMEM) since one succeeded;
   // {} while forks work.
@@ -153,7 +157,7 @@ class dispatcher {
   pid_t fork_server_pid();
   const supervisor_options& options() const noexcept { return options_; }
 
-  /// A new job for `p`, its id given or the pool's next sequence number.
+  /// A new job for `p`, its id given or the supervisor's next sequence number.
   std::unique_ptr<job_record> new_job_for(pool_state& p, std::string_view type, std::string_view payload, std::string id) {
     return new_job(p, type, payload, std::move(id));
   }
@@ -197,17 +201,23 @@ class dispatcher {
   void schedule_restart(slot_state& s, bool planned, bool was_ready);
   void terminate(slot_state& s, ending why, int sig);
   void give_up(pool_state& p, std::string reason);
+  bool note_death(pool_state& p, bool charged, bool first_charge);
+  static std::size_t intensity(const pool_state& p) noexcept;
   void complete(pool_state& p, job_record* job, result r);
   void requeue_front(pool_state& p, job_record* job);
   void deliver_reply(const reply_target& t, const result& r);
   void fail_all_queued(pool_state& p, error_kind kind, const std::string& why);
   void begin_shutdown(bool drain, std::chrono::milliseconds grace);
   void advance_shutdown();
+  void hold_unstarted_jobs();
   unsigned credits(const pool_state& p) const noexcept;
+  static bool has_free_worker(const pool_state& p) noexcept;
   std::unique_ptr<job_record> new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id);
   bool post(std::function<void()> command);
   void shutdown(bool drain, std::chrono::milliseconds grace);
   void require_other_thread(const char* what) const;
+  void abandon_start();
+  void check_shared_memory(const pool_state& p) const;
   void wake() noexcept;
   void start_pool(pool_state& p);
   std::string apply_scale(pool_state& p, unsigned workers);
@@ -252,6 +262,9 @@ class dispatcher {
   std::atomic<bool> started_{false};
   std::atomic<bool> finished_{false};
   std::uint64_t next_token_ = 1;
+  // Default job ids: one sequence for the whole supervisor, so that two pools feeding one
+  // completion queue never both produce id "1".
+  std::atomic<std::uint64_t> next_id_{1};
   std::uint64_t next_spawn_ = 1;
   std::unordered_map<std::uint64_t, slot_state*> spawning_;
   std::unordered_map<pid_t, slot_state*> by_pid_;

@@ -3,8 +3,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdio>
 #include <deque>
+#include <thread>
 #include <mutex>
 #include <ringmaster/supervisor/supervisor.hpp>
 
@@ -33,6 +36,29 @@ std::string_view to_string(worker_state s) noexcept { return k_states[static_cas
 std::optional<restart_type> restart_type_from_string(std::string_view s) noexcept { return parse<restart_type>(k_restart_types, s); }
 std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept {
   return parse<restart_strategy>(k_strategies, s);
+}
+
+// --- shared memory
+
+std::size_t shared_memory_per_worker(const pool_options& o) noexcept {
+  constexpr std::size_t k_segment_header = 4096;  // ipc::segment's header, rounded up to a page
+  return wire::link_layout::for_body(std::min(o.max_message, wire::k_max_body)).total + k_segment_header;
+}
+
+std::size_t shared_memory_of(const pool_options& o) noexcept {
+  const unsigned workers = o.workers == 0 ? std::max(1u, std::thread::hardware_concurrency()) : o.workers;
+  return shared_memory_per_worker(o) * workers;
+}
+
+std::size_t available_memory() noexcept {
+  FILE* f = std::fopen("/proc/meminfo", "re");
+  if (!f) return 0;
+  char line[256];
+  std::size_t kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemAvailable: %zu kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib * 1024;
 }
 
 // --- completion_queue

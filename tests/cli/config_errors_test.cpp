@@ -58,7 +58,7 @@ const bad_config k_bad_configs[] = {
     {"DurationAsNumber", "[pools.a]\nrestart_window = 10\n", 2, "pools.a.restart_window", "got integer 10"},
     {"BadSize", "[pools.compute]\nmemory_limit = \"512 megs\"\n", 2, "pools.compute.memory_limit",
      "a size such as \"64KiB\""},
-    {"SizeOutOfRange", "[pools.compute]\nmax_message = \"2GiB\"\n", 2, "pools.compute.max_message", "to 1GiB"},
+    {"SizeOutOfRange", "[pools.compute]\nmax_message = \"1GiB\"\n", 2, "pools.compute.max_message", "to 64MiB"},
     {"OutOfRangeNumber", "[pools.compute]\nworkers = 5000\n", 2, "pools.compute.workers", "got integer 5000"},
     {"ZeroAttempts", "[pools.compute]\nmax_attempts = 0\n", 2, "pools.compute.max_attempts", "from 1 to 1000"},
     {"UnknownRestartType", "[pools.compute]\nrestart = \"sometimes\"\n", 2, "pools.compute.restart",

@@ -219,6 +219,8 @@ payload = "flaky"
 }
 
 TEST_F(CliRun, PoolThatGivesUpExitsThreeAndReportsItsJobsStopped) {
+  // Two poison jobs: a job's repeated deaths cost only its own attempts, the first death
+  // of each counts toward restart intensity.
   const auto r = run_config(R"(
 [pools.fragile]
 workers = 1
@@ -232,6 +234,11 @@ type = "crash"
 payload = { signal = "KILL" }
 
 [[jobs]]
+id = "poison-too"
+type = "crash"
+payload = { signal = "KILL" }
+
+[[jobs]]
 type = "sleep"
 payload = 1
 repeat = 20
@@ -239,7 +246,7 @@ repeat = 20
   ASSERT_EQ(r.code, 3) << r.describe();
   EXPECT_CLEAN(r);
   const auto lines = results();
-  EXPECT_EQ(lines.size(), 21u) << "every job still gets exactly one line";
+  EXPECT_EQ(lines.size(), 22u) << "every job still gets exactly one line";
   EXPECT_GE(count_kind(lines, "stopped"), 1u);
   EXPECT_NE(r.err.find("gave up"), std::string::npos) << r.err;
 }

@@ -57,4 +57,20 @@ bool owned_elsewhere(const std::string& name) {
   return true;
 }
 
+int tasks_of(uid_t uid) {
+  int n = 0;
+  for (const auto& pid : list_dir("/proc")) {
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    for (const auto& tid : list_dir("/proc/" + pid + "/task")) {
+      std::ifstream in("/proc/" + pid + "/task/" + tid + "/status");
+      for (std::string line; std::getline(in, line);)
+        if (line.rfind("Uid:", 0) == 0) {
+          if (std::stoul(line.substr(4)) == uid) ++n;
+          break;
+        }
+    }
+  }
+  return n;
+}
+
 }  // namespace ringmaster::test

@@ -22,4 +22,7 @@ std::set<pid_t> children_of(pid_t pid = 0);
 /// run at once; their live segments are not this test's leak.
 bool owned_elsewhere(const std::string& name);
 
+/// Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
+int tasks_of(uid_t uid);
+
 }  // namespace ringmaster::test

@@ -48,22 +48,7 @@ using ringmaster::test::k_nobody;
 // Runs `fn` in a child and turns its exit code into the test's outcome.
 void in_child(const std::function<int()>& fn) { ringmaster::test::expect_child_passes(fn); }
 
-// Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
-int tasks_of(uid_t uid) {
-  int n = 0;
-  for (const auto& pid : ringmaster::test::list_dir("/proc")) {
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    for (const auto& tid : ringmaster::test::list_dir("/proc/" + pid + "/task")) {
-      std::ifstream in("/proc/" + pid + "/task/" + tid + "/status");
-      for (std::string line; std::getline(in, line);)
-        if (line.rfind("Uid:", 0) == 0) {
-          if (std::stoul(line.substr(4)) == uid) ++n;
-          break;
-        }
-    }
-  }
-  return n;
-}
+using ringmaster::test::tasks_of;
 
 unsigned fork_failures(const ringmaster::pool_status& p) {
   unsigned n = 0;
@@ -147,6 +132,43 @@ TEST(ResourceExhaustion, PoolThatCannotForkAnyWorkerGivesUpAfterStartTimeout) {
       CHILD_CHECK(fork_failures(*st) >= 2, "only %u fork failures before giving up", fork_failures(*st));
       std::fprintf(stderr, "[ figures  ] gave up after %u failed forks: %s\n", fork_failures(*st), r.value.c_str());
     }
+    return 0;
+  });
+}
+
+// As nobody with RLIMIT_NPROC leaving room for the two fork servers and not for the
+// dispatcher thread: start() throws a system_error that says so, and the supervisor is
+// left as if never started: status() answers, the job submitted gets `stopped` from the
+// destructor, which returns instead of waiting for a dispatcher that never ran.
+TEST(ResourceExhaustion, DispatcherThreadThatCannotBeCreatedFailsStartCleanly) {
+  in_child([]() -> int {
+    if (const int rc = ringmaster::test::become_nobody(); rc != 0) return rc;
+    const int limit = tasks_of(k_nobody) + 2;  // the 2 fork servers, no thread more
+    const rlimit nproc{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+    CHILD_CHECK(::setrlimit(RLIMIT_NPROC, &nproc) == 0, "setrlimit");
+    std::future<result> f;
+    {
+      const auto& demo = ringmaster::demo_handlers();
+      ringmaster::supervisor sup({.name = "no-thread"});
+      auto& pool = sup.add_pool("compute", demo, {.workers = 1});
+      f = pool.submit("echo", "x", "early");
+      std::string what;
+      try {
+        sup.start();
+      } catch (const std::system_error& e) {
+        what = e.what();
+        CHILD_CHECK(e.code() == std::errc::resource_unavailable_try_again, "code %s", e.code().message().c_str());
+      }
+      CHILD_CHECK(what.find("cannot start its dispatcher thread") != std::string::npos &&
+                      what.find("RLIMIT_NPROC") != std::string::npos,
+                  "start() did not fail, or unclearly: '%s'", what.c_str());
+      CHILD_CHECK(pool_status_of(sup, "compute").has_value(), "status() after a failed start");
+      std::fprintf(stderr, "[ figures  ] start() failed with: %s\n", what.c_str());
+    }
+    CHILD_CHECK(f.wait_for(0s) == std::future_status::ready, "the job submitted before start() got no result");
+    const result r = f.get();
+    CHILD_CHECK(r.error == error_kind::stopped, "kind %s: %s", std::string(ringmaster::to_string(r.error)).c_str(),
+                r.value.c_str());
     return 0;
   });
 }

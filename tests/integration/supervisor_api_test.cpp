@@ -66,6 +66,7 @@ std::vector<std::string> split(std::string_view s, std::size_t n) {
 //   sleep    payload ms
 //   hang     never returns
 //   call     "pool|type|timeout_ms|payload": job::call, result "<kind>|<value>"
+//   call_default  "pool|type|payload": job::call with its default timeout, as call
 //   post     "pool|type|payload": job::post, result "posted"
 //   append   "path|line": appends line and '\n' to the file (run by a writer pool of one)
 //   lookup   result "answer(<payload>)" (run by a dedicated worker)
@@ -88,6 +89,12 @@ ringmaster::handlers& make_messaging_handlers() {
           [](ringmaster::job& j) {
             const auto f = split(j.payload(), 4);
             const result r = j.call(f[0], f[1], f[3], std::chrono::milliseconds(std::stoi(f[2])));
+            return std::string(ringmaster::to_string(r.error)) + "|" + r.value;
+          })
+      .on("call_default",
+          [](ringmaster::job& j) {
+            const auto f = split(j.payload(), 3);
+            const result r = j.call(f[0], f[1], f[2]);  // the default timeout
             return std::string(ringmaster::to_string(r.error)) + "|" + r.value;
           })
       .on("post",
@@ -219,6 +226,37 @@ TEST(SupervisorFutures, DefaultIdsAreDistinctSequenceNumbers) {
     ids.insert(r.id);
   }
   EXPECT_EQ(ids.size(), 100u);
+}
+
+TEST(SupervisorCompletionQueue, DefaultIdsAreUniqueAcrossPoolsAndResultsNamePoolAndType) {
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup({.name = "shared-queue"});
+  auto& a = sup.add_pool("a", demo, {.workers = 1});
+  auto& b = sup.add_pool("b", demo, {.workers = 1});
+  sup.start();
+  ringmaster::completion_queue q;
+  for (int i = 0; i < 50; ++i) {
+    a.submit("echo", "from-a", q);
+    b.submit("primes", "10", q);
+  }
+  std::map<std::string, result> by_id;
+  for (int i = 0; i < 100; ++i) {
+    auto r = q.pop(k_wait);
+    ASSERT_TRUE(r) << "no result within 30 s";
+    EXPECT_TRUE(by_id.emplace(r->id, *r).second) << "id " << r->id << " came twice";
+  }
+  ASSERT_EQ(by_id.size(), 100u);
+  for (const auto& [id, r] : by_id) {
+    ASSERT_TRUE(r.ok()) << r.value;
+    if (r.value == "from-a") {
+      EXPECT_EQ(r.pool, "a");
+      EXPECT_EQ(r.type, "echo");
+    } else {
+      EXPECT_EQ(r.pool, "b");
+      EXPECT_EQ(r.type, "primes");
+      EXPECT_EQ(r.value, "4");
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -461,6 +499,53 @@ TEST(SupervisorRefusals, PayloadOverMaxMessageIsRejectedAtOnce) {
   const result e = await(edge);
   EXPECT_TRUE(e.ok()) << ringmaster::to_string(e.error) << ": " << e.value;
   EXPECT_EQ(e.value, std::string(1024, 'y'));
+}
+
+TEST(SupervisorRefusals, RingsGrowNoFasterThanTheLargestMessage) {
+  constexpr std::size_t mib = std::size_t{1} << 20;
+  // Four messages per ring up to 1 MiB, two beyond; max_message at most 64 MiB.
+  EXPECT_LE(ringmaster::shared_memory_per_worker({.max_message = mib}), 17 * mib);
+  EXPECT_LE(ringmaster::shared_memory_per_worker({.max_message = 64 * mib}), 8 * 64 * mib + mib);
+  EXPECT_EQ(ringmaster::shared_memory_of({.workers = 3, .max_message = 2 * mib}),
+            3 * ringmaster::shared_memory_per_worker({.max_message = 2 * mib}));
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup({.name = "rings"});
+  try {
+    (void)sup.add_pool("huge", demo, {.workers = 1, .max_message = std::size_t{1} << 30});
+    ADD_FAILURE() << "max_message = 1 GiB was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("64 MiB"), std::string::npos) << e.what();
+  }
+  // A largest message still travels through rings that hold only two of them.
+  auto& pool = sup.add_pool("two", demo, {.workers = 1, .max_message = 2 * mib});
+  sup.start();
+  const std::string payload(2 * mib, 'p');
+  auto f = pool.submit("echo", payload);
+  const result r = await(f);
+  ASSERT_TRUE(r.ok()) << r.value.substr(0, 200);
+  EXPECT_EQ(r.value, payload);
+}
+
+TEST(SupervisorRefusals, PoolWhoseSharedMemoryExceedsWhatTheMachineHasIsRefusedNamingTheKeys) {
+  const std::size_t per_worker = ringmaster::shared_memory_per_worker({.max_message = std::size_t{64} << 20});
+  const std::size_t available = ringmaster::available_memory();
+  ASSERT_GT(available, 0u) << "/proc/meminfo has no MemAvailable";
+  const std::size_t workers = available / per_worker + 1;
+  if (workers > 1024) GTEST_SKIP() << "this machine has more memory than 1024 workers can map";
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup({.name = "too-much"});
+  try {
+    (void)sup.add_pool("greedy", demo, {.workers = static_cast<unsigned>(workers), .max_message = std::size_t{64} << 20});
+    ADD_FAILURE() << workers << " workers of 64 MiB messages were accepted";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("workers = " + std::to_string(workers)), std::string::npos) << what;
+    EXPECT_NE(what.find("max_message = 64.0 MiB"), std::string::npos) << what;
+    EXPECT_NE(what.find("MemAvailable"), std::string::npos) << what;
+  }
+  EXPECT_EQ(sup.find_pool("greedy"), nullptr);
+  // A pool that fits is still taken.
+  EXPECT_NO_THROW((void)sup.add_pool("modest", demo, {.workers = 1}));
 }
 
 TEST(SupervisorRefusals, ResultOverMaxMessageIsRejectedNotDelivered) {
@@ -747,6 +832,27 @@ TEST(WorkerMessages, CallReturnsTheOtherPoolsResultAlongAPipeline) {
   // The jobs the handlers submitted count as the other pools' jobs.
   EXPECT_EQ(pool_status_of(sup, "back")->completed, 250u);
   EXPECT_EQ(pool_status_of(sup, "middle")->completed, 50u);
+}
+
+TEST(WorkerMessages, CallToTheCallersOwnOneWorkerPoolFailsAtOnce) {
+  const auto& h = messaging_handlers();
+  ringmaster::supervisor sup({.name = "self-call"});
+  auto& solo = sup.add_pool("solo", h, {.workers = 1});
+  auto& duo = sup.add_pool("duo", h, {.workers = 2});
+  sup.start();
+
+  // A one-worker pool calling itself would wait for itself: refused at once.
+  auto f = solo.submit("call_default", "solo|echo|x");
+  const result r = await(f);
+  ASSERT_TRUE(r.ok()) << r.value;
+  EXPECT_TRUE(r.value.starts_with("rejected|")) << r.value;
+  EXPECT_NE(r.value.find("its own one-worker pool"), std::string::npos) << r.value;
+  // With two workers the other one answers; and posting to itself is fine.
+  auto g = duo.submit("call_default", "duo|echo|y");
+  const result rg = await(g);
+  ASSERT_TRUE(rg.ok()) << rg.value;
+  EXPECT_EQ(rg.value, "ok|y");
+  EXPECT_EQ(ringmaster::job::k_call_timeout, std::chrono::seconds(60));
 }
 
 TEST(WorkerMessages, PostReachesTheWriterPoolBeforeDrainReturns) {

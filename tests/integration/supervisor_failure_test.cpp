@@ -965,6 +965,101 @@ TEST_F(RestartIntensity, ExceededStopsThePoolAndFailsItsJobs) {
   EXPECT_TRUE(ro->ok()) << "another pool must not be affected: " << ro->value;
 }
 
+TEST_F(RestartIntensity, AFewPoisonJobsAmongManyGoodOnesNeverMakeThePoolGiveUp) {
+  // Arrange: a pool that tunes nothing (10 restarts in 10 s, 3 attempts). Five jobs kill
+  // every worker they run on: 15 deaths, more than the intensity, three of the poison
+  // jobs first in line (as a --resume of such a batch would run them).
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup(supervisor_opts());
+  auto& pool = sup.add_pool("batch", demo, {.workers = 2});
+  sup.start();
+  auto watcher = watch(sup);
+
+  // Act
+  std::vector<std::future<result>> fs;
+  auto poison = [&](int i) { fs.push_back(pool.submit("crash", R"({"signal":"SEGV"})", "poison-" + std::to_string(i))); };
+  for (int i = 0; i < 3; ++i) poison(i);
+  for (int i = 0; i < 2000; ++i) {
+    if (i == 700 || i == 1400) poison(i);
+    fs.push_back(pool.submit("echo", std::to_string(i), "good-" + std::to_string(i)));
+  }
+
+  // Assert: 2,000 ok, 5 failed `crash` after their 3 attempts, and the pool still up.
+  auto rs = await_all(fs, 60s);
+  ASSERT_EQ(rs.size(), fs.size());
+  std::size_t ok = 0, crashed = 0;
+  for (const auto& r : rs) {
+    if (r.ok()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(r.error, error_kind::crash) << r.id << ": " << ringmaster::to_string(r.error) << " " << r.value;
+      EXPECT_EQ(r.attempts, 3u) << r.id;
+      EXPECT_TRUE(r.id.starts_with("poison-")) << r.id;
+      crashed += r.error == error_kind::crash;
+    }
+  }
+  EXPECT_EQ(ok, 2000u);
+  EXPECT_EQ(crashed, 5u);
+  const auto st = snapshot(sup);
+  EXPECT_FALSE(pool_named(st, "batch").gave_up) << pool_named(st, "batch").gave_up_reason;
+  EXPECT_EQ(pool_named(st, "batch").restarts, 15u) << causes(pool_named(st, "batch"));
+}
+
+TEST_F(RestartIntensity, PoolWhoseWorkersDieOnEveryJobStillGivesUpWithoutRunningThemAll) {
+  // Arrange: defaults again; now every job kills its worker and none ever succeeds.
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup(supervisor_opts());
+  auto& pool = sup.add_pool("broken", demo, {.workers = 2});
+  sup.start();
+  auto watcher = watch(sup);
+
+  // Act
+  std::vector<std::future<result>> fs;
+  for (int i = 0; i < 200; ++i) fs.push_back(pool.submit("crash", R"({"signal":"SEGV"})", "c" + std::to_string(i)));
+
+  // Assert: it gives up once more than max_restarts (10) different jobs killed a worker;
+  // the rest are `stopped` with the reason, not run.
+  auto rs = await_all(fs);
+  ASSERT_EQ(rs.size(), fs.size());
+  std::size_t crashed = 0, stopped = 0;
+  for (const auto& r : rs) {
+    crashed += r.error == error_kind::crash;
+    stopped += r.error == error_kind::stopped;
+  }
+  EXPECT_LE(crashed, 11u);
+  EXPECT_EQ(crashed + stopped, 200u);
+  const auto st = snapshot(sup);
+  EXPECT_TRUE(pool_named(st, "broken").gave_up);
+  EXPECT_TRUE(contains(pool_named(st, "broken").gave_up_reason, "more than 10 restarts within 10s"))
+      << pool_named(st, "broken").gave_up_reason;
+}
+
+TEST_F(PoisonJob, WorkerStatusCountsTheJobThatKilledItAsFailed) {
+  // Arrange
+  const auto& demo = ringmaster::demo_handlers();
+  ringmaster::supervisor sup(supervisor_opts());
+  auto& pool = sup.add_pool("single", demo, {.workers = 1, .max_attempts = 2});
+  sup.start();
+  auto watcher = watch(sup);
+
+  // Act: one job that fails by killing its worker (twice), one that fails by throwing.
+  auto c = pool.submit("crash", R"({"signal":"SEGV"})", "crash");
+  auto f = pool.submit("fail", "thrown", "thrown");
+  auto e = pool.submit("echo", "fine", "fine");
+  auto rc = await(c), rf = await(f), re = await(e);
+  ASSERT_TRUE(rc && rf && re);
+  ASSERT_EQ(rc->error, error_kind::crash);
+  ASSERT_EQ(rf->error, error_kind::exception);
+
+  // Assert: the slot's FAILED counts both, as the pool's does.
+  const auto st = snapshot(sup);
+  const auto& p = pool_named(st, "single");
+  ASSERT_EQ(p.workers.size(), 1u);
+  EXPECT_EQ(p.failed, 2u);
+  EXPECT_EQ(p.workers[0].jobs_failed, 2u);
+  EXPECT_EQ(p.workers[0].jobs_done, 3u);
+}
+
 // =======================================================================================
 // Backoff
 

@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
@@ -79,6 +80,37 @@ std::set<process_id> worker_processes(const ringmaster::supervisor& sup) {
   return out;
 }
 
+// "gate", payload "LOG|GATE": appends the job's id to the file LOG, then waits (60 s at
+// most) until the file GATE exists. Registered at static initialisation, so before any
+// supervisor.
+const ringmaster::handlers& gate_handlers() {
+  static ringmaster::handlers h;
+  static const bool registered = [] {
+    h.on("gate", [](ringmaster::job& j) {
+      const std::string p(j.payload());
+      const auto bar = p.find('|');
+      const std::string log = p.substr(0, bar), gate = p.substr(bar + 1);
+      {
+        std::ofstream out(log, std::ios::app);
+        out << j.id() << '\n';
+      }
+      for (int i = 0; i < 60'000 && !std::filesystem::exists(gate); ++i) std::this_thread::sleep_for(1ms);
+      return std::string("passed");
+    });
+    return true;
+  }();
+  (void)registered;
+  return h;
+}
+[[maybe_unused]] const ringmaster::handlers& g_gate_handlers = gate_handlers();
+
+std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -116,6 +148,48 @@ TEST(SupervisorDrain, FinishesAllAcceptedWorkIncludingInFlightJobsThenWorkersExi
   ASSERT_EQ(late.wait_for(0s), std::future_status::ready);
   EXPECT_EQ(late.get().error, error_kind::stopped);
   sup.drain();  // again: returns at once
+}
+
+TEST(SupervisorStop, JobsSentAheadButNotStartedNeverStartAndAreStoppedAtOnce) {
+  // Arrange: one worker holding four jobs (prefetch), the first of them running, held at
+  // a gate; the others wait in the worker's own ring.
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string tag = std::to_string(::getpid());
+  const auto log = dir / ("ringmaster-prefetch-stop-" + tag + ".log");
+  const auto gate = dir / ("ringmaster-prefetch-stop-" + tag + ".gate");
+  std::filesystem::remove(log);
+  std::filesystem::remove(gate);
+  ringmaster::supervisor sup({.name = "prefetch-stop", .shutdown_timeout = 60s});
+  auto& pool = sup.add_pool("gated", gate_handlers(), {.workers = 1, .prefetch = 4});
+  sup.start();
+  std::vector<std::future<result>> futures;
+  for (int i = 0; i < 4; ++i) futures.push_back(pool.submit("gate", log.string() + "|" + gate.string(), "g" + std::to_string(i)));
+  ASSERT_TRUE(eventually([&] { return slurp(log) == "g0\n" && pool_status_of(sup, "gated")->in_flight == 4; }));
+
+  // Act: stop while g0 runs (stop() waits for it, so from another thread).
+  std::thread stopper([&] { sup.stop(); });
+
+  // Assert: the three jobs that had not started are answered `stopped` while g0 still
+  // runs, and never start.
+  for (int i = 1; i < 4; ++i) {
+    auto& f = futures[static_cast<std::size_t>(i)];
+    if (f.wait_for(k_wait) != std::future_status::ready) {
+      ADD_FAILURE() << "g" << i << " (sent ahead, not started) got no result while g0 ran";
+      continue;
+    }
+    const result r = f.get();
+    EXPECT_EQ(r.error, error_kind::stopped) << r.id << ": " << ringmaster::to_string(r.error) << " " << r.value;
+    EXPECT_EQ(r.attempts, 0u) << r.id;
+    EXPECT_EQ(r.worker, -1) << r.id;
+    EXPECT_NE(r.value.find("before the job ran"), std::string::npos) << r.value;
+  }
+  { std::ofstream open_gate(gate); }
+  const result r0 = await(futures[0]);
+  stopper.join();
+  EXPECT_TRUE(r0.ok()) << ringmaster::to_string(r0.error) << " " << r0.value;
+  EXPECT_EQ(slurp(log), "g0\n") << "a job not started when stop() was called started after it";
+  std::filesystem::remove(log);
+  std::filesystem::remove(gate);
 }
 
 TEST(SupervisorStop, FailsQueuedJobsStoppedAndLetsInFlightOnesFinish) {

@@ -150,7 +150,12 @@ class worker_runtime {
       deferred_message m;
       if (!next_message(m, clock_type::time_point::max())) return k_exit_protocol;
       switch (m.type) {
-        case wire::kind::job: execute(m); break;
+        case wire::kind::job:
+          // A stop starts none of the jobs sent ahead: the supervisor has answered them
+          // (see worker_control::stopping; both sides seq_cst, as a Dekker pair).
+          view_.control->last_started.store(m.token, std::memory_order_seq_cst);
+          if (view_.control->stopping.load(std::memory_order_seq_cst) == 0) execute(m);
+          break;
         case wire::kind::stop: stop_ = true; break;
         default: break;  // a reply nobody waits for any more
       }

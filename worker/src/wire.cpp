@@ -68,8 +68,12 @@ link_layout link_layout::for_body(std::size_t max_body) noexcept {
   link_layout l;
   l.rings.max_message = max_body + k_envelope;
   // Room for several messages of the largest size, so that a few queued jobs never
-  // make the ring full; never below 256 KiB.
-  l.rings.capacity = std::bit_ceil(std::max<std::size_t>(std::size_t{256} << 10, 4 * (l.rings.max_message + 64)));
+  // make the ring full; never below 256 KiB. Four up to 1 MiB bodies (the default
+  // max_message), two beyond: the two rings of a worker are reserved whole when it first
+  // starts, so they must not grow faster than the messages (max_message is at most
+  // k_max_body: rings of 256 MiB each at most).
+  const std::size_t copies = max_body <= (std::size_t{1} << 20) ? 4 : 2;
+  l.rings.capacity = std::bit_ceil(std::max<std::size_t>(std::size_t{256} << 10, copies * (l.rings.max_message + 64)));
   const std::size_t ring = ipc::ring_footprint(l.rings);
   l.job_ring_offset = 4096;  // the control block, padded to a page
   l.result_ring_offset = l.job_ring_offset + ring;

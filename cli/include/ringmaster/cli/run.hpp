@@ -23,7 +23,7 @@ namespace ringmaster::cli {
 inline constexpr int k_exit_ok = 0;        ///< every job ok
 inline constexpr int k_exit_failed = 1;    ///< some job failed (rejected and stopped included)
 inline constexpr int k_exit_usage = 2;     ///< bad usage or config: nothing was started
-inline constexpr int k_exit_gave_up = 3;   ///< a pool gave up (restart intensity exceeded)
+inline constexpr int k_exit_gave_up = 3;   ///< a pool gave up, or the run could not start (threads, fork servers)
 inline constexpr int k_exit_output = 4;    ///< results could not all be written (ENOSPC, a closed pipe)
 
 struct run_options {

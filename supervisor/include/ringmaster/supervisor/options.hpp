@@ -39,8 +39,11 @@ struct pool_options {
   /// executable (argv; a bare name is looked up in PATH), built on ringmaster::serve().
   std::vector<std::string> command{};
   restart_type restart = restart_type::permanent;
-  /// Restart intensity: more than `max_restarts` restarts within `restart_window` and the
-  /// pool gives up: its workers are stopped and its jobs fail (kind `stopped`).
+  /// Restart intensity: more than `max_restarts` deaths that count within `restart_window`
+  /// and the pool gives up: its workers are stopped and its jobs fail (kind `stopped`).
+  /// What counts: every death charged to no job (a worker dying idle or before ready),
+  /// and of the deaths charged to jobs only each job's first, until a job of the pool
+  /// next succeeds. A job's later deaths are bounded by its max_attempts alone.
   unsigned max_restarts = 10;
   std::chrono::milliseconds restart_window{10'000};
   /// A job whose attempts kill their worker this many times fails (poison job).
@@ -58,7 +61,8 @@ struct pool_options {
   std::size_t memory_limit = 0;
   /// Replace a worker after it ran this many jobs; 0: never.
   std::uint64_t max_jobs_per_worker = 0;
-  /// Largest payload, and largest result, in bytes.
+  /// Largest payload, and largest result, in bytes: 1 byte to 64 MiB. Each worker maps
+  /// two rings sized for it (shared_memory_per_worker: 16 MiB at the default 1 MiB).
   std::size_t max_message = std::size_t{1} << 20;
   /// Jobs accepted and not yet finished, at most; submit() blocks (try_submit refuses)
   /// beyond it. This is what keeps memory bounded when jobs arrive faster than they run.
@@ -81,6 +85,19 @@ struct pool_options {
 
   friend bool operator==(const pool_options&, const pool_options&) = default;
 };
+
+/// Bytes of shared memory one worker of a pool with these options maps (its two rings,
+/// which hold four messages of max_message up to 1 MiB and two beyond, and a control
+/// block), reserved whole when the worker first starts: 16 MiB at the default
+/// max_message, 512 MiB at the largest. Non-blocking.
+std::size_t shared_memory_per_worker(const pool_options& o) noexcept;
+/// shared_memory_per_worker() times the pool's workers (0: one per core).
+std::size_t shared_memory_of(const pool_options& o) noexcept;
+/// What this machine has for more shared memory, in bytes: MemAvailable of
+/// /proc/meminfo; 0 if it cannot be read. supervisor::add_pool refuses a pool (with
+/// std::invalid_argument naming workers and max_message) whose workers, with those of
+/// the pools not started yet, would map more.
+std::size_t available_memory() noexcept;
 
 struct supervisor_options {
   /// Names the supervisor in logs.

@@ -30,8 +30,8 @@ struct worker_status {
   int slot = -1;
   pid_t pid = 0;                 ///< 0 when no process is running in the slot
   worker_state state = worker_state::starting;
-  std::uint64_t jobs_done = 0;   ///< results received from this slot, over all its processes
-  std::uint64_t jobs_failed = 0;
+  std::uint64_t jobs_done = 0;   ///< final results from this slot, over all its processes
+  std::uint64_t jobs_failed = 0;  ///< of them failed: by the handler, or by killing this slot's worker (last attempt)
   unsigned restarts = 0;
   std::map<std::string, unsigned> restarts_by_cause;  ///< "SIGSEGV", "timeout", "exit 3", "recycled", ...
   std::string current_job;       ///< id of the job running, "" when idle

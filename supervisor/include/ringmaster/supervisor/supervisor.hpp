@@ -86,7 +86,8 @@ class pool {
   [[nodiscard]] const std::string& name() const noexcept;
 
   /// Submits a job; the future gets its result. Blocks while the pool has max_pending
-  /// jobs unfinished. `id` names the job in its result (default: a sequence number).
+  /// jobs unfinished. `id` names the job in its result (default: a number unique in this
+  /// supervisor, across its pools); the result also names the pool and the job type.
   [[nodiscard]] std::future<result> submit(std::string_view type, std::string_view payload, std::string id = {});
   /// Submits a job whose result is passed to `done` on the dispatcher thread. Blocks as
   /// the future form does.
@@ -151,7 +152,10 @@ class supervisor {
   bool remove_pool(std::string_view name);
 
   /// Starts the dispatcher and the workers. Non-blocking: workers become ready in the
-  /// background (jobs submitted meanwhile wait). Throws std::logic_error if called twice.
+  /// background (jobs submitted meanwhile wait). Throws std::logic_error if called twice,
+  /// std::system_error if the dispatcher thread cannot be created (EAGAIN: threads count
+  /// against RLIMIT_NPROC); the supervisor is then as if never started (the destructor
+  /// fails the jobs submitted `stopped`), and start() may be tried again.
   void start();
   /// Stops taking jobs (later submissions fail with kind `stopped`), waits until every
   /// accepted job has its result, then stops the workers. Blocking; returns at once if

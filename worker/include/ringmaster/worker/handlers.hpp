@@ -106,13 +106,17 @@ class job {
   /// Submits a job to `pool` to be waited for with wait(). Non-blocking.
   [[nodiscard]] pending_request submit(std::string_view pool, std::string_view type, std::string_view payload);
   /// Blocks until the result of `request` arrives or `timeout` passes (then a result of
-  /// kind `timeout`). A request to an unknown or stopped pool, or one whose job fails,
-  /// gets a failed result: never a hang.
-  [[nodiscard]] result wait(pending_request request,
-                            std::chrono::milliseconds timeout = std::chrono::hours(24));
+  /// kind `timeout`; default k_call_timeout, 60 s: pass a longer one for longer jobs). A
+  /// request to an unknown or stopped pool, or one whose job fails, gets a failed result:
+  /// never a hang. A request to the caller's own pool when it has one worker (the caller,
+  /// which would wait for itself) is failed at once, kind `rejected`.
+  [[nodiscard]] result wait(pending_request request, std::chrono::milliseconds timeout = k_call_timeout);
   /// submit then wait.
   [[nodiscard]] result call(std::string_view pool, std::string_view type, std::string_view payload,
-                            std::chrono::milliseconds timeout = std::chrono::hours(24));
+                            std::chrono::milliseconds timeout = k_call_timeout);
+
+  /// The default timeout of wait() and call().
+  static constexpr std::chrono::milliseconds k_call_timeout{60'000};
 
  private:
   friend class detail::worker_runtime;

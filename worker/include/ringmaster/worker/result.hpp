@@ -1,8 +1,9 @@
 // ringmaster/worker/result.hpp — what every accepted job ends with: exactly one result.
 //
 // A result is a plain value: ok with the handler's returned text, or failed with an
-// error kind and message. It records how many attempts the job took, which worker slot
-// ran its last attempt and how long that attempt took.
+// error kind and message. It names the pool and the job type it came from, and records
+// how many attempts the job took, which worker slot ran its last attempt and how long
+// that attempt took.
 #pragma once
 
 #include <cstdint>
@@ -29,12 +30,14 @@ std::string_view to_string(error_kind kind) noexcept;
 std::optional<error_kind> error_kind_from_string(std::string_view name) noexcept;
 
 struct result {
-  std::string id;              ///< the job's id (given at submission, or a sequence number)
+  std::string id;              ///< the job's id (given at submission, or a number unique in its supervisor)
   error_kind error = error_kind::none;
   std::string value;           ///< ok: the handler's return value; failed: the error message
   unsigned attempts = 0;       ///< attempts made (0 if rejected or stopped before running)
   int worker = -1;             ///< slot of the worker that ran the last attempt, -1 if none
   double ms = 0;               ///< duration of the last attempt in milliseconds
+  std::string pool;            ///< the pool the job was submitted to ("" in a reply a handler waits for)
+  std::string type;            ///< the job's type
 
   [[nodiscard]] bool ok() const noexcept { return error == error_kind::none; }
   /// The error message ("" when ok).

@@ -53,6 +53,8 @@ static_assert(sizeof(header) == 24);
 inline constexpr std::size_t k_max_name = 1024;
 /// Bytes a message needs beyond its body, at most: what the rings add to max_message.
 inline constexpr std::size_t k_envelope = sizeof(header) + 3 * k_max_name;
+/// The largest max_message: what bounds the rings (link_layout::for_body).
+inline constexpr std::size_t k_max_body = std::size_t{64} << 20;
 
 /// A decoded message: views into the ring (valid until the reader's release()).
 struct message {
@@ -86,6 +88,13 @@ struct alignas(64) worker_control {
   std::atomic<std::uint32_t> job_id_seq{0};
   std::atomic<std::uint32_t> job_id_len{0};  ///< 0: no job running
   std::atomic<std::uint64_t> job_id[k_job_id_words]{};
+  /// Stop without starting what was sent ahead (a Dekker pair): before each job the worker
+  /// stores its token in `last_started`, then reads `stopping`, and skips the job, sending
+  /// nothing, if it is set. The supervisor stores `stopping`, then reads `last_started`:
+  /// every job it holds for the worker after that one will not start, and it answers
+  /// them `stopped` itself, at once.
+  std::atomic<std::uint64_t> last_started{0};
+  std::atomic<std::uint32_t> stopping{0};
 };
 
 /// Publishes the id of the job that starts (empty: none runs). Worker side.
