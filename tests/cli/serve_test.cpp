@@ -10,6 +10,7 @@
 // one serves; SIGHUP reloads; the log and --help say what serve does. Every process is
 // bounded in time and checked to leave nothing behind.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -247,6 +248,41 @@ TEST_F(CliServe, ScaleUpAndDownUnderLoadLosesNoJobAndRestartsNoWorker) {
   EXPECT_EQ(client({"scale", "compute", "0"}).code, 2);
   EXPECT_EQ(client({"scale", "nope", "2"}).code, 2);
   finish();
+}
+
+// Scaling to the documented maximum of 1,024 workers used to wedge the server: the
+// supervisor and the fork server each blocked sending to the other, and scale, status,
+// submit and SIGTERM all went unanswered. At 1,024 workers every job runs, status answers,
+// and SIGTERM stops the server cleanly.
+TEST_F(CliServe, ScaleToThe1024WorkerMaximumRunsJobsAnswersStatusAndStopsOnSigterm) {
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  if (nofile.rlim_max < 3200) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit " << nofile.rlim_max << " is below what 1,024 workers need";
+  // A small max_message keeps each worker's rings (reserved up front) small.
+  start("[pools.compute]\nworkers = 2\nmax_message = \"4KiB\"\nstart_timeout = \"120s\"\n");
+  const auto s = client({"scale", "compute", "1024"}, {.timeout = 60s});
+  ASSERT_EQ(s.code, 0) << s.describe();
+  ASSERT_TRUE(within(120s, [&] {
+    const auto st = status_json();
+    const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
+    if (!p || (*p)["workers"].size() != 1024) return false;
+    for (const auto& w : (*p)["workers"])
+      if (w["state"] != "ready") return false;
+    return true;
+  })) << server->err_so_far();
+  std::string jobs;
+  for (int i = 1; i <= 2048; ++i) jobs += job("w" + std::to_string(i), "compute", "echo", std::to_string(i));
+  dir.write("jobs.jsonl", jobs);
+  const auto r = client({"submit", "jobs.jsonl"}, {.timeout = 120s});
+  ASSERT_EQ(r.code, 0) << r.describe();
+  const auto lines = parse_lines(r.out);
+  ASSERT_EQ(lines.size(), 2048u);
+  for (const auto& l : lines) EXPECT_EQ(l["status"], "ok") << l;
+  server->signal(SIGTERM);
+  const auto done = server->wait();
+  EXPECT_EQ(done.code, 0) << done.describe();
+  EXPECT_CLEAN(done);
+  EXPECT_FALSE(fs::exists(dir / socket)) << "the socket file stays after the server exits";
 }
 
 TEST_F(CliServe, ReloadRefusesABadConfigWithRunsMessagesAndAppliesAGoodOne) {
