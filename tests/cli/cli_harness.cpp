@@ -165,15 +165,8 @@ std::vector<pid_t> reap_orphans(std::chrono::milliseconds timeout) {
 }
 
 std::vector<std::string> shm_entries() {
-  std::vector<std::string> out;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (const dirent* e = ::readdir(d))
-      if (std::strncmp(e->d_name, "ringmaster", 10) == 0 && std::strncmp(e->d_name, "ringmaster-bench-", 17) != 0 &&
-          !ringmaster::test::owned_elsewhere(e->d_name))
-        out.emplace_back(e->d_name);
-    ::closedir(d);
-  }
-  return out;
+  const auto ours = our_segments();
+  return {ours.begin(), ours.end()};
 }
 
 cli_process::cli_process(const std::vector<std::string>& args, const temp_dir& dir, const cli_options& options) {

@@ -15,7 +15,7 @@
 namespace {
 
 using ringmaster::test::list_dir;
-using ringmaster::test::owned_elsewhere;
+using ringmaster::test::our_segments;
 
 std::string join(const std::set<std::string>& s) {
   std::string out;
@@ -28,7 +28,7 @@ class leak_guard : public testing::EmptyTestEventListener {
 
   void OnTestStart(const testing::TestInfo&) override {
     fds_ = list_dir("/proc/self/fd");
-    shm_ = list_dir("/dev/shm", "ringmaster");
+    shm_ = our_segments();
   }
 
   void OnTestEnd(const testing::TestInfo&) override {
@@ -51,9 +51,9 @@ class leak_guard : public testing::EmptyTestEventListener {
       if (!fds_.count(fd)) extra.insert(fd);
     if (!extra.empty()) ADD_FAILURE() << "test leaked file descriptor(s): " << join(extra);
     std::set<std::string> segs;
-    for (const auto& s : list_dir("/dev/shm", "ringmaster"))
-      // A benchmark or another test run at the same time is not this test's leak.
-      if (!shm_.count(s) && s.rfind("ringmaster-bench-", 0) != 0 && !owned_elsewhere(s)) segs.insert(s);
+    // A benchmark or another test run at the same time is not this test's leak.
+    for (const auto& s : our_segments())
+      if (!shm_.count(s)) segs.insert(s);
     if (!segs.empty()) ADD_FAILURE() << "test left /dev/shm segment(s): " << join(segs);
   }
 };

@@ -22,6 +22,10 @@ std::set<pid_t> children_of(pid_t pid = 0);
 /// run at once; their live segments are not this test's leak.
 bool owned_elsewhere(const std::string& name);
 
+/// The ringmaster entries of /dev/shm that this process answers for: all but those
+/// owned_elsewhere and the benchmarks' ("ringmaster-bench-").
+std::set<std::string> our_segments();
+
 /// Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
 int tasks_of(uid_t uid);
 

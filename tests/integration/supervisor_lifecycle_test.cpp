@@ -58,6 +58,7 @@ using ringmaster::test::pool_status_of;
 
 using ringmaster::test::children_of;
 using ringmaster::test::list_dir;
+using ringmaster::test::our_segments;
 using ringmaster::test::describe;
 using ringmaster::test::descendants_of;
 using ringmaster::test::gone;
@@ -546,7 +547,7 @@ struct pid_report {
 // nothing was left in /dev/shm.
 void sigkill_supervisor_and_check(bool exec) {
   const auto& demo = ringmaster::demo_handlers();
-  const auto shm_before = list_dir("/dev/shm", "ringmaster");
+  const auto shm_before = our_segments();
   void* mem = ::mmap(nullptr, sizeof(pid_report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(mem, MAP_FAILED);
   auto* report = new (mem) pid_report{};
@@ -597,7 +598,7 @@ void sigkill_supervisor_and_check(bool exec) {
       5s);
   EXPECT_TRUE(all_gone) << "still alive 5 s after the supervisor's death: " << describe(survivors(processes));
   EXPECT_TRUE(reaper.reap_all(5s));
-  EXPECT_EQ(list_dir("/dev/shm", "ringmaster"), shm_before);
+  EXPECT_EQ(our_segments(), shm_before);
 }
 
 // Runs crash jobs (forked: crash by SIGKILL; exec'd: the test worker's `exit`) so that
