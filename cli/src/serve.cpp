@@ -31,14 +31,18 @@
 #include <thread>
 #include <vector>
 
+#include "pool_reload.hpp"
 #include "process_setup.hpp"
+#include "socket_place.hpp"
 
 namespace ringmaster::cli {
 namespace {
 
 using detail::block_signals;
+using detail::check_socket_place;
 using detail::cli_logger;
 using detail::say;
+using detail::socket_lock;
 using detail::unique_fd;
 using clock_type = std::chrono::steady_clock;
 
@@ -87,99 +91,6 @@ void deliver(outbox& box, const result& r, int wake_fd, bool integer_id = false)
     const std::uint64_t one = 1;
     (void)!::write(wake_fd, &one, sizeof one);
   }
-}
-
-// PATH.lock, locked (flock) for the server's whole life: only the process holding it may
-// remove a socket left at PATH or bind one there, and remove it at the end. Without it,
-// two servers started at once both found no socket, and the one whose bind failed then
-// removed the winner's (or took a socket bound but not yet listening for a stale one).
-class socket_lock {
- public:
-  socket_lock() = default;
-  socket_lock(const socket_lock&) = delete;
-  socket_lock& operator=(const socket_lock&) = delete;
-  ~socket_lock() { release(); }
-
-  /// Takes the lock of `socket` without waiting: "" or what is wrong (another server has it).
-  std::string take(const std::string& socket) {
-    name_ = socket + ".lock";
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      unique_fd fd(::open(name_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-      if (fd.get() < 0) return "--socket: cannot create the lock file " + name_ + ": " + std::strerror(errno);
-      if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-          return "--socket: another ringmaster serve is already listening on " + socket + ", or starting to (it holds " +
-                 name_ + ")";
-        return "--socket: cannot lock " + name_ + ": " + std::strerror(errno);
-      }
-      // The server that held it may have removed the file between our open and our
-      // flock: a lock on a file no longer at that name guards nothing, so try again.
-      struct stat held{}, named{};
-      if (::fstat(fd.get(), &held) == 0 && ::stat(name_.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
-          held.st_ino == named.st_ino) {
-        fd_ = std::move(fd);
-        return {};
-      }
-    }
-    return "--socket: cannot lock " + name_ + ": it is removed and created again and again";
-  }
-  /// Removes the lock file while still holding it (so nobody locks the file being
-  /// removed and believes it holds the lock), then lets go. Async-signal-safe.
-  void release() noexcept {
-    if (fd_.get() < 0) return;
-    ::unlink(name_.c_str());
-    fd_.reset();
-  }
-
- private:
-  std::string name_;
-  unique_fd fd_;
-};
-
-// mkdir -p, but each directory it creates is 0700: this user's only, as the last must be
-// (std::filesystem::create_directories would make them 0777 & ~umask).
-bool make_directories(const std::string& dir) {
-  for (std::size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
-    if (::mkdir(dir.substr(0, slash).c_str(), 0700) != 0 && errno != EEXIST) return false;
-    if (slash == std::string::npos) return true;
-  }
-}
-
-// The socket's directory must be this user's and closed to others (anyone who can write
-// to it could replace the socket); it is created 0700 when missing, with its parents.
-// Takes `lock` before touching the socket's path.
-std::string check_socket_place(const std::string& path, socket_lock& lock) {
-  if (path.empty()) return "--socket: expected a path, got \"\"";
-  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
-    return "--socket: expected a path of at most " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
-           " bytes (a Unix socket's limit), got " + std::to_string(path.size());
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  struct stat st{};
-  if (::stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT || !make_directories(dir) || ::stat(dir.c_str(), &st) != 0)
-      return "--socket: cannot create the directory " + dir + ": " + std::strerror(errno);
-  }
-  if (!S_ISDIR(st.st_mode)) return "--socket: " + dir + " is not a directory";
-  if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return "--socket: expected a directory owned by uid " + std::to_string(::geteuid()) +
-           " and closed to others (chmod 700), got " + dir + " owned by uid " + std::to_string(st.st_uid) +
-           " with mode " + mode;
-  }
-  if (std::string problem = lock.take(path); !problem.empty()) return problem;
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return "--socket: " + path + " exists and is not a socket";
-    unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size());
-    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
-      return "--socket: a server is already listening on " + path;
-    ::unlink(path.c_str());  // left by a server that is gone (a live one would hold the lock)
-  }
-  return {};
 }
 
 class server {
@@ -693,10 +604,8 @@ void server::handle_request(client& c, const request& r) {
   }
 }
 
-// Applies the config file as it is now: pools gone are removed (they finish their jobs),
-// new ones added, changed ones replaced (the old one finishes its jobs, new jobs go to
-// the new one), and a pool whose only change is its worker count is scaled. An invalid
-// file changes nothing.
+// Applies the config file as it is now (detail::apply_pool_changes says what happens to
+// each pool). An invalid file changes nothing.
 std::string server::reload() {
   run_config next;
   try {
@@ -710,35 +619,9 @@ std::string server::reload() {
     log_->warn("reload refused: the server is {}", state_);
     return error_line("reload: the server is " + state_);
   }
-  const auto resolve = [](unsigned w) { return w == 0 ? std::max(1u, std::thread::hardware_concurrency()) : w; };
-  std::vector<std::string> added, removed, restarted, scaled, unchanged, notes;
+  detail::pool_changes changes;
   try {
-    for (const auto& old : config_.pools)
-      if (!next.find_pool(old.name)) {
-        sup_->remove_pool(old.name);
-        removed.push_back(old.name);
-      }
-    for (const auto& p : next.pools) {
-      const pool_config* old = config_.find_pool(p.name);
-      auto add = [&] { detail::add_config_pool(*sup_, p); };
-      if (!old) {
-        add();
-        added.push_back(p.name);
-        continue;
-      }
-      pool_options a = old->options, b = p.options;
-      a.workers = b.workers = 0;
-      if (a != b) {
-        sup_->remove_pool(p.name);
-        add();
-        restarted.push_back(p.name);
-      } else if (resolve(old->options.workers) != resolve(p.options.workers)) {
-        sup_->find_pool(p.name)->scale(resolve(p.options.workers));
-        scaled.push_back(p.name);
-      } else {
-        unchanged.push_back(p.name);
-      }
-    }
+    changes = detail::apply_pool_changes(*sup_, config_, next);
   } catch (const std::exception& e) {
     log_->error("reload failed part way: {}", e.what());
     return error_line(std::string("reload failed part way: ") + e.what());
@@ -746,34 +629,12 @@ std::string server::reload() {
   if (options_.log_level.empty()) set_log_level(next.log_level.empty() ? "info" : next.log_level);
   const auto& s0 = config_.supervisor;
   const auto& s1 = next.supervisor;
+  std::string summary = detail::summarize(changes);
   if (s0.name != s1.name || s0.strategy != s1.strategy || s0.shutdown_timeout != s1.shutdown_timeout)
-    notes.push_back("[supervisor] settings other than log_level apply at the next start");
+    summary += "; [supervisor] settings other than log_level apply at the next start";
   config_ = std::move(next);
-  auto list = [](const std::vector<std::string>& v) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (i) out += ", ";
-      append_json_string(out, v[i]);
-    }
-    return out + "]";
-  };
-  std::string summary;
-  auto part = [&](const char* what, const std::vector<std::string>& v) {
-    if (v.empty()) return;
-    std::string names;
-    for (auto& n : v) names += (names.empty() ? "" : ", ") + n;
-    summary += (summary.empty() ? "" : "; ") + std::string(what) + " " + names;
-  };
-  part("added", added);
-  part("removed", removed);
-  part("restarted", restarted);
-  part("scaled", scaled);
-  if (summary.empty()) summary = "nothing changed";
-  for (auto& n : notes) summary += "; " + n;
   log_->info("reloaded {}: {}", options_.config, summary);
-  return reply_line("ok", json_field("message", summary) + ", \"added\": " + list(added) + ", \"removed\": " +
-                              list(removed) + ", \"restarted\": " + list(restarted) + ", \"scaled\": " + list(scaled) +
-                              ", \"unchanged\": " + list(unchanged));
+  return reply_line("ok", json_field("message", summary) + ", " + detail::reply_fields(changes));
 }
 
 }  // namespace
