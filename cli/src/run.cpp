@@ -267,8 +267,6 @@ static int run_body(const run_options& o) {
     say(problem);
     return k_exit_usage;
   }
-  std::size_t max_message = 0;
-  for (const auto& p : config.pools) max_message = std::max(max_message, p.options.max_message);
   resume_state resume;
   opened_inputs io;
   if (const std::string problem = open_files(o, o.resume || o.resume_failed ? &resume : nullptr, io); !problem.empty()) {
@@ -325,8 +323,8 @@ static int run_body(const run_options& o) {
   }
   jsonl_job_source* line_source = nullptr;
   if (io.jobs_fd >= 0) {
-    const std::size_t max_line = std::max<std::size_t>(std::size_t{1} << 20, 6 * max_message + 65536);
-    auto s = std::make_unique<jsonl_job_source>(io.jobs_fd, io.jobs_name, stop_fd.get(), max_line, io.jobs_size);
+    auto s = std::make_unique<jsonl_job_source>(io.jobs_fd, io.jobs_name, stop_fd.get(), max_job_line(config),
+                                                io.jobs_size);
     line_source = s.get();
     sources.push_back(std::move(s));
     source_names.push_back(io.jobs_name);

@@ -21,6 +21,7 @@
 #include <ringmaster/cli/config.hpp>
 #include <ringmaster/cli/job_source.hpp>
 #include <ringmaster/cli/jsonl.hpp>
+#include <ringmaster/cli/line_splitter.hpp>
 #include <ringmaster/cli/protocol.hpp>
 #include <ringmaster/cli/run.hpp>
 #include <ringmaster/cli/serve.hpp>
@@ -28,6 +29,7 @@
 #include <ringmaster/worker/demo_handlers.hpp>
 #include <ringmaster/worker/logging.hpp>
 #include <set>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -57,15 +59,14 @@ struct outbox {
 };
 
 struct client {
-  client(int fd_, const run_config& config) : fd(fd_), admission(config, nullptr) {}
+  client(int fd_, const run_config& config, std::size_t max_line) : fd(fd_), lines(max_line), admission(config, nullptr) {}
   unique_fd fd;
   pid_t pid = 0;
   std::uint64_t serial = 0;  // names it in logs
   std::shared_ptr<outbox> box = std::make_shared<outbox>();
-  std::string in;  // bytes read and not yet handled
+  line_splitter lines;  // bytes read and not yet handled
   std::string out;  // bytes to write
   std::size_t out_sent = 0;
-  bool skipping = false;  // inside a line over the length limit
   std::uint64_t line = 0;
   std::shared_ptr<const std::string> source = std::make_shared<const std::string>("socket");
   job_admission admission;  // its ids, sequence numbers and duplicates: per client
@@ -124,11 +125,6 @@ class server {
   }
   [[nodiscard]] bool blocked(const client& c) const noexcept {
     return c.parked || c.submitted - c.taken >= k_window || c.out.size() - c.out_sent > k_out_limit;
-  }
-  [[nodiscard]] std::size_t max_line() const {
-    std::size_t m = 0;
-    for (const auto& p : config_.pools) m = std::max(m, p.options.max_message);
-    return std::max<std::size_t>(std::size_t{1} << 20, 6 * m + 65536);
   }
 
   const serve_options& options_;
@@ -248,7 +244,7 @@ int server::run() {
           // Gone for good (it can read nothing more): what it sent before it went is
           // still handled, as far as its window allows (a fire-and-forget `drain` works),
           // then it is dropped. Lines not handled were never accepted.
-          while (c.in.size() < (std::size_t{16} << 20) && read_client(c)) {
+          while (c.lines.held().size() < (std::size_t{16} << 20) && read_client(c)) {
           }
           take_results(c);
           process_input(c);
@@ -318,7 +314,7 @@ void server::accept_clients() {
       ::close(fd);
       continue;
     }
-    auto c = std::make_unique<client>(fd, config_);
+    auto c = std::make_unique<client>(fd, config_, max_job_line(config_));
     c->pid = cred.pid;
     c->serial = next_serial_++;
     c->out = reply_line("hello", "\"protocol\": " + std::to_string(k_protocol_version) + ", " +
@@ -334,10 +330,10 @@ void server::accept_clients() {
 
 bool server::read_client(client& c) {
   if (c.eof || c.gone) return false;
-  char buf[65536];
-  const ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+  const std::span<char> room = c.lines.space(65536);
+  const ssize_t n = ::read(c.fd.get(), room.data(), room.size());
   if (n > 0) {
-    c.in.append(buf, static_cast<std::size_t>(n));
+    c.lines.commit(static_cast<std::size_t>(n));
     return true;
   }
   if (n == 0)
@@ -348,47 +344,27 @@ bool server::read_client(client& c) {
 }
 
 void server::process_input(client& c) {
-  std::size_t pos = 0;
-  const std::size_t limit = max_line();
+  c.lines.set_max_line(max_job_line(config_));  // a reload may have changed it
   while (!c.gone && !c.closing) {
     if (c.parked) {
       if (!try_submit(c, *c.parked)) break;
       c.parked.reset();
     }
     if (blocked(c)) break;
-    const auto nl = c.in.find('\n', pos);
-    if (nl == std::string::npos) {
-      if (c.in.size() - pos > limit && !c.skipping) {
-        ++c.line;
-        job_entry e;
-        e.rejection = "line longer than " + std::to_string(limit) + " bytes";
-        admit(c, e);
-        c.skipping = true;
-      }
-      if (c.skipping) pos = c.in.size();
-      if (c.eof && pos < c.in.size()) {  // a last line without its newline
-        c.in += '\n';
-        continue;
-      }
-      break;
-    }
-    std::string_view line(c.in.data() + pos, nl - pos);
-    pos = nl + 1;
-    if (c.skipping) {
-      c.skipping = false;
-      continue;
-    }
+    std::string_view line;
+    bool unterminated = false;  // a last line without its newline is a line all the same
+    const auto piece = c.lines.next(line, unterminated, c.eof);
+    if (piece == line_splitter::piece::more) break;
     ++c.line;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.size() > limit) {  // arrived whole, in one read: as long, and as refused
+    if (piece == line_splitter::piece::too_long) {
       job_entry e;
-      e.rejection = "line longer than " + std::to_string(limit) + " bytes";
+      e.rejection = "line longer than " + std::to_string(c.lines.max_line()) + " bytes";
       admit(c, e);
       continue;
     }
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     handle_line(c, line);
   }
-  c.in.erase(0, pos);
 }
 
 void server::handle_line(client& c, std::string_view line) {
@@ -463,7 +439,7 @@ void server::take_results(client& c) {
 // summary, and for an ended input the connection closes.
 void server::maybe_end(client& c) {
   if (!(c.end_requested || c.eof) || c.closing || c.parked || c.taken != c.submitted) return;
-  if (c.eof && c.in.find_first_not_of(" \t\r\n") != std::string::npos) return;  // lines left to handle
+  if (c.eof && c.lines.held().find_first_not_of(" \t\r\n") != std::string_view::npos) return;  // lines left to handle
   if (c.eof && !c.end_requested && c.ended_at == c.submitted) {  // its `end` was answered: nothing new
     c.closing = true;
     return;
