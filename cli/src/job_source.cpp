@@ -152,6 +152,10 @@ std::size_t max_job_line(const run_config& config) noexcept {
   return std::max<std::size_t>(std::size_t{1} << 20, 6 * m + 65536);
 }
 
+std::string rejection_message(std::string_view source, std::uint64_t line, std::string_view why) {
+  return std::string(source) + ":" + std::to_string(line) + ": " + excerpt(why, k_max_rejection);
+}
+
 job_admission::verdict job_admission::admit(job_entry& e) {
   ++sequence_;
   if (e.id.empty()) {
@@ -159,9 +163,7 @@ job_admission::verdict job_admission::admit(job_entry& e) {
     e.integer_id = false;  // a sequence number is a string id, as before
   }
   auto reject = [&](std::string why) {
-    // Bounded whatever the cause quotes: a rejection is a line to read, not a copy of
-    // the megabyte it refuses.
-    e.rejection = e.origin() + ": " + excerpt(why, k_max_rejection);
+    e.rejection = rejection_message(e.source, e.line, why);
     return verdict::reject;
   };
   if (!e.rejection.empty()) return reject(std::move(e.rejection));

@@ -160,8 +160,7 @@ class run_state {
       const auto source = static_cast<std::size_t>(s.where >> 56);
       const std::uint64_t line = s.where & ((std::uint64_t{1} << 56) - 1);
       if (source < source_names_.size())
-        r.value = source_names_[source] + ":" + std::to_string(line) + ": " +
-                  excerpt(r.value, job_admission::k_max_rejection);
+        r.value = rejection_message(source_names_[source], line, r.value);
     }
     s.live = false;
     free_.push_back(slot);

@@ -405,12 +405,12 @@ void server::submit_job(client& c, job_entry& e) {
 bool server::try_submit(client& c, job_entry& e) {
   pool* p = sup_->find_pool(e.pool);
   if (!p) {  // removed by a reload after the job was admitted
-    reject(c, e.id, e.origin() + ": pool \"" + e.pool + "\" was removed");
+    reject(c, e.id, rejection_message(e.source, e.line, "pool \"" + e.pool + "\" was removed"));
     return true;
   }
   const int wake = wake_fd_.get();
   auto done = [box = c.box, wake, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
-    if (r.error == error_kind::rejected) r.value = *source + ":" + std::to_string(line) + ": " + r.value;
+    if (r.error == error_kind::rejected) r.value = rejection_message(*source, line, r.value);
     deliver(*box, r, wake, integer_id);
   };
   return p->try_submit(e.type, e.payload, std::move(done), e.id);

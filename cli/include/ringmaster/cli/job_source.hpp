@@ -45,6 +45,14 @@ struct job_entry {
   [[nodiscard]] std::string origin() const { return std::string(source) + ":" + std::to_string(line); }
 };
 
+/// How every rejected line is worded, in `run` and `serve` alike, whoever refuses it
+/// (admission, or the library at submission): "jobs.jsonl:17: WHY", WHY cut to
+/// k_max_rejection bytes: a rejection is a line to read, not a copy of the megabyte it
+/// refuses.
+[[nodiscard]] std::string rejection_message(std::string_view source, std::uint64_t line, std::string_view why);
+/// The longest reason a rejection gives (values it quotes are cut shorter still).
+inline constexpr std::size_t k_max_rejection = 1000;
+
 /// The longest job line a run or a server reads for `config`'s pools: room for the
 /// largest max_message in any encoding a job line may use (escaped or base64), and at
 /// least 1 MiB. Longer lines are rejected unread.
@@ -147,8 +155,7 @@ class job_admission {
   /// `e.rejection` holds the whole message, origin first ("jobs.jsonl:17: ..."), its
   /// reason cut to k_max_rejection bytes.
   verdict admit(job_entry& e);
-  /// The longest reason a rejection gives (values it quotes are cut shorter still).
-  static constexpr std::size_t k_max_rejection = 1000;
+  static constexpr std::size_t k_max_rejection = cli::k_max_rejection;
 
  private:
   const run_config& config_;
