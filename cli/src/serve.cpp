@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "client_sink.hpp"
 #include "pool_reload.hpp"
 #include "process_setup.hpp"
 #include "socket_place.hpp"
@@ -48,22 +49,13 @@ using detail::socket_lock;
 using detail::unique_fd;
 using clock_type = std::chrono::steady_clock;
 
-// Result lines for one client, filled by completion callbacks on the dispatcher thread
-// (and by the server thread for its own rejections), taken by the server thread.
-struct outbox {
-  std::mutex mutex;
-  std::string lines;
-  std::uint64_t results = 0, ok = 0, failed = 0;
-  bool closed = false;   // the client went: later results are dropped
-  bool flagged = false;  // the server was woken for what is here
-};
-
 struct client {
-  client(int fd_, const run_config& config, std::size_t max_line) : fd(fd_), lines(max_line), admission(config, nullptr) {}
+  client(int fd_, const run_config& config, std::size_t max_line, int wake_fd)
+      : fd(fd_), sink(std::make_shared<detail::client_sink>(wake_fd)), lines(max_line), admission(config, nullptr) {}
   unique_fd fd;
   pid_t pid = 0;
   std::uint64_t serial = 0;  // names it in logs
-  std::shared_ptr<outbox> box = std::make_shared<outbox>();
+  std::shared_ptr<detail::client_sink> sink;  // its result lines: a callback may outlive the client
   line_splitter lines;  // bytes read and not yet handled
   std::string out;  // bytes to write
   std::size_t out_sent = 0;
@@ -80,19 +72,6 @@ struct client {
   bool gone = false;         // to be removed
   std::uint32_t events = 0;  // as registered with epoll
 };
-
-void deliver(outbox& box, const result& r, int wake_fd, bool integer_id = false) {
-  std::lock_guard lock(box.mutex);
-  if (box.closed) return;
-  append_result_line(box.lines, r, integer_id);
-  ++box.results;
-  ++(r.ok() ? box.ok : box.failed);
-  if (!box.flagged) {
-    box.flagged = true;
-    const std::uint64_t one = 1;
-    (void)!::write(wake_fd, &one, sizeof one);
-  }
-}
 
 class server {
  public:
@@ -267,14 +246,13 @@ int server::run() {
     }
     std::erase_if(clients_, [this](auto& kv) {
       if (!kv.second->gone) return false;
-      std::lock_guard lock(kv.second->box->mutex);
-      kv.second->box->closed = true;
+      kv.second->sink->close();
       ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, kv.first, nullptr);
       return true;
     });
     if (finished_.load()) break;
   }
-  // Drained or stopped: every result is in the boxes. Each client gets its lines (and
+  // Drained or stopped: every result is in the clients' sinks. Each client gets its lines (and
   // its end), bounded in time, then the connections close.
   shutdown_thread_.join();
   for (auto& t : escalations_) t.join();
@@ -314,7 +292,7 @@ void server::accept_clients() {
       ::close(fd);
       continue;
     }
-    auto c = std::make_unique<client>(fd, config_, max_job_line(config_));
+    auto c = std::make_unique<client>(fd, config_, max_job_line(config_), wake_fd_.get());
     c->pid = cred.pid;
     c->serial = next_serial_++;
     c->out = reply_line("hello", "\"protocol\": " + std::to_string(k_protocol_version) + ", " +
@@ -408,10 +386,9 @@ bool server::try_submit(client& c, job_entry& e) {
     reject(c, e.id, rejection_message(e.source, e.line, "pool \"" + e.pool + "\" was removed"));
     return true;
   }
-  const int wake = wake_fd_.get();
-  auto done = [box = c.box, wake, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
+  auto done = [sink = c.sink, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
     if (r.error == error_kind::rejected) r.value = rejection_message(*source, line, r.value);
-    deliver(*box, r, wake, integer_id);
+    sink->push(std::move(r), false, integer_id);
   };
   return p->try_submit(e.type, e.payload, std::move(done), e.id);
 }
@@ -421,18 +398,15 @@ void server::reject(client& c, std::string id, std::string message, bool integer
   r.id = std::move(id);
   r.error = error_kind::rejected;
   r.value = std::move(message);
-  deliver(*c.box, r, wake_fd_.get(), integer_id);
+  c.sink->push(std::move(r), false, integer_id);
 }
 
 void server::take_results(client& c) {
-  std::lock_guard lock(c.box->mutex);
-  if (!c.box->flagged) return;
-  c.box->flagged = false;
-  c.out += c.box->lines;
-  c.box->lines.clear();
-  c.taken = c.box->results;
-  c.ok = c.box->ok;
-  c.failed = c.box->failed;
+  detail::client_sink::counts seen;
+  if (!c.sink->take(c.out, seen)) return;
+  c.taken = seen.results;
+  c.ok = seen.ok;
+  c.failed = seen.failed;
 }
 
 // After `end` (or the client's end of input), once every job of it has its line: a
