@@ -40,10 +40,12 @@ double config_job_source::fraction_read() const noexcept {
 // --- line_reader
 
 line_reader::line_reader(int fd, int stop_fd, std::size_t max_line)
-    : fd_(fd), stop_fd_(stop_fd), max_line_(std::max<std::size_t>(max_line, 16)) {
+    : fd_(fd),
+      stop_fd_(stop_fd),
+      read_size_(std::min<std::size_t>(std::size_t{1} << 20, std::max<std::size_t>(max_line, 16) + 1)),
+      lines_(std::max<std::size_t>(max_line, 16)) {
   struct stat st{};
   pollable_ = !(::fstat(fd, &st) == 0 && S_ISREG(st.st_mode));
-  buf_.resize(std::min<std::size_t>(std::size_t{1} << 20, max_line_ + 1));
 }
 
 bool line_reader::fill() {
@@ -51,14 +53,7 @@ bool line_reader::fill() {
     last_ = status::end;
     return false;
   }
-  // Keep the unconsumed tail at the front, and make room: the buffer grows up to one
-  // line of max_line bytes (plus its newline), never more.
-  if (begin_ > 0) {
-    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-    end_ -= begin_;
-    begin_ = 0;
-  }
-  if (end_ == buf_.size()) buf_.resize(std::min(buf_.size() * 2, max_line_ + 1));
+  const std::span<char> room = lines_.space(read_size_);
   for (;;) {
     if (pollable_) {
       pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
@@ -73,7 +68,7 @@ bool line_reader::fill() {
         return false;
       }
     }
-    const ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+    const ssize_t got = ::read(fd_, room.data(), room.size());
     if (got < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       error_ = errno;
@@ -85,49 +80,21 @@ bool line_reader::fill() {
       last_ = status::end;
       return false;
     }
-    end_ += static_cast<std::size_t>(got);
+    lines_.commit(static_cast<std::size_t>(got));
     return true;
   }
 }
 
 line_reader::status line_reader::next(std::string_view& line, bool& unterminated) {
-  unterminated = false;
-  bool skipping = false;    // inside a line over max_line: drop bytes up to its newline
-  std::size_t scanned = 0;  // bytes of [begin_, end_) known to hold no newline
   for (;;) {
-    const char* start = buf_.data() + begin_;
-    if (const auto* nl = static_cast<const char*>(std::memchr(start + scanned, '\n', end_ - begin_ - scanned))) {
-      const auto len = static_cast<std::size_t>(nl - start);
-      ++line_number_;
-      begin_ += len + 1;
-      consumed_.fetch_add(len + 1, std::memory_order_relaxed);
-      if (skipping) return status::too_long;
-      line = std::string_view(start, len);
-      return status::line;
+    switch (lines_.next(line, unterminated, eof_)) {
+      case line_splitter::piece::line: return status::line;
+      case line_splitter::piece::too_long: return status::too_long;
+      case line_splitter::piece::more:
+        if (eof_) return status::end;
+        if (!fill() && last_ != status::end) return last_;
+        break;
     }
-    scanned = end_ - begin_;
-    if (scanned > max_line_ || skipping) {
-      // Too long: forget what we hold of it (memory stays bounded) and skip to its end.
-      skipping = true;
-      consumed_.fetch_add(scanned, std::memory_order_relaxed);
-      begin_ = end_ = scanned = 0;
-    }
-    if (eof_) {
-      if (skipping) {
-        ++line_number_;
-        return status::too_long;
-      }
-      if (end_ == begin_) return status::end;
-      // A last line without its newline: handed out, marked, so that the caller can tell
-      // a file cut short from one whose writer merely omitted the final newline.
-      ++line_number_;
-      line = std::string_view(start, end_ - begin_);
-      consumed_.fetch_add(end_ - begin_, std::memory_order_relaxed);
-      begin_ = end_;
-      unterminated = true;
-      return status::line;
-    }
-    if (!fill() && last_ != status::end) return last_;
   }
 }
 
@@ -179,6 +146,16 @@ bool jsonl_job_source::next(job_entry& out) {
 
 // --- job_admission
 
+std::size_t max_job_line(const run_config& config) noexcept {
+  std::size_t m = 0;
+  for (const auto& p : config.pools) m = std::max(m, p.options.max_message);
+  return std::max<std::size_t>(std::size_t{1} << 20, 6 * m + 65536);
+}
+
+std::string rejection_message(std::string_view source, std::uint64_t line, std::string_view why) {
+  return std::string(source) + ":" + std::to_string(line) + ": " + excerpt(why, k_max_rejection);
+}
+
 job_admission::verdict job_admission::admit(job_entry& e) {
   ++sequence_;
   if (e.id.empty()) {
@@ -186,9 +163,7 @@ job_admission::verdict job_admission::admit(job_entry& e) {
     e.integer_id = false;  // a sequence number is a string id, as before
   }
   auto reject = [&](std::string why) {
-    // Bounded whatever the cause quotes: a rejection is a line to read, not a copy of
-    // the megabyte it refuses.
-    e.rejection = e.origin() + ": " + excerpt(why, k_max_rejection);
+    e.rejection = rejection_message(e.source, e.line, why);
     return verdict::reject;
   };
   if (!e.rejection.empty()) return reject(std::move(e.rejection));

@@ -31,6 +31,7 @@
 #include <utility>
 
 #include "process_setup.hpp"
+#include "run_inputs.hpp"
 
 namespace ringmaster::cli {
 namespace {
@@ -38,6 +39,9 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 using detail::block_signals;
+using detail::open_files;
+using detail::opened_inputs;
+using detail::shared_memory_problem;
 using detail::cli_logger;
 using detail::say;
 using detail::unique_fd;
@@ -156,8 +160,7 @@ class run_state {
       const auto source = static_cast<std::size_t>(s.where >> 56);
       const std::uint64_t line = s.where & ((std::uint64_t{1} << 56) - 1);
       if (source < source_names_.size())
-        r.value = source_names_[source] + ":" + std::to_string(line) + ": " +
-                  excerpt(r.value, job_admission::k_max_rejection);
+        r.value = rejection_message(source_names_[source], line, r.value);
     }
     s.live = false;
     free_.push_back(slot);
@@ -242,97 +245,7 @@ class run_state {
   bool hard_stopped_ = false;
 };
 
-struct opened_inputs {
-  unique_fd jobs_file;   // owned when --jobs names a file
-  int jobs_fd = -1;      // the descriptor to read (0 for stdin)
-  std::string jobs_name;
-  std::uint64_t jobs_size = 0;
-  unique_fd results_file;
-  int results_fd = -1;
-  std::string results_name;
-};
-
-// Step 1's checks on files. Returns "" or the problem.
-std::string open_files(const run_options& o, resume_state* resume, opened_inputs& io) {
-  struct stat jobs_st{};
-  if (!o.jobs.empty()) {
-    if (o.jobs == "-") {
-      io.jobs_fd = STDIN_FILENO;
-      io.jobs_name = "stdin";
-    } else {
-      io.jobs_file = unique_fd(::open(o.jobs.c_str(), O_RDONLY | O_CLOEXEC));
-      if (io.jobs_file.get() < 0) return "--jobs: cannot open " + o.jobs + ": " + std::strerror(errno);
-      io.jobs_fd = io.jobs_file.get();
-      io.jobs_name = o.jobs;
-    }
-    if (::fstat(io.jobs_fd, &jobs_st) == 0) {
-      if (S_ISDIR(jobs_st.st_mode)) return "--jobs: expected a file of job lines, got a directory: " + o.jobs;
-      if (S_ISREG(jobs_st.st_mode)) io.jobs_size = static_cast<std::uint64_t>(jobs_st.st_size);
-    }
-  }
-  if (o.results == "-") {
-    if (o.resume || o.resume_failed)
-      return std::string(o.resume ? "--resume" : "--resume-failed") +
-             ": expected --results FILE (the results of the run to resume), got results on stdout";
-    io.results_fd = STDOUT_FILENO;
-    io.results_name = "stdout";
-    return {};
-  }
-  struct stat results_st{};
-  if (::stat(o.results.c_str(), &results_st) == 0) {
-    if (S_ISDIR(results_st.st_mode)) return "--results: expected a file, got a directory: " + o.results;
-    if (!o.jobs.empty() && jobs_st.st_ino == results_st.st_ino && jobs_st.st_dev == results_st.st_dev)
-      return "--results: expected a file other than the jobs file, got " + o.results;
-    struct stat config_st{};
-    if (::stat(o.config.c_str(), &config_st) == 0 && config_st.st_ino == results_st.st_ino &&
-        config_st.st_dev == results_st.st_dev)
-      return "--results: expected a file other than the config file, got " + o.results;
-  }
-  // Locked for the whole run (the lock goes with the descriptor, at exit), before it is
-  // read, cut or emptied: two runs on one file would both write every id's line.
-  // Without --resume the file is started afresh; with it, appended to.
-  io.results_file = unique_fd(::open(o.results.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : 0), 0644));
-  if (io.results_file.get() < 0) return "--results: cannot open " + o.results + ": " + std::strerror(errno);
-  if (::flock(io.results_file.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
-    return "--results: expected a results file no other run is writing, got " + o.results +
-           " (locked by another ringmaster run; wait for it to end)";
-  io.results_fd = io.results_file.get();
-  io.results_name = o.results;
-  if (resume) {
-    try {
-      *resume = load_resume(o.results);
-    } catch (const std::system_error& e) {
-      return std::string(o.resume ? "--resume: " : "--resume-failed: ") + e.what();
-    }
-  } else if (struct stat st{}; ::fstat(io.results_fd, &st) == 0 && S_ISREG(st.st_mode) &&
-             ::ftruncate(io.results_fd, 0) != 0) {
-    return "--results: cannot empty " + o.results + ": " + std::strerror(errno);
-  }
-  return {};
-}
-
 }  // namespace
-
-// Sizes in messages about shared memory, in MiB rounded up: per worker they are not round.
-static std::string mib(std::size_t bytes) { return std::to_string((bytes + (std::size_t{1} << 20) - 1) >> 20) + " MiB"; }
-
-// The pools would map more shared memory than the machine has (each worker's rings are
-// reserved whole when it starts, and charged to no process): refused before anything
-// starts, as a config error naming each pool's line and keys. "" when it fits.
-static std::string shared_memory_problem(const run_config& config) {
-  const std::size_t available = available_memory();
-  std::size_t need = 0;
-  for (const auto& p : config.pools) need += shared_memory_of(p.options);
-  if (available == 0 || need <= available) return {};
-  std::string out;
-  for (const auto& p : config.pools)
-    out += config.path + ":" + std::to_string(p.line) + ": pools." + p.name + ": workers = " +
-           std::to_string(p.options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency()) : p.options.workers) +
-           " and max_message = " + format_size(p.options.max_message) + " map " + mib(shared_memory_of(p.options)) +
-           " of shared memory (" + mib(shared_memory_per_worker(p.options)) + " per worker)\n";
-  return out + config.path + ": expected the pools' shared memory to fit in what this machine has available (MemAvailable " +
-         mib(available) + "), got " + mib(need) + ": lower workers or max_message";
-}
 
 // run() without its guard against threads that cannot be created.
 static int run_body(const run_options& o) {
@@ -353,8 +266,6 @@ static int run_body(const run_options& o) {
     say(problem);
     return k_exit_usage;
   }
-  std::size_t max_message = 0;
-  for (const auto& p : config.pools) max_message = std::max(max_message, p.options.max_message);
   resume_state resume;
   opened_inputs io;
   if (const std::string problem = open_files(o, o.resume || o.resume_failed ? &resume : nullptr, io); !problem.empty()) {
@@ -411,8 +322,8 @@ static int run_body(const run_options& o) {
   }
   jsonl_job_source* line_source = nullptr;
   if (io.jobs_fd >= 0) {
-    const std::size_t max_line = std::max<std::size_t>(std::size_t{1} << 20, 6 * max_message + 65536);
-    auto s = std::make_unique<jsonl_job_source>(io.jobs_fd, io.jobs_name, stop_fd.get(), max_line, io.jobs_size);
+    auto s = std::make_unique<jsonl_job_source>(io.jobs_fd, io.jobs_name, stop_fd.get(), max_job_line(config),
+                                                io.jobs_size);
     line_source = s.get();
     sources.push_back(std::move(s));
     source_names.push_back(io.jobs_name);

@@ -21,6 +21,7 @@
 #include <ringmaster/cli/config.hpp>
 #include <ringmaster/cli/job_source.hpp>
 #include <ringmaster/cli/jsonl.hpp>
+#include <ringmaster/cli/line_splitter.hpp>
 #include <ringmaster/cli/protocol.hpp>
 #include <ringmaster/cli/run.hpp>
 #include <ringmaster/cli/serve.hpp>
@@ -28,40 +29,36 @@
 #include <ringmaster/worker/demo_handlers.hpp>
 #include <ringmaster/worker/logging.hpp>
 #include <set>
+#include <span>
 #include <thread>
 #include <vector>
 
+#include "client_sink.hpp"
+#include "pool_reload.hpp"
 #include "process_setup.hpp"
+#include "socket_place.hpp"
 
 namespace ringmaster::cli {
 namespace {
 
 using detail::block_signals;
+using detail::check_socket_place;
 using detail::cli_logger;
 using detail::say;
+using detail::socket_lock;
 using detail::unique_fd;
 using clock_type = std::chrono::steady_clock;
 
-// Result lines for one client, filled by completion callbacks on the dispatcher thread
-// (and by the server thread for its own rejections), taken by the server thread.
-struct outbox {
-  std::mutex mutex;
-  std::string lines;
-  std::uint64_t results = 0, ok = 0, failed = 0;
-  bool closed = false;   // the client went: later results are dropped
-  bool flagged = false;  // the server was woken for what is here
-};
-
 struct client {
-  client(int fd_, const run_config& config) : fd(fd_), admission(config, nullptr) {}
+  client(int fd_, const run_config& config, std::size_t max_line, int wake_fd)
+      : fd(fd_), sink(std::make_shared<detail::client_sink>(wake_fd)), lines(max_line), admission(config, nullptr) {}
   unique_fd fd;
   pid_t pid = 0;
   std::uint64_t serial = 0;  // names it in logs
-  std::shared_ptr<outbox> box = std::make_shared<outbox>();
-  std::string in;  // bytes read and not yet handled
+  std::shared_ptr<detail::client_sink> sink;  // its result lines: a callback may outlive the client
+  line_splitter lines;  // bytes read and not yet handled
   std::string out;  // bytes to write
   std::size_t out_sent = 0;
-  bool skipping = false;  // inside a line over the length limit
   std::uint64_t line = 0;
   std::shared_ptr<const std::string> source = std::make_shared<const std::string>("socket");
   job_admission admission;  // its ids, sequence numbers and duplicates: per client
@@ -75,112 +72,6 @@ struct client {
   bool gone = false;         // to be removed
   std::uint32_t events = 0;  // as registered with epoll
 };
-
-void deliver(outbox& box, const result& r, int wake_fd, bool integer_id = false) {
-  std::lock_guard lock(box.mutex);
-  if (box.closed) return;
-  append_result_line(box.lines, r, integer_id);
-  ++box.results;
-  ++(r.ok() ? box.ok : box.failed);
-  if (!box.flagged) {
-    box.flagged = true;
-    const std::uint64_t one = 1;
-    (void)!::write(wake_fd, &one, sizeof one);
-  }
-}
-
-// PATH.lock, locked (flock) for the server's whole life: only the process holding it may
-// remove a socket left at PATH or bind one there, and remove it at the end. Without it,
-// two servers started at once both found no socket, and the one whose bind failed then
-// removed the winner's (or took a socket bound but not yet listening for a stale one).
-class socket_lock {
- public:
-  socket_lock() = default;
-  socket_lock(const socket_lock&) = delete;
-  socket_lock& operator=(const socket_lock&) = delete;
-  ~socket_lock() { release(); }
-
-  /// Takes the lock of `socket` without waiting: "" or what is wrong (another server has it).
-  std::string take(const std::string& socket) {
-    name_ = socket + ".lock";
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      unique_fd fd(::open(name_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-      if (fd.get() < 0) return "--socket: cannot create the lock file " + name_ + ": " + std::strerror(errno);
-      if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-          return "--socket: another ringmaster serve is already listening on " + socket + ", or starting to (it holds " +
-                 name_ + ")";
-        return "--socket: cannot lock " + name_ + ": " + std::strerror(errno);
-      }
-      // The server that held it may have removed the file between our open and our
-      // flock: a lock on a file no longer at that name guards nothing, so try again.
-      struct stat held{}, named{};
-      if (::fstat(fd.get(), &held) == 0 && ::stat(name_.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
-          held.st_ino == named.st_ino) {
-        fd_ = std::move(fd);
-        return {};
-      }
-    }
-    return "--socket: cannot lock " + name_ + ": it is removed and created again and again";
-  }
-  /// Removes the lock file while still holding it (so nobody locks the file being
-  /// removed and believes it holds the lock), then lets go. Async-signal-safe.
-  void release() noexcept {
-    if (fd_.get() < 0) return;
-    ::unlink(name_.c_str());
-    fd_.reset();
-  }
-
- private:
-  std::string name_;
-  unique_fd fd_;
-};
-
-// mkdir -p, but each directory it creates is 0700: this user's only, as the last must be
-// (std::filesystem::create_directories would make them 0777 & ~umask).
-bool make_directories(const std::string& dir) {
-  for (std::size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
-    if (::mkdir(dir.substr(0, slash).c_str(), 0700) != 0 && errno != EEXIST) return false;
-    if (slash == std::string::npos) return true;
-  }
-}
-
-// The socket's directory must be this user's and closed to others (anyone who can write
-// to it could replace the socket); it is created 0700 when missing, with its parents.
-// Takes `lock` before touching the socket's path.
-std::string check_socket_place(const std::string& path, socket_lock& lock) {
-  if (path.empty()) return "--socket: expected a path, got \"\"";
-  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
-    return "--socket: expected a path of at most " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
-           " bytes (a Unix socket's limit), got " + std::to_string(path.size());
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  struct stat st{};
-  if (::stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT || !make_directories(dir) || ::stat(dir.c_str(), &st) != 0)
-      return "--socket: cannot create the directory " + dir + ": " + std::strerror(errno);
-  }
-  if (!S_ISDIR(st.st_mode)) return "--socket: " + dir + " is not a directory";
-  if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return "--socket: expected a directory owned by uid " + std::to_string(::geteuid()) +
-           " and closed to others (chmod 700), got " + dir + " owned by uid " + std::to_string(st.st_uid) +
-           " with mode " + mode;
-  }
-  if (std::string problem = lock.take(path); !problem.empty()) return problem;
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return "--socket: " + path + " exists and is not a socket";
-    unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size());
-    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
-      return "--socket: a server is already listening on " + path;
-    ::unlink(path.c_str());  // left by a server that is gone (a live one would hold the lock)
-  }
-  return {};
-}
 
 class server {
  public:
@@ -213,11 +104,6 @@ class server {
   }
   [[nodiscard]] bool blocked(const client& c) const noexcept {
     return c.parked || c.submitted - c.taken >= k_window || c.out.size() - c.out_sent > k_out_limit;
-  }
-  [[nodiscard]] std::size_t max_line() const {
-    std::size_t m = 0;
-    for (const auto& p : config_.pools) m = std::max(m, p.options.max_message);
-    return std::max<std::size_t>(std::size_t{1} << 20, 6 * m + 65536);
   }
 
   const serve_options& options_;
@@ -337,7 +223,7 @@ int server::run() {
           // Gone for good (it can read nothing more): what it sent before it went is
           // still handled, as far as its window allows (a fire-and-forget `drain` works),
           // then it is dropped. Lines not handled were never accepted.
-          while (c.in.size() < (std::size_t{16} << 20) && read_client(c)) {
+          while (c.lines.held().size() < (std::size_t{16} << 20) && read_client(c)) {
           }
           take_results(c);
           process_input(c);
@@ -360,14 +246,13 @@ int server::run() {
     }
     std::erase_if(clients_, [this](auto& kv) {
       if (!kv.second->gone) return false;
-      std::lock_guard lock(kv.second->box->mutex);
-      kv.second->box->closed = true;
+      kv.second->sink->close();
       ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, kv.first, nullptr);
       return true;
     });
     if (finished_.load()) break;
   }
-  // Drained or stopped: every result is in the boxes. Each client gets its lines (and
+  // Drained or stopped: every result is in the clients' sinks. Each client gets its lines (and
   // its end), bounded in time, then the connections close.
   shutdown_thread_.join();
   for (auto& t : escalations_) t.join();
@@ -407,7 +292,7 @@ void server::accept_clients() {
       ::close(fd);
       continue;
     }
-    auto c = std::make_unique<client>(fd, config_);
+    auto c = std::make_unique<client>(fd, config_, max_job_line(config_), wake_fd_.get());
     c->pid = cred.pid;
     c->serial = next_serial_++;
     c->out = reply_line("hello", "\"protocol\": " + std::to_string(k_protocol_version) + ", " +
@@ -423,10 +308,10 @@ void server::accept_clients() {
 
 bool server::read_client(client& c) {
   if (c.eof || c.gone) return false;
-  char buf[65536];
-  const ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+  const std::span<char> room = c.lines.space(65536);
+  const ssize_t n = ::read(c.fd.get(), room.data(), room.size());
   if (n > 0) {
-    c.in.append(buf, static_cast<std::size_t>(n));
+    c.lines.commit(static_cast<std::size_t>(n));
     return true;
   }
   if (n == 0)
@@ -437,47 +322,27 @@ bool server::read_client(client& c) {
 }
 
 void server::process_input(client& c) {
-  std::size_t pos = 0;
-  const std::size_t limit = max_line();
+  c.lines.set_max_line(max_job_line(config_));  // a reload may have changed it
   while (!c.gone && !c.closing) {
     if (c.parked) {
       if (!try_submit(c, *c.parked)) break;
       c.parked.reset();
     }
     if (blocked(c)) break;
-    const auto nl = c.in.find('\n', pos);
-    if (nl == std::string::npos) {
-      if (c.in.size() - pos > limit && !c.skipping) {
-        ++c.line;
-        job_entry e;
-        e.rejection = "line longer than " + std::to_string(limit) + " bytes";
-        admit(c, e);
-        c.skipping = true;
-      }
-      if (c.skipping) pos = c.in.size();
-      if (c.eof && pos < c.in.size()) {  // a last line without its newline
-        c.in += '\n';
-        continue;
-      }
-      break;
-    }
-    std::string_view line(c.in.data() + pos, nl - pos);
-    pos = nl + 1;
-    if (c.skipping) {
-      c.skipping = false;
-      continue;
-    }
+    std::string_view line;
+    bool unterminated = false;  // a last line without its newline is a line all the same
+    const auto piece = c.lines.next(line, unterminated, c.eof);
+    if (piece == line_splitter::piece::more) break;
     ++c.line;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.size() > limit) {  // arrived whole, in one read: as long, and as refused
+    if (piece == line_splitter::piece::too_long) {
       job_entry e;
-      e.rejection = "line longer than " + std::to_string(limit) + " bytes";
+      e.rejection = "line longer than " + std::to_string(c.lines.max_line()) + " bytes";
       admit(c, e);
       continue;
     }
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     handle_line(c, line);
   }
-  c.in.erase(0, pos);
 }
 
 void server::handle_line(client& c, std::string_view line) {
@@ -518,13 +383,12 @@ void server::submit_job(client& c, job_entry& e) {
 bool server::try_submit(client& c, job_entry& e) {
   pool* p = sup_->find_pool(e.pool);
   if (!p) {  // removed by a reload after the job was admitted
-    reject(c, e.id, e.origin() + ": pool \"" + e.pool + "\" was removed");
+    reject(c, e.id, rejection_message(e.source, e.line, "pool \"" + e.pool + "\" was removed"));
     return true;
   }
-  const int wake = wake_fd_.get();
-  auto done = [box = c.box, wake, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
-    if (r.error == error_kind::rejected) r.value = *source + ":" + std::to_string(line) + ": " + r.value;
-    deliver(*box, r, wake, integer_id);
+  auto done = [sink = c.sink, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
+    if (r.error == error_kind::rejected) r.value = rejection_message(*source, line, r.value);
+    sink->push(std::move(r), false, integer_id);
   };
   return p->try_submit(e.type, e.payload, std::move(done), e.id);
 }
@@ -534,25 +398,22 @@ void server::reject(client& c, std::string id, std::string message, bool integer
   r.id = std::move(id);
   r.error = error_kind::rejected;
   r.value = std::move(message);
-  deliver(*c.box, r, wake_fd_.get(), integer_id);
+  c.sink->push(std::move(r), false, integer_id);
 }
 
 void server::take_results(client& c) {
-  std::lock_guard lock(c.box->mutex);
-  if (!c.box->flagged) return;
-  c.box->flagged = false;
-  c.out += c.box->lines;
-  c.box->lines.clear();
-  c.taken = c.box->results;
-  c.ok = c.box->ok;
-  c.failed = c.box->failed;
+  detail::client_sink::counts seen;
+  if (!c.sink->take(c.out, seen)) return;
+  c.taken = seen.results;
+  c.ok = seen.ok;
+  c.failed = seen.failed;
 }
 
 // After `end` (or the client's end of input), once every job of it has its line: a
 // summary, and for an ended input the connection closes.
 void server::maybe_end(client& c) {
   if (!(c.end_requested || c.eof) || c.closing || c.parked || c.taken != c.submitted) return;
-  if (c.eof && c.in.find_first_not_of(" \t\r\n") != std::string::npos) return;  // lines left to handle
+  if (c.eof && c.lines.held().find_first_not_of(" \t\r\n") != std::string_view::npos) return;  // lines left to handle
   if (c.eof && !c.end_requested && c.ended_at == c.submitted) {  // its `end` was answered: nothing new
     c.closing = true;
     return;
@@ -693,10 +554,8 @@ void server::handle_request(client& c, const request& r) {
   }
 }
 
-// Applies the config file as it is now: pools gone are removed (they finish their jobs),
-// new ones added, changed ones replaced (the old one finishes its jobs, new jobs go to
-// the new one), and a pool whose only change is its worker count is scaled. An invalid
-// file changes nothing.
+// Applies the config file as it is now (detail::apply_pool_changes says what happens to
+// each pool). An invalid file changes nothing.
 std::string server::reload() {
   run_config next;
   try {
@@ -710,35 +569,9 @@ std::string server::reload() {
     log_->warn("reload refused: the server is {}", state_);
     return error_line("reload: the server is " + state_);
   }
-  const auto resolve = [](unsigned w) { return w == 0 ? std::max(1u, std::thread::hardware_concurrency()) : w; };
-  std::vector<std::string> added, removed, restarted, scaled, unchanged, notes;
+  detail::pool_changes changes;
   try {
-    for (const auto& old : config_.pools)
-      if (!next.find_pool(old.name)) {
-        sup_->remove_pool(old.name);
-        removed.push_back(old.name);
-      }
-    for (const auto& p : next.pools) {
-      const pool_config* old = config_.find_pool(p.name);
-      auto add = [&] { detail::add_config_pool(*sup_, p); };
-      if (!old) {
-        add();
-        added.push_back(p.name);
-        continue;
-      }
-      pool_options a = old->options, b = p.options;
-      a.workers = b.workers = 0;
-      if (a != b) {
-        sup_->remove_pool(p.name);
-        add();
-        restarted.push_back(p.name);
-      } else if (resolve(old->options.workers) != resolve(p.options.workers)) {
-        sup_->find_pool(p.name)->scale(resolve(p.options.workers));
-        scaled.push_back(p.name);
-      } else {
-        unchanged.push_back(p.name);
-      }
-    }
+    changes = detail::apply_pool_changes(*sup_, config_, next);
   } catch (const std::exception& e) {
     log_->error("reload failed part way: {}", e.what());
     return error_line(std::string("reload failed part way: ") + e.what());
@@ -746,34 +579,12 @@ std::string server::reload() {
   if (options_.log_level.empty()) set_log_level(next.log_level.empty() ? "info" : next.log_level);
   const auto& s0 = config_.supervisor;
   const auto& s1 = next.supervisor;
+  std::string summary = detail::summarize(changes);
   if (s0.name != s1.name || s0.strategy != s1.strategy || s0.shutdown_timeout != s1.shutdown_timeout)
-    notes.push_back("[supervisor] settings other than log_level apply at the next start");
+    summary += "; [supervisor] settings other than log_level apply at the next start";
   config_ = std::move(next);
-  auto list = [](const std::vector<std::string>& v) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (i) out += ", ";
-      append_json_string(out, v[i]);
-    }
-    return out + "]";
-  };
-  std::string summary;
-  auto part = [&](const char* what, const std::vector<std::string>& v) {
-    if (v.empty()) return;
-    std::string names;
-    for (auto& n : v) names += (names.empty() ? "" : ", ") + n;
-    summary += (summary.empty() ? "" : "; ") + std::string(what) + " " + names;
-  };
-  part("added", added);
-  part("removed", removed);
-  part("restarted", restarted);
-  part("scaled", scaled);
-  if (summary.empty()) summary = "nothing changed";
-  for (auto& n : notes) summary += "; " + n;
   log_->info("reloaded {}: {}", options_.config, summary);
-  return reply_line("ok", json_field("message", summary) + ", \"added\": " + list(added) + ", \"removed\": " +
-                              list(removed) + ", \"restarted\": " + list(restarted) + ", \"scaled\": " + list(scaled) +
-                              ", \"unchanged\": " + list(unchanged));
+  return reply_line("ok", json_field("message", summary) + ", " + detail::reply_fields(changes));
 }
 
 }  // namespace

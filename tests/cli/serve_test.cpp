@@ -613,6 +613,34 @@ TEST_F(CliServe, ALineOverTheSizeLimitIsRejectedAndTheNextLinesRun) {
   finish();
 }
 
+// A job the library refuses at submission (no handler for its type, here one 1,000 bytes
+// long) gets the rejection `run` gives it, word for word: its origin, then the reason cut
+// to 1,000 bytes. `serve` used to pass the whole reason on, however long.
+TEST_F(CliServe, ALibraryRefusalIsWordedAsRunWordsIt) {
+  const std::string config = "[pools.compute]\nworkers = 1\n";
+  dir.write("jobs.jsonl", job("r1", "compute", std::string(1000, 'q'), "1") + job("g2", "compute", "echo", "2"));
+  dir.write("run.toml", config);
+  const auto by_run = run_cli({"run", "run.toml", "--jobs", "jobs.jsonl", "--no-progress"}, dir, {.timeout = 30s});
+  EXPECT_EQ(by_run.code, 1) << by_run.describe();
+  const auto run_lines = parse_lines(by_run.out);
+  const auto* run_line = find_id(run_lines, "r1");
+  ASSERT_NE(run_line, nullptr) << by_run.describe();
+
+  start(config);
+  const auto by_serve = client({"submit", "jobs.jsonl"}, {.timeout = 30s});
+  EXPECT_EQ(by_serve.code, 1) << by_serve.describe();
+  const auto serve_lines = parse_lines(by_serve.out);
+  ASSERT_EQ(serve_lines.size(), 2u) << by_serve.describe();
+  const auto* serve_line = find_id(serve_lines, "r1");
+  ASSERT_NE(serve_line, nullptr) << by_serve.out;
+  EXPECT_EQ((*serve_line)["error"]["kind"], "rejected");
+  const std::string message = (*serve_line)["error"]["message"];
+  EXPECT_EQ(message.rfind("jobs.jsonl:1: pool 'compute' has no handler for job type 'qqq", 0), 0u) << message;
+  EXPECT_NE(message.find("... ("), std::string::npos) << "the reason is not cut: " << message.size() << " bytes";
+  EXPECT_EQ((*serve_line)["error"]["message"], (*run_line)["error"]["message"]);
+  finish();
+}
+
 // Several `serve` started at once on one socket path: exactly one serves and stays
 // reachable, every other exits 2 saying why. (The loser of the bind used to remove the
 // winner's socket: 8 trials in 12 left a server nobody could reach.)

@@ -10,7 +10,9 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <cstring>
 #include <ringmaster/cli/job_source.hpp>
+#include <ringmaster/cli/line_splitter.hpp>
 #include <ringmaster/cli/result_sink.hpp>
 #include <ringmaster/cli/resume.hpp>
 #include <sstream>
@@ -71,6 +73,68 @@ std::vector<std::string> read_all_lines(line_reader& reader, std::vector<bool>* 
     if (unterminated) unterminated->push_back(cut);
   }
   return out;
+}
+
+// Feeds `bytes` to `s` as one read.
+void feed(line_splitter& s, std::string_view bytes) {
+  const auto room = s.space(bytes.size());
+  std::memcpy(room.data(), bytes.data(), bytes.size());
+  s.commit(bytes.size());
+}
+
+// Every piece `s` gives now: lines as themselves, "<too long>", and "|" for an
+// unterminated last line's mark.
+std::vector<std::string> pieces(line_splitter& s, bool at_end) {
+  std::vector<std::string> out;
+  std::string_view line;
+  bool cut = false;
+  for (;;) {
+    const auto p = s.next(line, cut, at_end);
+    if (p == line_splitter::piece::more) return out;
+    out.emplace_back(p == line_splitter::piece::too_long ? std::string("<too long>") : std::string(line) + (cut ? "|" : ""));
+  }
+}
+
+TEST(CliLineSplitter, LinesCutAcrossReadsComeOutWholeAndALastOneIsMarked) {
+  line_splitter s(64);
+  feed(s, "one\ntw");
+  EXPECT_EQ(pieces(s, false), (std::vector<std::string>{"one"}));
+  feed(s, "o\n\nthr");
+  EXPECT_EQ(pieces(s, false), (std::vector<std::string>{"two", ""}));
+  EXPECT_EQ(s.held(), "thr");
+  feed(s, "ee");
+  EXPECT_EQ(pieces(s, true), (std::vector<std::string>{"three|"}));
+  EXPECT_EQ(s.line_number(), 4u);
+  EXPECT_EQ(s.bytes_consumed(), 14u);
+  EXPECT_TRUE(s.held().empty());
+}
+
+// A line over the limit is refused as soon as more than max_line bytes of it are held,
+// before its newline comes (a socket client may be slow to send it), and what arrives of
+// it later is dropped, never held: then the next line is read as usual.
+TEST(CliLineSplitter, ALineOverTheLimitIsRefusedOnceAndNeverHeld) {
+  line_splitter s(16);
+  feed(s, "short\n" + std::string(17, 'x'));
+  EXPECT_EQ(pieces(s, false), (std::vector<std::string>{"short", "<too long>"}));
+  EXPECT_TRUE(s.held().empty());
+  feed(s, std::string(1000, 'x'));
+  EXPECT_EQ(pieces(s, false), (std::vector<std::string>{}));
+  EXPECT_TRUE(s.held().empty());
+  feed(s, "xx\nafter\n" + std::string(40, 'y') + "\nlast");
+  // The 40 y's arrive whole, newline and all, in one read: as long, and as refused.
+  EXPECT_EQ(pieces(s, true), (std::vector<std::string>{"after", "<too long>", "last|"}));
+  EXPECT_EQ(s.line_number(), 5u);
+  EXPECT_EQ(s.bytes_consumed(), 6u + 17 + 1000 + 3 + 6 + 41 + 4);
+}
+
+TEST(CliLineSplitter, ANewLimitAppliesToTheLinesAfterIt) {
+  line_splitter s(4);
+  feed(s, "12345678\n");
+  s.set_max_line(8);  // a reload raised max_message
+  EXPECT_EQ(pieces(s, false), (std::vector<std::string>{"12345678"}));
+  s.set_max_line(4);
+  feed(s, "12345678\n");
+  EXPECT_EQ(pieces(s, false), (std::vector<std::string>{"<too long>"}));
 }
 
 TEST(CliLineReader, SplitsLinesAndMarksAnUnterminatedLastOne) {

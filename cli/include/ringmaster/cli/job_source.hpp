@@ -26,6 +26,7 @@
 #include <ringmaster/cli/config.hpp>
 #include <ringmaster/cli/id_set.hpp>
 #include <ringmaster/cli/jsonl.hpp>
+#include <ringmaster/cli/line_splitter.hpp>
 
 namespace ringmaster::cli {
 
@@ -43,6 +44,19 @@ struct job_entry {
   /// "jobs.jsonl:17", for messages.
   [[nodiscard]] std::string origin() const { return std::string(source) + ":" + std::to_string(line); }
 };
+
+/// How every rejected line is worded, in `run` and `serve` alike, whoever refuses it
+/// (admission, or the library at submission): "jobs.jsonl:17: WHY", WHY cut to
+/// k_max_rejection bytes: a rejection is a line to read, not a copy of the megabyte it
+/// refuses.
+[[nodiscard]] std::string rejection_message(std::string_view source, std::uint64_t line, std::string_view why);
+/// The longest reason a rejection gives (values it quotes are cut shorter still).
+inline constexpr std::size_t k_max_rejection = 1000;
+
+/// The longest job line a run or a server reads for `config`'s pools: room for the
+/// largest max_message in any encoding a job line may use (escaped or base64), and at
+/// least 1 MiB. Longer lines are rejected unread.
+[[nodiscard]] std::size_t max_job_line(const run_config& config) noexcept;
 
 class job_source {
  public:
@@ -70,8 +84,8 @@ class config_job_source final : public job_source {
   std::atomic<std::uint64_t> done_{0};  // read by the progress thread
 };
 
-/// Splits a descriptor's bytes into lines, holding at most one line (up to max_line
-/// bytes) in memory.
+/// A descriptor's lines (line_splitter over blocking reads), holding at most one line
+/// (up to max_line bytes) and one read in memory.
 class line_reader {
  public:
   /// `fd` is read, not owned. `stop_fd` (an eventfd or pipe, or -1) ends blocking reads
@@ -88,8 +102,8 @@ class line_reader {
   /// The next line. `unterminated` is set for a last line that has no newline.
   status next(std::string_view& line, bool& unterminated);
   /// Number of the line last returned, from 1.
-  [[nodiscard]] std::uint64_t line_number() const noexcept { return line_number_; }
-  [[nodiscard]] std::uint64_t bytes_consumed() const noexcept { return consumed_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t line_number() const noexcept { return lines_.line_number(); }
+  [[nodiscard]] std::uint64_t bytes_consumed() const noexcept { return lines_.bytes_consumed(); }
   [[nodiscard]] int error_code() const noexcept { return error_; }
 
  private:
@@ -97,11 +111,8 @@ class line_reader {
 
   int fd_, stop_fd_;
   bool pollable_;  // not a regular file: reads may block, so wait in poll() with stop_fd
-  std::size_t max_line_;
-  std::vector<char> buf_;
-  std::size_t begin_ = 0, end_ = 0;  // unconsumed bytes are buf_[begin_, end_)
-  std::uint64_t line_number_ = 0;
-  std::atomic<std::uint64_t> consumed_{0};
+  std::size_t read_size_;
+  line_splitter lines_;
   bool eof_ = false;
   status last_ = status::line;
   int error_ = 0;
@@ -144,8 +155,7 @@ class job_admission {
   /// `e.rejection` holds the whole message, origin first ("jobs.jsonl:17: ..."), its
   /// reason cut to k_max_rejection bytes.
   verdict admit(job_entry& e);
-  /// The longest reason a rejection gives (values it quotes are cut shorter still).
-  static constexpr std::size_t k_max_rejection = 1000;
+  static constexpr std::size_t k_max_rejection = cli::k_max_rejection;
 
  private:
   const run_config& config_;
