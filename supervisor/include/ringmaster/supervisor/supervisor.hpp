@@ -40,6 +40,7 @@
 #include <ringmaster/supervisor/options.hpp>
 #include <ringmaster/supervisor/status.hpp>
 #include <ringmaster/worker/handlers.hpp>
+#include <ringmaster/worker/logging.hpp>  // set_log_level, for the supervisor's own lines too
 #include <ringmaster/worker/result.hpp>
 
 namespace ringmaster {
