@@ -341,6 +341,11 @@ TEST(SupervisorCallbacks, CallbackMaySubmitAFollowUpJobWhenThePoolIsFull) {
   EXPECT_EQ(r.value, "second");
 }
 
+// Only the dispatcher delivers to a queue: push is not part of the public surface.
+template <class Queue>
+constexpr bool can_push = requires(Queue& q, ringmaster::result r) { q.push(std::move(r)); };
+static_assert(!can_push<ringmaster::completion_queue>);
+
 TEST(SupervisorCompletionQueue, FdIsReadableWhileResultsWaitAndNotOnceTheyAreTaken) {
   const auto& demo = ringmaster::demo_handlers();
   ringmaster::completion_queue queue;
