@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ringmaster/cli/jsonl.hpp>
 #include <ringmaster/cli/result_sink.hpp>
+#include <ringmaster/ipc/detail/eintr.hpp>
 
 namespace ringmaster::cli {
 
@@ -69,9 +70,11 @@ std::uint64_t fd_result_sink::lines_lost() const {
 std::size_t fd_result_sink::write_all(const std::string& bytes) {
   std::size_t at = 0;
   while (at < bytes.size()) {
-    const ssize_t n = ::write(fd_, bytes.data() + at, bytes.size() - at);
+    const ssize_t n =
+        ringmaster::detail::retry_eintr([&] { return ::write(fd_, bytes.data() + at, bytes.size() - at); });
     if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
+      // A non-blocking descriptor (a shared terminal or pipe): wait for room, never spin.
+      if (errno == EAGAIN && ringmaster::detail::wait_ready(fd_, POLLOUT)) continue;
       std::lock_guard lock(mutex_);
       error_ = name_ + ": cannot write results: " + std::strerror(errno);
       return at;

@@ -23,6 +23,7 @@
 #include <ringmaster/cli/resume.hpp>
 #include <ringmaster/cli/run.hpp>
 #include <ringmaster/cli/units.hpp>
+#include <ringmaster/ipc/detail/eintr.hpp>
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/demo_handlers.hpp>
 #include <ringmaster/worker/logging.hpp>
@@ -413,7 +414,10 @@ static int run_body(const run_options& o) {
     int received = 0;
     for (;;) {
       pollfd p[2] = {{signal_fd.get(), POLLIN, 0}, {quit_fd.get(), POLLIN, 0}};
-      if (::poll(p, 2, -1) < 0) continue;  // EINTR
+      if (ringmaster::detail::retry_eintr([&] { return ::poll(p, 2, -1); }) < 0) {  // not to spin on a lasting error
+        log->error("cannot wait for signals: {}", std::strerror(errno));
+        return;
+      }
       if (p[1].revents & POLLIN) return;
       signalfd_siginfo si{};
       if (::read(signal_fd.get(), &si, sizeof si) != static_cast<ssize_t>(sizeof si)) continue;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <climits>
 #include <ctime>
+#include <ringmaster/ipc/detail/eintr.hpp>
 #include <ringmaster/ipc/doorbell.hpp>
 
 namespace ringmaster::ipc::detail {
@@ -27,8 +28,7 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::c
 void eventfd_signal(int fd) noexcept {
   const std::uint64_t one = 1;
   // EINTR cannot leave a partial 8-byte write; retrying it is all that is needed.
-  while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
+  (void)ringmaster::detail::retry_eintr([&] { return ::write(fd, &one, sizeof one); });
 }
 
 void yield_cpu() noexcept { ::sched_yield(); }

@@ -83,25 +83,6 @@ void format_ring_or_throw(std::span<std::byte> region, const ring_options& optio
 // ---------------------------------------------------------------------------------------
 // ring_writer
 
-ring_writer::ring_writer(ring_writer&& other) noexcept { *this = std::move(other); }
-
-ring_writer& ring_writer::operator=(ring_writer&& other) noexcept {
-  header_ = std::exchange(other.header_, nullptr);
-  data_ = std::exchange(other.data_, nullptr);
-  capacity_ = other.capacity_;
-  max_message_ = other.max_message_;
-  head_ = other.head_;
-  published_ = other.published_;
-  tail_seen_ = other.tail_seen_;
-  seq_ = other.seq_;
-  generation_ = other.generation_;
-  reserved_pos_ = other.reserved_pos_;
-  reserved_size_ = other.reserved_size_;
-  reserved_open_ = std::exchange(other.reserved_open_, false);
-  wake_fd_ = other.wake_fd_;
-  return *this;
-}
-
 ring_writer ring_writer::attach(std::span<std::byte> region, const ring_options& options, std::error_code& ec) noexcept {
   ring_writer w;
   ring_header* h = checked_header(region, options, ec);
@@ -252,21 +233,6 @@ std::size_t ring_writer::backlog() const noexcept { return static_cast<std::size
 
 // ---------------------------------------------------------------------------------------
 // ring_reader
-
-ring_reader::ring_reader(ring_reader&& other) noexcept { *this = std::move(other); }
-
-ring_reader& ring_reader::operator=(ring_reader&& other) noexcept {
-  header_ = std::exchange(other.header_, nullptr);
-  data_ = std::exchange(other.data_, nullptr);
-  capacity_ = other.capacity_;
-  max_message_ = other.max_message_;
-  tail_ = other.tail_;
-  released_ = other.released_;
-  head_seen_ = other.head_seen_;
-  seq_ = other.seq_;
-  generation_ = other.generation_;
-  return *this;
-}
 
 ring_reader ring_reader::attach(std::span<std::byte> region, const ring_options& options, std::error_code& ec) noexcept {
   ring_reader r;

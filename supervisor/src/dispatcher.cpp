@@ -1,4 +1,5 @@
 #include "dispatcher.hpp"
+#include "completion_queue_access.hpp"
 
 #include <signal.h>
 #include <sys/epoll.h>
@@ -546,7 +547,7 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
             log_->error("a completion callback threw: {}", e.what());
           }
         } else if constexpr (std::is_same_v<T, completion_queue*>) {
-          t->push(std::move(r));
+          completion_queue_access::push(*t, std::move(r));
         } else if constexpr (std::is_same_v<T, reply_target>) {
           deliver_reply(t, r);
         } else if (!r.ok()) {

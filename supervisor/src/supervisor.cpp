@@ -10,6 +10,7 @@
 #include <thread>
 #include <mutex>
 #include <ringmaster/supervisor/supervisor.hpp>
+#include <ringmaster/worker/detail/enum_names.hpp>
 
 #include "dispatcher.hpp"
 
@@ -21,6 +22,9 @@ namespace {
 constexpr std::array<std::string_view, 3> k_restart_types{"permanent", "transient", "temporary"};
 constexpr std::array<std::string_view, 3> k_strategies{"one_for_one", "one_for_all", "rest_for_one"};
 constexpr std::array<std::string_view, 8> k_states{"starting", "ready", "busy", "stopping", "backoff", "exited", "signaled", "stopped"};
+static_assert(detail::names_every_enumerator<restart_type>(k_restart_types), "restart_type and its names differ");
+static_assert(detail::names_every_enumerator<restart_strategy>(k_strategies), "restart_strategy and its names differ");
+static_assert(detail::names_every_enumerator<worker_state>(k_states), "worker_state and its names differ");
 
 template <class E, std::size_t N>
 std::optional<E> parse(const std::array<std::string_view, N>& names, std::string_view s) noexcept {

@@ -4,9 +4,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <ringmaster/cli/line_splitter.hpp>
 #include <ringmaster/cli/result_sink.hpp>
 #include <ringmaster/cli/resume.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -439,6 +442,66 @@ TEST(CliResultSink, ALineIsWrittenAsSoonAsItsJobFinishesNotAtClose) {
   EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)),
             "{\"id\": \"early\", \"status\": \"ok\", \"result\": \"\", \"attempts\": 0}\n");
   sink.close();
+}
+
+// The state letter of thread `tid` of this process (R running, S sleeping, ...).
+char thread_state(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+}
+
+std::set<pid_t> thread_ids() {
+  std::set<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc/self/task")) out.insert(std::stoi(e.path().filename().string()));
+  return out;
+}
+
+// A non-blocking descriptor whose reader lags (a shared terminal, a pipe set O_NONBLOCK
+// by its other end): the sink sleeps until there is room, instead of spinning on EAGAIN.
+TEST(CliResultSink, ANonBlockingPipeThatIsFullIsWaitedForNotSpunOn) {
+  pipe_pair p;
+  ASSERT_EQ(::fcntl(p.w, F_SETFL, ::fcntl(p.w, F_GETFL) | O_NONBLOCK), 0);
+  const int capacity = ::fcntl(p.w, F_SETPIPE_SZ, 4096);
+  ASSERT_GT(capacity, 0);
+  const std::set<pid_t> before = thread_ids();
+  fd_result_sink sink(p.w, "pipe");
+  std::set<pid_t> sink_threads;
+  for (pid_t tid : thread_ids())
+    if (!before.contains(tid)) sink_threads.insert(tid);
+  ASSERT_EQ(sink_threads.size(), 1u);
+  const pid_t tid = *sink_threads.begin();
+
+  // Each line is larger than the pipe: once the pipe is full the sink holds bytes it
+  // cannot write, so a sleeping sink is one waiting for room.
+  constexpr int k_lines = 8;
+  for (int i = 0; i < k_lines; ++i) {
+    result r;
+    r.id = std::to_string(i);
+    r.value = std::string(static_cast<std::size_t>(capacity) * 2, 'x');
+    sink.push(r);
+  }
+  bool slept_on_a_full_pipe = false;
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(1ms)) {
+    int queued = 0;
+    ASSERT_EQ(::ioctl(p.r, FIONREAD, &queued), 0);
+    if (queued == capacity && thread_state(tid) == 'S') {
+      slept_on_a_full_pipe = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(slept_on_a_full_pipe) << "the sink never slept with the pipe full: it spins on EAGAIN";
+
+  std::string got;
+  std::thread reader = collect(p.r, &got);
+  sink.close();
+  EXPECT_EQ(sink.lines_written(), static_cast<std::uint64_t>(k_lines));
+  EXPECT_EQ(sink.error(), "");
+  p.close_write();
+  reader.join();
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), k_lines);
 }
 
 TEST(CliResultSink, AClosedPipeIsAnErrorReportedOnce) {

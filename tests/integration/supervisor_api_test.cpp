@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,9 +24,11 @@
 #include <ranges>
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/demo_handlers.hpp>
+#include <ringmaster/worker/detail/enum_names.hpp>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -153,6 +157,34 @@ struct temp_file {
 
 // ---------------------------------------------------------------------------------------
 // Futures
+
+// --- names: the name tables are tied to their enums at compile time (a table one name
+// short or long fails names_every_enumerator), and each name parses back to its value.
+
+namespace names_check {
+enum class three : std::uint8_t { a, b, c };
+constexpr std::array<std::string_view, 3> k_exact{"a", "b", "c"};
+constexpr std::array<std::string_view, 2> k_short{"a", "b"};
+constexpr std::array<std::string_view, 4> k_long{"a", "b", "c", "d"};
+static_assert(ringmaster::detail::names_every_enumerator<three>(k_exact));
+static_assert(!ringmaster::detail::names_every_enumerator<three>(k_short));
+static_assert(!ringmaster::detail::names_every_enumerator<three>(k_long));
+}  // namespace names_check
+
+TEST(SupervisorNames, EveryEnumeratorHasANameThatParsesBack) {
+  for (auto t : {ringmaster::restart_type::permanent, ringmaster::restart_type::transient,
+                 ringmaster::restart_type::temporary})
+    EXPECT_EQ(ringmaster::restart_type_from_string(ringmaster::to_string(t)), t);
+  for (auto s : {ringmaster::restart_strategy::one_for_one, ringmaster::restart_strategy::one_for_all,
+                 ringmaster::restart_strategy::rest_for_one})
+    EXPECT_EQ(ringmaster::restart_strategy_from_string(ringmaster::to_string(s)), s);
+  for (std::uint8_t k = 0; k <= static_cast<std::uint8_t>(ringmaster::error_kind::stopped); ++k) {
+    const auto kind = static_cast<ringmaster::error_kind>(k);
+    EXPECT_EQ(ringmaster::error_kind_from_string(ringmaster::to_string(kind)), kind);
+  }
+  EXPECT_EQ(ringmaster::to_string(ringmaster::worker_state::signaled), "signaled");
+  EXPECT_EQ(ringmaster::restart_type_from_string("sometimes"), std::nullopt);
+}
 
 TEST(SupervisorFutures, ManyEchoJobsAllReturnTheirOwnValueAndIdFromBothWorkers) {
   const auto& demo = ringmaster::demo_handlers();
@@ -308,6 +340,11 @@ TEST(SupervisorCallbacks, CallbackMaySubmitAFollowUpJobWhenThePoolIsFull) {
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(r.value, "second");
 }
+
+// Only the dispatcher delivers to a queue: push is not part of the public surface.
+template <class Queue>
+constexpr bool can_push = requires(Queue& q, ringmaster::result r) { q.push(std::move(r)); };
+static_assert(!can_push<ringmaster::completion_queue>);
 
 TEST(SupervisorCompletionQueue, FdIsReadableWhileResultsWaitAndNotOnceTheyAreTaken) {
   const auto& demo = ringmaster::demo_handlers();

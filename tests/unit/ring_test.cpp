@@ -39,6 +39,16 @@ class RingTest : public testing::Test {
 
   ipc::detail::ring_header& header() { return *reinterpret_cast<ipc::detail::ring_header*>(seg.bytes().data()); }
   std::byte* data() { return seg.bytes().data() + ipc::detail::k_ring_data_offset; }
+  // A writer that publishes one message, scribbles over head (the reader sees corrupt),
+  // then puts the honest head back.
+  void scribble_then_repair_head() {
+    ASSERT_FALSE(writer.try_send(bytes_of("before")));
+    const std::uint64_t honest = header().head.load();
+    header().head.store(options.capacity * 4);
+    std::span<const std::byte> m;
+    ASSERT_EQ(reader.try_read(m), ipc::errc::corrupt);
+    header().head.store(honest);
+  }
 
   ipc::ring_options options;
   ipc::segment seg;
@@ -254,16 +264,48 @@ TEST_F(RingTest, HeadBeyondOneBufferIsCorrupt) {
 // Found by fuzz/frame_fuzz.cpp: a writer that scribbled, then repaired the index (or
 // published over it honestly), was trusted again.
 TEST_F(RingTest, CorruptStaysCorruptAfterTheWriterRepairsTheIndex) {
-  ASSERT_FALSE(writer.try_send(bytes_of("before")));
-  const std::uint64_t honest = header().head.load();
-  header().head.store(options.capacity * 4);
+  scribble_then_repair_head();
   std::span<const std::byte> m;
-  EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
-  header().head.store(honest);
   EXPECT_TRUE(reader.readable());
   EXPECT_EQ(reader.try_read(m), ipc::errc::corrupt);
   reader.reset();
   EXPECT_FALSE(reader.readable());
+  EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
+}
+
+// A moved handle keeps everything it learnt: a reader that saw a corrupt frame still
+// distrusts that writer after a move (the hand-written move assignment once forgot it).
+TEST_F(RingTest, CorruptSurvivesAMoveOfTheReader) {
+  scribble_then_repair_head();
+  std::span<const std::byte> m;
+  ipc::ring_reader constructed(std::move(reader));
+  EXPECT_FALSE(reader.valid());  // NOLINT(bugprone-use-after-move): a moved-from handle is unattached
+  EXPECT_EQ(constructed.try_read(m), ipc::errc::corrupt) << "move construction";
+  ipc::ring_reader assigned;
+  assigned = std::move(constructed);
+  EXPECT_FALSE(constructed.valid());  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(assigned.readable());
+  EXPECT_EQ(assigned.try_read(m), ipc::errc::corrupt) << "move assignment";
+  assigned.reset();
+  EXPECT_EQ(assigned.try_read(m), ipc::errc::empty);
+}
+
+// A moved writer keeps its open reservation and its staged messages.
+TEST_F(RingTest, MovedWriterKeepsItsReservationAndStagedMessages) {
+  ASSERT_FALSE(writer.try_write(bytes_of("staged")));
+  std::span<std::byte> room;
+  ASSERT_FALSE(writer.try_reserve(8, room));
+  std::memcpy(room.data(), "reserved", 8);
+  ipc::ring_writer moved;
+  moved = std::move(writer);
+  EXPECT_FALSE(writer.valid());  // NOLINT(bugprone-use-after-move): a moved-from handle is unattached
+  moved.commit(8);
+  moved.publish();
+  std::span<const std::byte> m;
+  ASSERT_FALSE(reader.try_read(m));
+  EXPECT_EQ(text_of(m), "staged");
+  ASSERT_FALSE(reader.try_read(m));
+  EXPECT_EQ(text_of(m), "reserved");
   EXPECT_EQ(reader.try_read(m), ipc::errc::empty);
 }
 

@@ -22,7 +22,7 @@ std::shared_ptr<spdlog::logger> logger(const std::string& name) {
 namespace ringmaster {
 
 bool set_log_level(std::string_view level) noexcept {
-  static constexpr std::array<std::pair<std::string_view, spdlog::level::level_enum>, 7> k_levels{{
+  static constexpr std::array<std::pair<std::string_view, spdlog::level::level_enum>, spdlog::level::n_levels> k_levels{{
       {"trace", spdlog::level::trace},
       {"debug", spdlog::level::debug},
       {"info", spdlog::level::info},
@@ -31,6 +31,12 @@ bool set_log_level(std::string_view level) noexcept {
       {"critical", spdlog::level::critical},
       {"off", spdlog::level::off},
   }};
+  // Every spdlog level, in spdlog's order (n_levels above catches a level added).
+  static_assert([] {
+    for (std::size_t i = 0; i < k_levels.size(); ++i)
+      if (static_cast<std::size_t>(k_levels[i].second) != i) return false;
+    return true;
+  }());
   for (const auto& [name, value] : k_levels)
     if (name == level) {
       spdlog::set_level(value);

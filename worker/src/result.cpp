@@ -1,9 +1,11 @@
 #include <array>
+#include <ringmaster/worker/detail/enum_names.hpp>
 #include <ringmaster/worker/result.hpp>
 
 namespace ringmaster {
 namespace {
 constexpr std::array<std::string_view, 7> k_names{"ok", "crash", "timeout", "memory", "exception", "rejected", "stopped"};
+static_assert(detail::names_every_enumerator<error_kind>(k_names), "error_kind and its names differ");
 }
 
 std::string_view to_string(error_kind kind) noexcept {

@@ -39,6 +39,7 @@
 #include <initializer_list>
 #include <span>
 #include <system_error>
+#include <utility>
 
 #include <ringmaster/ipc/doorbell.hpp>
 #include <ringmaster/ipc/errc.hpp>
@@ -86,6 +87,31 @@ constexpr std::size_t frame_size(std::size_t payload) noexcept {
   return (k_frame_header + payload + k_frame_align - 1) & ~(k_frame_align - 1);
 }
 
+/// A pointer into memory someone else owns, handed over by a move: the moved-from side is
+/// left null (unattached). With it as their one such member, the handles' moves are
+/// defaulted, so a move can never forget a member (as a hand-written one once forgot the
+/// reader's sticky `corrupt_`).
+template <class T>
+class handed_over_ptr {
+ public:
+  handed_over_ptr() = default;
+  handed_over_ptr(T* p) noexcept : p_(p) {}  // NOLINT(google-explicit-constructor)
+  handed_over_ptr(handed_over_ptr&& other) noexcept : p_(std::exchange(other.p_, nullptr)) {}
+  handed_over_ptr& operator=(handed_over_ptr&& other) noexcept {
+    p_ = std::exchange(other.p_, nullptr);
+    return *this;
+  }
+  handed_over_ptr(const handed_over_ptr&) = delete;
+  handed_over_ptr& operator=(const handed_over_ptr&) = delete;
+  ~handed_over_ptr() = default;
+
+  operator T*() const noexcept { return p_; }  // NOLINT(google-explicit-constructor)
+  T* operator->() const noexcept { return p_; }
+
+ private:
+  T* p_ = nullptr;
+};
+
 }  // namespace detail
 
 /// Shared-memory bytes a ring with these options occupies (header plus buffer), a
@@ -105,8 +131,8 @@ void format_ring_or_throw(std::span<std::byte> region, const ring_options& optio
 class ring_writer {
  public:
   ring_writer() = default;  ///< An unattached handle; only assignment and valid() are allowed.
-  ring_writer(ring_writer&& other) noexcept;
-  ring_writer& operator=(ring_writer&& other) noexcept;
+  ring_writer(ring_writer&&) noexcept = default;  ///< The moved-from handle is left unattached.
+  ring_writer& operator=(ring_writer&&) noexcept = default;
   ring_writer(const ring_writer&) = delete;
   ring_writer& operator=(const ring_writer&) = delete;
   ~ring_writer() = default;  ///< Staged but unpublished messages are dropped.
@@ -174,8 +200,8 @@ class ring_writer {
   std::error_code make_room(std::size_t frame, std::size_t& pos) noexcept;
   bool refresh_tail() noexcept;  // false if the shared tail is out of bounds
 
-  detail::ring_header* header_ = nullptr;
-  std::byte* data_ = nullptr;
+  detail::handed_over_ptr<detail::ring_header> header_;
+  detail::handed_over_ptr<std::byte> data_;
   std::size_t capacity_ = 0;     // private copies of the geometry: never re-read from
   std::size_t max_message_ = 0;  // shared memory after attach
   std::uint64_t head_ = 0;       // staged write position (bytes ever written)
@@ -196,8 +222,8 @@ class ring_writer {
 class ring_reader {
  public:
   ring_reader() = default;  ///< An unattached handle; only assignment and valid() are allowed.
-  ring_reader(ring_reader&& other) noexcept;
-  ring_reader& operator=(ring_reader&& other) noexcept;
+  ring_reader(ring_reader&&) noexcept = default;  ///< The moved-from handle is left unattached.
+  ring_reader& operator=(ring_reader&&) noexcept = default;
   ring_reader(const ring_reader&) = delete;
   ring_reader& operator=(const ring_reader&) = delete;
   ~ring_reader() = default;  ///< Unreleased messages stay in the ring for the next reader.
@@ -245,8 +271,8 @@ class ring_reader {
   bool published_more() const noexcept;  // header_->head moved past what we have read
   std::error_code read_frame(std::span<const std::byte>& message) noexcept;  // try_read, not sticky
 
-  detail::ring_header* header_ = nullptr;
-  const std::byte* data_ = nullptr;
+  detail::handed_over_ptr<detail::ring_header> header_;
+  detail::handed_over_ptr<const std::byte> data_;
   std::size_t capacity_ = 0;
   std::size_t max_message_ = 0;
   std::uint64_t tail_ = 0;       // read position (bytes ever consumed)

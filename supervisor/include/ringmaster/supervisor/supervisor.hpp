@@ -40,6 +40,7 @@
 #include <ringmaster/supervisor/options.hpp>
 #include <ringmaster/supervisor/status.hpp>
 #include <ringmaster/worker/handlers.hpp>
+#include <ringmaster/worker/logging.hpp>  // set_log_level, for the supervisor's own lines too
 #include <ringmaster/worker/result.hpp>
 
 namespace ringmaster {
@@ -47,6 +48,7 @@ namespace ringmaster {
 namespace detail {
 class dispatcher;
 struct pool_state;
+struct completion_queue_access;  // the dispatcher's way to push (supervisor/src)
 }  // namespace detail
 
 /// Called with a job's result, on the dispatcher thread.
@@ -71,10 +73,10 @@ class completion_queue {
   /// Blocks up to `timeout` for a result.
   [[nodiscard]] std::optional<result> pop(std::chrono::milliseconds timeout);
 
-  /// Used by the dispatcher.
-  void push(result r);
-
  private:
+  friend struct detail::completion_queue_access;
+  void push(result r);  // on the dispatcher thread, as a job's result is delivered
+
   struct impl;
   std::unique_ptr<impl> impl_;
   int fd_ = -1;
@@ -117,11 +119,10 @@ class pool {
   /// while another thread also scales (it would not wait, but apply at once).
   void scale(unsigned workers);
 
- private:
-  friend class supervisor;
-  friend class detail::dispatcher;
-  friend struct detail::pool_state;
+  /// Made by the supervisor (add_pool), over the dispatcher's record of the pool.
   explicit pool(detail::pool_state* state) noexcept : state_(state) {}
+
+ private:
   detail::pool_state* state_;
 };
 
