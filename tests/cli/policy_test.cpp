@@ -6,11 +6,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ringmaster/supervisor/supervisor.hpp>
 #include <string>
 
 #include "cli_harness.hpp"
 #include "proc.hpp"
-#include "supervisor_waits.hpp"
+#include "waits.hpp"
 
 namespace ringmaster::test {
 namespace {

@@ -22,6 +22,11 @@ std::set<pid_t> children_of(pid_t pid = 0);
 /// run at once; their live segments are not this test's leak.
 bool owned_elsewhere(const std::string& name);
 
+/// Whether a thread of `pid` is blocked in system call `nr` (SYS_pause, SYS_futex...), as
+/// /proc/<pid>/task/<tid>/syscall says: how a test sees that a process reached a wait
+/// (a worker took a job that sleeps) instead of sleeping for a while itself.
+bool in_syscall(pid_t pid, long nr);
+
 /// Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
 int tasks_of(uid_t uid);
 

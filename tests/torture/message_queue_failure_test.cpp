@@ -49,6 +49,7 @@
 #include <ringmaster/ipc/segment.hpp>
 
 #include "child.hpp"
+#include "waits.hpp"
 
 namespace {
 
@@ -56,6 +57,7 @@ using namespace std::chrono_literals;
 namespace bip = boost::interprocess;
 namespace ipc = ringmaster::ipc;
 using ringmaster::test::child_process;
+using ringmaster::test::eventually;
 using ringmaster::test::exit_status;
 using ringmaster::test::fork_child;
 
@@ -101,16 +103,6 @@ bool asleep_in_futex(pid_t pid) {
   std::string where;
   wchan >> where;
   return where.find("futex") != std::string::npos;
-}
-
-template <class Condition>
-bool eventually(Condition&& condition, std::chrono::milliseconds limit = k_finish_bound) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
 }
 
 // Bounded wait for a child that must finish; a hung child is killed and reported.
