@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cli_harness.hpp"
+#include "privilege.hpp"
 #include "waits.hpp"
 
 namespace ringmaster::test {
@@ -285,7 +286,7 @@ TEST_F(CliServe, ReloadRefusesABadConfigWithRunsMessagesAndAppliesAGoodOne) {
 }
 
 TEST_F(CliServe, AnotherUidIsRefusedAndLogged) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user (setpriv)";
+  RINGMASTER_REQUIRE_ROOT("to run a client as another user (setpriv)");
   start("[pools.compute]\nworkers = 1\n");
   // Opened up for this test only, so that the kernel lets uid 65534 connect and the
   // server's SO_PEERCRED check is what refuses it.
