@@ -19,8 +19,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// What the `hang` job blocks in: pause() is its own system call on x86-64; where it is
+// not (aarch64), glibc makes it ppoll().
+#ifdef SYS_pause
+constexpr long k_sys_pause = SYS_pause;
+#else
+constexpr long k_sys_pause = SYS_ppoll;
+#endif
+
 // Descendants of `root` blocked in system call `nr`: workers that took a job that hangs
-// (SYS_pause) or sleeps (SYS_clock_nanosleep); an idle worker waits in a futex.
+// (k_sys_pause) or sleeps (SYS_clock_nanosleep); an idle worker waits in a futex.
 std::size_t blocked_in(pid_t root, long nr) {
   const auto tree = descendants(root);
   return static_cast<std::size_t>(std::count_if(tree.begin(), tree.end(), [&](pid_t p) { return in_syscall(p, nr); }));
@@ -166,7 +174,7 @@ type = "hang"
 repeat = 6
 )");
   cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
-  ASSERT_TRUE(eventually([&] { return blocked_in(p.pid(), SYS_pause) == 2; }, 20s)) << "the workers never took their jobs";
+  ASSERT_TRUE(eventually([&] { return blocked_in(p.pid(), k_sys_pause) == 2; }, 20s)) << "the workers never took their jobs";
   p.signal(SIGINT);
   ASSERT_TRUE(eventually([&] { return p.err_so_far().find("SIGINT: stopping") != std::string::npos; }, 20s));
   const auto asked = std::chrono::steady_clock::now();
@@ -245,7 +253,7 @@ repeat = 4
   cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
   // Two fork servers and four workers below the supervisor, all busy.
   ASSERT_TRUE(eventually([&] { return descendants(p.pid()).size() >= 6; }, 20s));
-  ASSERT_TRUE(eventually([&] { return blocked_in(p.pid(), SYS_pause) == 2 && blocked_in(p.pid(), SYS_clock_nanosleep) == 2; },
+  ASSERT_TRUE(eventually([&] { return blocked_in(p.pid(), k_sys_pause) == 2 && blocked_in(p.pid(), SYS_clock_nanosleep) == 2; },
                          20s))
       << "the workers never took their jobs";
   const auto tree = descendants(p.pid());
