@@ -112,3 +112,6 @@ std::size_t count_kind(const std::vector<nlohmann::json>& results, const std::st
 const nlohmann::json* find_id(const std::vector<nlohmann::json>& results, const std::string& id);
 
 }  // namespace ringmaster::test
+
+/// A run (cli_result) left no process behind.
+#define EXPECT_CLEAN(r) EXPECT_TRUE((r).left_behind.empty()) << "processes left behind after the run"

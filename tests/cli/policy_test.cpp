@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ringmaster/supervisor/supervisor.hpp>
 #include <string>
 
 #include "cli_harness.hpp"
 #include "proc.hpp"
-#include "supervisor_waits.hpp"
+#include "privilege.hpp"
+#include "waits.hpp"
 
 namespace ringmaster::test {
 namespace {
@@ -156,7 +158,7 @@ payload = { signal = "SEGV" }
 }
 
 TEST(CliPolicy, ThreadsOrProcessesThatCannotBeCreatedEndTheRunWithThreeAndSaySo) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run as another user under a lowered RLIMIT_NPROC";
+  RINGMASTER_REQUIRE_ROOT("to run as another user under a lowered RLIMIT_NPROC");
   // Arrange: runs as nobody whose RLIMIT_NPROC leaves room for 0, 1, 2 ... more tasks,
   // so that each of the fork servers, the results writer, the dispatcher and the signal
   // thread in turn is the first that cannot be created.

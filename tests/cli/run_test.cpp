@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cli_harness.hpp"
+#include "waits.hpp"
 
 namespace ringmaster::test {
 namespace {
@@ -43,8 +44,6 @@ class CliRun : public testing::Test {
   }
   std::vector<nlohmann::json> results() { return parse_lines(read_file(dir / "results.jsonl")); }
 };
-
-#define EXPECT_CLEAN(r) EXPECT_TRUE((r).left_behind.empty()) << "processes left behind after the run"
 
 TEST_F(CliRun, CorrectRunWritesOneOkLinePerJobAndExitsZero) {
   dir.write("jobs.jsonl",
@@ -313,10 +312,8 @@ TEST_F(CliRun, JobsFromStdinStartWhileTheInputIsStillOpen) {
   cli_process p({"run", "config.toml", "--jobs", "-", "--no-progress"}, dir, o);
   ASSERT_TRUE(p.write_stdin("{\"id\": \"first\", \"type\": \"echo\", \"payload\": 1}\n"));
   // The first result arrives while stdin is still open: jobs are streamed, not batched.
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (p.out_so_far().find("\"first\"") == std::string::npos && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
-  EXPECT_NE(p.out_so_far().find("\"first\""), std::string::npos) << "no result before the input ended";
+  EXPECT_TRUE(eventually([&] { return p.out_so_far().find("\"first\"") != std::string::npos; }, 20s))
+      << "no result before the input ended";
   ASSERT_TRUE(p.write_stdin("{\"id\": \"second\", \"type\": \"echo\", \"payload\": 2}\n"));
   p.close_stdin();
   const auto r = p.wait();

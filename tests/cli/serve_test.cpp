@@ -28,28 +28,18 @@
 #include <vector>
 
 #include "cli_harness.hpp"
+#include "privilege.hpp"
+#include "waits.hpp"
 
 namespace ringmaster::test {
 namespace {
 
 using namespace std::chrono_literals;
 
-#define EXPECT_CLEAN(r) EXPECT_TRUE((r).left_behind.empty()) << "processes left behind"
-
 std::size_t lines_in(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
 std::string job(const std::string& id, const std::string& pool, const std::string& type, const std::string& payload) {
   return "{\"id\": \"" + id + "\", \"pool\": \"" + pool + "\", \"type\": \"" + type + "\", \"payload\": " + payload + "}\n";
-}
-
-template <class Pred>
-bool within(std::chrono::milliseconds limit, Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
 }
 
 class CliServe : public testing::Test {
@@ -63,7 +53,7 @@ class CliServe : public testing::Test {
     dir.write("config.toml", toml);
     server = std::make_unique<cli_process>(std::vector<std::string>{"serve", "config.toml", "--socket", socket}, dir,
                                            cli_options{.timeout = 90s});
-    ASSERT_TRUE(within(20s, [&] { return fs::exists(dir / socket) && status_json().contains("pools"); }))
+    ASSERT_TRUE(eventually([&] { return fs::exists(dir / socket) && status_json().contains("pools"); }, 20s))
         << server->err_so_far();
   }
   cli_result client(std::vector<std::string> args, cli_options options = {}) {
@@ -130,7 +120,7 @@ TEST_F(CliServe, ConcurrentSubmittersWithTheSameIdsGetOnlyTheirOwnResults) {
   for (int i = 6; i <= 10; ++i) second += job("j" + std::to_string(i), "compute", "echo", "\"A-" + std::to_string(i) + "\"");
   for (int i = 1; i <= 20; ++i) b_jobs += job("j" + std::to_string(i), "compute", "echo", "\"B-" + std::to_string(i) + "\"");
   ASSERT_TRUE(a.write_stdin(first));
-  ASSERT_TRUE(within(20s, [&] { return lines_in(a.out_so_far()) == 5; })) << a.err_so_far();
+  ASSERT_TRUE(eventually([&] { return lines_in(a.out_so_far()) == 5; }, 20s)) << a.err_so_far();
   dir.write("b.jsonl", b_jobs);
   const auto b = client({"submit", "b.jsonl"});
   ASSERT_EQ(b.code, 0) << b.describe();
@@ -180,7 +170,7 @@ TEST_F(CliServe, ClientKilledMidStreamLosesNobodyElsesWork) {
   std::string jobs;
   for (int i = 1; i <= 200; ++i) jobs += job("a" + std::to_string(i), "compute", "sleep", "2");
   ASSERT_TRUE(a.write_stdin(jobs));
-  ASSERT_TRUE(within(20s, [&] { return lines_in(a.out_so_far()) >= 10; })) << a.err_so_far();
+  ASSERT_TRUE(eventually([&] { return lines_in(a.out_so_far()) >= 10; }, 20s)) << a.err_so_far();
   a.signal(SIGKILL);
   const auto ra = a.wait();
   EXPECT_EQ(ra.signal, SIGKILL);
@@ -198,17 +188,17 @@ TEST_F(CliServe, ClientKilledMidStreamLosesNobodyElsesWork) {
   // ran: their results were dropped, not their work.
   std::smatch m;
   std::string log;
-  ASSERT_TRUE(within(10s, [&] {
+  ASSERT_TRUE(eventually([&] {
     log = server->err_so_far();
     return std::regex_search(log, m, std::regex(R"(went away \(.*\) with (\d+) of its (\d+) job\(s\) unanswered)"));
-  })) << log;
+  }, 10s)) << log;
   const int accepted = std::stoi(m[2]);
   EXPECT_GE(accepted, 10);
-  ASSERT_TRUE(within(30s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
     return p && (*p)["completed"].get<int>() == 50 + accepted && (*p)["queued"] == 0 && (*p)["in_flight"] == 0;
-  })) << accepted << " accepted; " << status_json().dump();
+  }, 30s)) << accepted << " accepted; " << status_json().dump();
   finish();
 }
 
@@ -222,7 +212,7 @@ TEST_F(CliServe, ScaleUpAndDownUnderLoadLosesNoJobAndRestartsNoWorker) {
   cli_process sub({"submit", "--socket", socket, "jobs.jsonl"}, dir);
   const std::pair<std::size_t, std::string> steps[] = {{40, "4"}, {140, "1"}, {200, "3"}};
   for (const auto& [after, n] : steps) {
-    ASSERT_TRUE(within(30s, [&] { return lines_in(sub.out_so_far()) >= after; })) << sub.err_so_far();
+    ASSERT_TRUE(eventually([&] { return lines_in(sub.out_so_far()) >= after; }, 30s)) << sub.err_so_far();
     const auto s = client({"scale", "compute", n});
     ASSERT_EQ(s.code, 0) << s.describe();
   }
@@ -236,11 +226,11 @@ TEST_F(CliServe, ScaleUpAndDownUnderLoadLosesNoJobAndRestartsNoWorker) {
     EXPECT_EQ(l["attempts"], 1) << l;
   }
   EXPECT_EQ(ids.size(), 400u);
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
     return p && (*p)["workers"].size() == 3 && (*p)["workers"][2]["state"] == "ready";
-  }));
+  }, 20s));
   const auto st = status_json();
   EXPECT_EQ((*pool_of(st, "compute"))["restarts"], 0);
   EXPECT_EQ((*pool_of(st, "compute"))["workers"][0]["pid"], slot0) << "slot 0 was never to be touched";
@@ -310,11 +300,11 @@ TEST_F(CliServe, ReloadRefusesABadConfigWithRunsMessagesAndAppliesAGoodOne) {
   const auto good = client({"reload"});
   ASSERT_EQ(good.code, 0) << good.describe();
   EXPECT_NE(good.err.find("added c; restarted b"), std::string::npos) << good.err;
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* c = st.contains("pools") ? pool_of(st, "c") : nullptr;
     return c && (*c)["workers"][0]["state"] == "ready" && st["pools"].size() == 3;
-  })) << status_json().dump();
+  }, 20s)) << status_json().dump();
   const auto st3 = status_json();
   EXPECT_EQ((*pool_of(st3, "a"))["workers"][0]["pid"], a_pid) << "an unchanged pool is not restarted";
   EXPECT_NE((*pool_of(st3, "b"))["workers"][0]["pid"], b_pid) << "a changed pool is restarted";
@@ -332,7 +322,7 @@ TEST_F(CliServe, ReloadRefusesABadConfigWithRunsMessagesAndAppliesAGoodOne) {
 }
 
 TEST_F(CliServe, AnotherUidIsRefusedAndLogged) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user (setpriv)";
+  RINGMASTER_REQUIRE_ROOT("to run a client as another user (setpriv)");
   start("[pools.compute]\nworkers = 1\n");
   // Opened up for this test only, so that the kernel lets uid 65534 connect and the
   // server's SO_PEERCRED check is what refuses it.
@@ -345,7 +335,7 @@ TEST_F(CliServe, AnotherUidIsRefusedAndLogged) {
   EXPECT_EQ(r.code, 3) << r.describe();
   EXPECT_NE(r.err.find("refused: uid 65534"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
-  EXPECT_TRUE(within(10s, [&] { return server->err_so_far().find("refused a connection from uid 65534") != std::string::npos; }))
+  EXPECT_TRUE(eventually([&] { return server->err_so_far().find("refused a connection from uid 65534") != std::string::npos; }, 10s))
       << server->err_so_far();
   EXPECT_EQ(client({"status"}).code, 0) << "the owner still gets in";
   finish();
@@ -409,15 +399,15 @@ TEST_F(CliServe, StatusShowsTheForkServersThroughTheirDeaths) {
       << table.out;
 
   ASSERT_EQ(::kill(standby, SIGKILL), 0);
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto fs = servers();
     return fs.value("standby_pid", 0) > 0 && fs.value("standby_pid", 0) != standby;
-  })) << servers().dump();
+  }, 20s)) << servers().dump();
   ASSERT_EQ(::kill(active, SIGKILL), 0);
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto fs = servers();
     return fs.value("promotions", 0) == 1 && fs.value("active_pid", 0) != active && fs.value("standby_pid", 0) > 0;
-  })) << servers().dump();
+  }, 20s)) << servers().dump();
 
   std::string jobs;
   for (int i = 1; i <= 20; ++i) jobs += job("p" + std::to_string(i), "compute", "primes", "1000");
@@ -448,7 +438,7 @@ TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
   // The server stops reading it: its pool goes idle, twice in a row with nothing more
   // done, while the writer still has lines it cannot send.
   int last = -1;
-  ASSERT_TRUE(within(60s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
     if (!p || (*p)["queued"] != 0 || (*p)["in_flight"] != 0) return false;
@@ -456,7 +446,7 @@ TEST_F(CliServe, AClientThatStopsReadingIsPausedAndSlowsNobodyElse) {
     const bool still = done == last && done > 0;
     last = done;
     return still;
-  }));
+  }, 60s));
   EXPECT_LT(sent.load(), k_jobs) << "the stalled client could send everything";
   // Accepted at most: the result window plus what fits in k_out_limit and the kernel's
   // socket buffers (1 KB results).
@@ -487,13 +477,13 @@ TEST_F(CliServe, ASecondStopEndsRunningJobsAtOnceAndEveryClientGetsItsLines) {
   dir.write("jobs.jsonl", job("e1", "compute", "echo", "1") + job("e2", "compute", "echo", "2") +
                               job("s1", "compute", "sleep", "600000") + job("s2", "compute", "sleep", "600000"));
   cli_process sub({"submit", "--socket", socket, "jobs.jsonl"}, dir, {.timeout = 60s});
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
     return p && (*p)["in_flight"] == 2 && (*p)["completed"] == 2;
-  }));
+  }, 20s));
   cli_process first({"stop", "--socket", socket}, dir, {.timeout = 60s});  // returns once the server has exited
-  ASSERT_TRUE(within(5s, [&] { return status_json().value("state", "") == "stopping"; }));
+  ASSERT_TRUE(eventually([&] { return status_json().value("state", "") == "stopping"; }, 5s));
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(lines_in(sub.out_so_far()), 2u) << "the first stop did not wait for the running jobs";
 
@@ -554,7 +544,7 @@ TEST_F(CliServe, ALineNestedTooDeepIsRejectedAndEveryClientCarriesOn) {
   start("[pools.compute]\nworkers = 1\n");
   cli_process other({"submit", "--socket", socket, "-"}, dir, {.stdin_pipe = true, .timeout = 60s});
   ASSERT_TRUE(other.write_stdin(job("o1", "compute", "echo", "\"before\"")));
-  ASSERT_TRUE(within(20s, [&] { return lines_in(other.out_so_far()) == 1; })) << other.err_so_far();
+  ASSERT_TRUE(eventually([&] { return lines_in(other.out_so_far()) == 1; }, 20s)) << other.err_so_far();
 
   const std::string deep_job = job("d", "compute", "echo", std::string(100'000, '[') + std::string(100'000, ']'));
   std::string deep_request = R"({"op": "status", "x": )";
@@ -652,10 +642,10 @@ TEST_F(CliServe, ServersStartedAtOnceOnOneSocketLeaveExactlyOneReachable) {
       servers.push_back(std::make_unique<cli_process>(std::vector<std::string>{"serve", "config.toml", "--socket", socket},
                                                       dir, cli_options{.timeout = 60s}));
     nlohmann::json st;
-    ASSERT_TRUE(within(20s, [&] {
+    ASSERT_TRUE(eventually([&] {
       st = status_json();
       return st.contains("pid");
-    })) << "round " << round << ": no server reachable";
+    }, 20s)) << "round " << round << ": no server reachable";
     const int winner = st["pid"].get<int>();
     int losers = 0;
     for (auto& s : servers) {
@@ -710,18 +700,18 @@ TEST_F(CliServe, SighupReloadsTheConfigAndTheServerStays) {
   start("[pools.a]\nworkers = 1\n");
   dir.write("config.toml", "[pools.a]\nworkers = 1\n\n[pools.b]\nworkers = 1\n");
   server->signal(SIGHUP);
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* b = st.contains("pools") ? pool_of(st, "b") : nullptr;
     return b && (*b)["workers"][0]["state"] == "ready";
-  })) << server->err_so_far();
+  }, 20s)) << server->err_so_far();
   EXPECT_NE(server->err_so_far().find("SIGHUP: reloading config.toml"), std::string::npos) << server->err_so_far();
   dir.write("j.jsonl", job("x", "b", "echo", "1"));
   EXPECT_EQ(client({"submit", "j.jsonl"}).code, 0);
 
   dir.write("config.toml", "[pools.a]\nworkers = \"two\"\n");
   server->signal(SIGHUP);
-  ASSERT_TRUE(within(20s, [&] { return server->err_so_far().find("reload refused") != std::string::npos; }))
+  ASSERT_TRUE(eventually([&] { return server->err_so_far().find("reload refused") != std::string::npos; }, 20s))
       << server->err_so_far();
   const auto st = status_json();
   EXPECT_NE(pool_of(st, "b"), nullptr) << "a bad config on SIGHUP changed the pools: " << st.dump();
@@ -734,23 +724,23 @@ TEST_F(CliServe, SighupReloadsTheConfigAndTheServerStays) {
 TEST_F(CliServe, ReloadAndScaleLogWhatTheyDid) {
   start("[pools.a]\nworkers = 2\n");
   EXPECT_EQ(client({"scale", "a", "2"}).code, 0);
-  ASSERT_TRUE(within(10s, [&] { return server->err_so_far().find("pool 'a' already has 2 worker(s)") != std::string::npos; }))
+  ASSERT_TRUE(eventually([&] { return server->err_so_far().find("pool 'a' already has 2 worker(s)") != std::string::npos; }, 10s))
       << server->err_so_far();
   EXPECT_EQ(server->err_so_far().find("scaled from 2 to 2"), std::string::npos) << server->err_so_far();
   // A job running in the old pool through the reload: the new pool certainly starts
   // before the old one is done.
   dir.write("slow.jsonl", job("slow", "a", "sleep", "1000"));
   cli_process slow({"submit", "--socket", socket, "slow.jsonl"}, dir, {.timeout = 60s});
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* a = st.contains("pools") ? pool_of(st, "a") : nullptr;
     return a && (*a)["in_flight"] == 1;
-  }));
+  }, 20s));
   dir.write("config.toml", "[pools.a]\nworkers = 2\nmax_attempts = 2\n");
   ASSERT_EQ(client({"reload"}).code, 0);
-  ASSERT_TRUE(within(20s, [&] {
+  ASSERT_TRUE(eventually([&] {
     return server->err_so_far().find("pool 'a' as it was before its replacement has finished its jobs") != std::string::npos;
-  })) << server->err_so_far();
+  }, 20s)) << server->err_so_far();
   const auto log = server->err_so_far();
   EXPECT_NE(log.find("pool 'a' starting 2 worker(s), replacing the pool of that name"), std::string::npos) << log;
   EXPECT_EQ(log.find("pool 'a' removed"), std::string::npos) << log;

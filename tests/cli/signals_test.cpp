@@ -3,28 +3,35 @@
 // leaves no worker alive and nothing in /dev/shm.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/syscall.h>
 
 #include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "cli_harness.hpp"
+#include "proc.hpp"
+#include "waits.hpp"
 
 namespace ringmaster::test {
 namespace {
 
 using namespace std::chrono_literals;
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
+// What the `hang` job blocks in: pause() is its own system call on x86-64; where it is
+// not (aarch64), glibc makes it ppoll().
+#ifdef SYS_pause
+constexpr long k_sys_pause = SYS_pause;
+#else
+constexpr long k_sys_pause = SYS_ppoll;
+#endif
+
+// Descendants of `root` blocked in system call `nr`: workers that took a job that hangs
+// (k_sys_pause) or sleeps (SYS_clock_nanosleep); an idle worker waits in a futex.
+std::size_t blocked_in(pid_t root, long nr) {
+  const auto tree = descendants(root);
+  return static_cast<std::size_t>(std::count_if(tree.begin(), tree.end(), [&](pid_t p) { return in_syscall(p, nr); }));
 }
 
 std::map<std::string, int> count_marks(const std::string& text) {
@@ -167,8 +174,7 @@ type = "hang"
 repeat = 6
 )");
   cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
-  ASSERT_TRUE(eventually([&] { return descendants(p.pid()).size() >= 4; }, 20s)) << "two fork servers, two workers";
-  std::this_thread::sleep_for(300ms);  // the workers take their jobs
+  ASSERT_TRUE(eventually([&] { return blocked_in(p.pid(), k_sys_pause) == 2; }, 20s)) << "the workers never took their jobs";
   p.signal(SIGINT);
   ASSERT_TRUE(eventually([&] { return p.err_so_far().find("SIGINT: stopping") != std::string::npos; }, 20s));
   const auto asked = std::chrono::steady_clock::now();
@@ -247,7 +253,9 @@ repeat = 4
   cli_process p({"run", "config.toml", "--results", "results.jsonl", "--no-progress"}, dir, {.timeout = 60s});
   // Two fork servers and four workers below the supervisor, all busy.
   ASSERT_TRUE(eventually([&] { return descendants(p.pid()).size() >= 6; }, 20s));
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(eventually([&] { return blocked_in(p.pid(), k_sys_pause) == 2 && blocked_in(p.pid(), SYS_clock_nanosleep) == 2; },
+                         20s))
+      << "the workers never took their jobs";
   const auto tree = descendants(p.pid());
   p.signal(SIGKILL);
   const auto r = p.wait();  // also waits for (and reaps) every orphan, up to 10 s

@@ -6,9 +6,9 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
-#include <thread>
 
 #include "cli_harness.hpp"
+#include "waits.hpp"
 
 namespace ringmaster::test {
 namespace {
@@ -25,10 +25,7 @@ TEST(CliServeSocketDir, MissingParentsAreCreatedClosedToOthers) {
   dir.write("config.toml", "[pools.compute]\nworkers = 1\n");
   const std::string socket = "state/ringmaster/run/rm.sock";  // three directories missing
   cli_process server({"serve", "config.toml", "--socket", socket}, dir, {.timeout = 60s});
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (!fs::exists(dir / socket) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(fs::exists(dir / socket)) << server.err_so_far();
+  ASSERT_TRUE(eventually([&] { return fs::exists(dir / socket); }, 20s)) << server.err_so_far();
   for (const char* d : {"state", "state/ringmaster", "state/ringmaster/run"})
     EXPECT_EQ(mode_of(dir / d), 0700u) << d;
 

@@ -21,6 +21,8 @@
 #include <sstream>
 #include <thread>
 
+#include "waits.hpp"
+
 namespace ringmaster::cli {
 namespace {
 
@@ -642,8 +644,7 @@ TEST(CliResultOrder, ASlowHeadMakesTheReaderWaitAndHoldsAtMostTheWindow) {
       }
     });
     // It stops at the window: waiting in admit() with window - 1 lines held.
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (order.waiting() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(ringmaster::test::eventually([&] { return order.waiting() != 0; }, 20s)) << "admit() never waited";
     EXPECT_EQ(order.waiting(), 1u);
     EXPECT_EQ(admitted.load(), window);
     EXPECT_EQ(order.held(), window - 1);

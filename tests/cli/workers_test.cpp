@@ -31,8 +31,6 @@ class CliWorkers : public testing::Test {
   }
 };
 
-#define EXPECT_CLEAN(r) EXPECT_TRUE((r).left_behind.empty()) << "processes left behind after the run"
-
 TEST_F(CliWorkers, HandlerOutputGoesToTheLogNotToTheResultsOnStdout) {
   const auto r = run_config(std::string(R"(
 [pools.chatty]

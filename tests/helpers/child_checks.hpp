@@ -1,7 +1,7 @@
 // tests/helpers/child_checks.hpp — scenarios that must run in a forked child because they
 // change its credentials, limits or mounts, reporting through the child's exit code: 0
-// passed, k_child_skip not possible here (the test is skipped), anything else a failure
-// that CHILD_CHECK described on stderr.
+// passed, k_child_skip not possible here for want of root or mounts (the test is skipped,
+// see privilege.hpp), anything else a failure that CHILD_CHECK described on stderr.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 #include <functional>
 
 #include "child.hpp"
+#include "privilege.hpp"
 
 namespace ringmaster::test {
 
@@ -53,7 +54,7 @@ inline void expect_child_passes(const std::function<int()>& fn, std::chrono::sec
   auto child = fork_child(fn);
   const auto st = child.wait_for(limit);
   ASSERT_TRUE(st) << "the child did not finish within " << limit.count() << " s";
-  if (st->exited() && st->code() == k_child_skip) GTEST_SKIP() << "not possible here (see the child's stderr)";
+  if (st->exited() && st->code() == k_child_skip) RINGMASTER_SKIP_UNPRIVILEGED("not possible here (the child's stderr says why)");
   EXPECT_TRUE(st->exited() && st->code() == 0) << "child: " << st->to_string();
 }
 

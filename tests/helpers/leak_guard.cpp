@@ -1,15 +1,20 @@
 // The test main: runs every test under a listener that fails the test if it leaves a
-// file descriptor, a child process or a ringmaster segment in /dev/shm behind.
+// file descriptor, a child process or a ringmaster segment in /dev/shm behind, and ends
+// with a line saying how many tests ran and how many were skipped, and why.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
+#include <vector>
 
+#include "privilege.hpp"
 #include "proc.hpp"
 
 namespace {
@@ -58,10 +63,44 @@ class leak_guard : public testing::EmptyTestEventListener {
   }
 };
 
+// The closing line: "ringmaster tests: 12 ran, 2 skipped (1 for want of root or mounts)",
+// then each skipped test and its reason, so that a skip is never mistaken for a pass (under
+// ctest, which runs one test a program, ctest's "Skipped" says the same).
+class skip_report : public testing::EmptyTestEventListener {
+  struct skipped {
+    std::string test, why;
+  };
+  int ran_ = 0;
+  std::vector<skipped> skipped_;
+
+  void OnTestEnd(const testing::TestInfo& info) override {
+    const testing::TestResult& r = *info.result();
+    if (!r.Skipped()) {
+      ++ran_;
+      return;
+    }
+    std::string why;
+    for (int i = 0; i < r.total_part_count(); ++i)
+      if (r.GetTestPartResult(i).skipped()) why = r.GetTestPartResult(i).message();
+    skipped_.push_back({std::string(info.test_suite_name()) + "." + info.name(), why});
+  }
+
+  void OnTestProgramEnd(const testing::UnitTest&) override {
+    const auto privileged = std::count_if(skipped_.begin(), skipped_.end(), [](const skipped& s) {
+      return s.why.find(ringmaster::test::k_needs_privilege) != std::string::npos;
+    });
+    std::printf("ringmaster tests: %d ran, %zu skipped (%td for want of root or mounts)\n", ran_, skipped_.size(),
+                privileged);
+    for (const auto& s : skipped_) std::printf("  skipped %s: %s\n", s.test.c_str(), s.why.c_str());
+    std::fflush(stdout);
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   testing::UnitTest::GetInstance()->listeners().Append(new leak_guard);
+  testing::UnitTest::GetInstance()->listeners().Append(new skip_report);
   return RUN_ALL_TESTS();
 }

@@ -57,6 +57,15 @@ bool owned_elsewhere(const std::string& name) {
   return true;
 }
 
+bool in_syscall(pid_t pid, long nr) {
+  const std::string base = "/proc/" + std::to_string(pid) + "/task/";
+  for (const auto& task : list_dir(base)) {
+    std::ifstream in(base + task + "/syscall");
+    if (long n = -1; in >> n && n == nr) return true;
+  }
+  return false;
+}
+
 int tasks_of(uid_t uid) {
   int n = 0;
   for (const auto& pid : list_dir("/proc")) {

@@ -26,6 +26,11 @@ bool owned_elsewhere(const std::string& name);
 /// owned_elsewhere and the benchmarks' ("ringmaster-bench-").
 std::set<std::string> our_segments();
 
+/// Whether a thread of `pid` is blocked in system call `nr` (SYS_pause, SYS_futex...), as
+/// /proc/<pid>/task/<tid>/syscall says: how a test sees that a process reached a wait
+/// (a worker took a job that sleeps) instead of sleeping for a while itself.
+bool in_syscall(pid_t pid, long nr);
+
 /// Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
 int tasks_of(uid_t uid);
 

@@ -9,28 +9,15 @@
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <stdexcept>
 #include <string_view>
-#include <thread>
+
+#include "waits.hpp"
 
 namespace ringmaster::test {
-
-/// Upper bound of any single wait in the tests.
-inline constexpr std::chrono::seconds k_wait{30};
 
 /// The result of `f`, or an exception (failing the test) after k_wait.
 inline result await(std::future<result>& f) {
   if (f.wait_for(k_wait) != std::future_status::ready) throw std::runtime_error("no result within 30 s");
   return f.get();
-}
-
-/// Polls `pred` every 5 ms until it holds or `timeout` passes; returns whether it held.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = k_wait) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
 }
 
 inline std::optional<pool_status> pool_status_of(const supervisor& sup, std::string_view name) {

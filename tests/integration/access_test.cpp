@@ -86,6 +86,10 @@ TEST(Access, SegmentPreCreatedByAnotherUserIsRefusedAndNotSwept) {
     ::_exit(0);  // before the handle's destructor unlinks it: as an owner killed by SIGKILL
   });
   ::close(p[1]);
+  if (IsSkipped()) {  // as_nobody skipped (not root): there is no segment to check
+    ::close(p[0]);
+    return;
+  }
   char buf[256] = {};
   const auto n = ::read(p[0], buf, sizeof buf - 1);
   ::close(p[0]);

@@ -32,12 +32,15 @@
 #include <thread>
 #include <vector>
 
+#include "waits.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 using ringmaster::error_kind;
 using ringmaster::result;
+using ringmaster::test::eventually;
 using ringmaster::worker_state;
 
 // The longest a test waits for a result: generous, since a bug should fail, not flake.
@@ -71,16 +74,6 @@ std::vector<result> await_all(std::vector<std::future<result>>& fs, std::chrono:
     out.push_back(f.get());
   }
   return out;
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = clock_type::now() + limit;
-  while (!pred()) {
-    if (clock_type::now() >= deadline) return pred();
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
 }
 
 double ms_between(clock_type::time_point a, clock_type::time_point b) {

@@ -95,7 +95,7 @@ const ringmaster::handlers& gate_handlers() {
         std::ofstream out(log, std::ios::app);
         out << j.id() << '\n';
       }
-      for (int i = 0; i < 60'000 && !std::filesystem::exists(gate); ++i) std::this_thread::sleep_for(1ms);
+      (void)eventually([&] { return std::filesystem::exists(gate); }, 60s);  // a test that never opens it fails on its own
       return std::string("passed");
     });
     return true;
@@ -722,29 +722,38 @@ void every_worker_gone_after_destruction(bool exec) {
   EXPECT_TRUE(gone(*server)) << "fork server " << server->pid;
 }
 
+// The tests below run once with forked workers and once with exec'd ones (the parameter:
+// exec or not).
+class worker_kind : public testing::TestWithParam<bool> {
+ protected:
+  static bool exec() { return GetParam(); }
+};
+
+std::string worker_kind_name(const testing::TestParamInfo<bool>& info) { return info.param ? "Exec" : "Forked"; }
+
 }  // namespace
 
-TEST(SupervisorDeath, SigkillOfTheSupervisorLeavesNoForkedWorkerOrForkServerAlive) { sigkill_supervisor_and_check(false); }
+using SupervisorDeath = worker_kind;
 
-TEST(SupervisorDeath, SigkillOfTheSupervisorLeavesNoExecWorkerOrForkServerAlive) { sigkill_supervisor_and_check(true); }
+TEST_P(SupervisorDeath, SigkillOfTheSupervisorLeavesNoWorkerOrForkServerAlive) { sigkill_supervisor_and_check(exec()); }
+
+INSTANTIATE_TEST_SUITE_P(Workers, SupervisorDeath, testing::Bool(), worker_kind_name);
 
 // ---------------------------------------------------------------------------------------
 // Resources over many restarts
 
 // 2,000 forked and 200 exec'd restarts in the suite; RINGMASTER_SOAK=1 (or
 // RINGMASTER_RESTARTS=N) makes it 10,000 and 2,000.
-TEST(SupervisorResources, NoDescriptorLeakOverManyForkedWorkerRestarts) {
-  descriptors_stable_over_restarts(false, 50, static_cast<int>(ringmaster::test::setting("RINGMASTER_RESTARTS", 2000, 10'000)) - 50);
+using SupervisorResources = worker_kind;
+
+TEST_P(SupervisorResources, NoDescriptorLeakOverManyWorkerRestarts) {
+  const int restarts = static_cast<int>(ringmaster::test::setting("RINGMASTER_RESTARTS", 2000, 10'000)) / (exec() ? 10 : 1);
+  const int warm_up = exec() ? 10 : 50;
+  descriptors_stable_over_restarts(exec(), warm_up, restarts - warm_up);
 }
 
-TEST(SupervisorResources, NoDescriptorLeakOverManyExecWorkerRestarts) {
-  descriptors_stable_over_restarts(true, 10, static_cast<int>(ringmaster::test::setting("RINGMASTER_RESTARTS", 2000, 10'000) / 10) - 10);
+TEST_P(SupervisorResources, EveryWorkerPidSeenIsGoneAfterTheSupervisorIsDestroyed) {
+  every_worker_gone_after_destruction(exec());
 }
 
-TEST(SupervisorResources, EveryForkedWorkerPidSeenIsGoneAfterTheSupervisorIsDestroyed) {
-  every_worker_gone_after_destruction(false);
-}
-
-TEST(SupervisorResources, EveryExecWorkerPidSeenIsGoneAfterTheSupervisorIsDestroyed) {
-  every_worker_gone_after_destruction(true);
-}
+INSTANTIATE_TEST_SUITE_P(Workers, SupervisorResources, testing::Bool(), worker_kind_name);

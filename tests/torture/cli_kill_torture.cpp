@@ -33,10 +33,12 @@
 #include "process_watch.hpp"
 #include "soak.hpp"
 #include "torture_jobs.hpp"
+#include "waits.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using ringmaster::test::eventually;
 using ringmaster::test::setting;
 namespace torture = ringmaster::test::torture;
 namespace fs = std::filesystem;
@@ -131,12 +133,10 @@ TEST(CliKillTorture, EveryJobGetsExactlyOneCorrectResultLineWhileWorkersAndForkS
     }
   };
   std::vector<pid_t> workers, servers;
-  for (const auto start = std::chrono::steady_clock::now(); std::chrono::steady_clock::now() - start < 30s;) {
+  ASSERT_TRUE(eventually([&] {
     processes(workers, servers);
-    if (workers.size() >= 6) break;
-    std::this_thread::sleep_for(5ms);
-  }
-  ASSERT_GE(workers.size(), 6u) << "the run's workers never started";
+    return workers.size() >= 6;
+  }, 30s)) << "the run's workers never started";
   bool feeding = true;
   while (::kill(run.pid(), 0) == 0 && ringmaster::test::is_running(run.pid())) {
     if (feeding) {

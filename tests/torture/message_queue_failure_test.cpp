@@ -49,6 +49,7 @@
 #include <ringmaster/ipc/segment.hpp>
 
 #include "child.hpp"
+#include "waits.hpp"
 
 namespace {
 
@@ -56,6 +57,7 @@ using namespace std::chrono_literals;
 namespace bip = boost::interprocess;
 namespace ipc = ringmaster::ipc;
 using ringmaster::test::child_process;
+using ringmaster::test::eventually;
 using ringmaster::test::exit_status;
 using ringmaster::test::fork_child;
 
@@ -101,16 +103,6 @@ bool asleep_in_futex(pid_t pid) {
   std::string where;
   wchan >> where;
   return where.find("futex") != std::string::npos;
-}
-
-template <class Condition>
-bool eventually(Condition&& condition, std::chrono::milliseconds limit = k_finish_bound) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
 }
 
 // Bounded wait for a child that must finish; a hung child is killed and reported.
@@ -226,19 +218,24 @@ void expect_send_hangs_after_receiver_killed_in_receive(send_kind kind) {
       << "expected get_num_msg() to throw not_recoverable, got " << after->to_string();
 }
 
-TEST(MessageQueueFailure, SendHangsAfterReceiverKilledInReceive) {
-  expect_send_hangs_after_receiver_killed_in_receive(send_kind::send);
+// Each way to send: send(), try_send(), and timed_send() with a 100 ms deadline, watched
+// for k_hang_bound (the deadline only bounds waiting for room, not the notify that follows).
+class MessageQueueSend : public testing::TestWithParam<send_kind> {};
+
+TEST_P(MessageQueueSend, HangsAfterReceiverKilledInReceive) {
+  expect_send_hangs_after_receiver_killed_in_receive(GetParam());
 }
 
-TEST(MessageQueueFailure, TrySendHangsTooAfterReceiverKilledInReceive) {
-  expect_send_hangs_after_receiver_killed_in_receive(send_kind::try_send);
-}
-
-TEST(MessageQueueFailure, TimedSendIgnoresItsDeadlineAfterReceiverKilledInReceive) {
-  // 100 ms deadline, watched for k_hang_bound: the deadline only bounds waiting for room,
-  // not the notify that follows.
-  expect_send_hangs_after_receiver_killed_in_receive(send_kind::timed_send);
-}
+INSTANTIATE_TEST_SUITE_P(MessageQueueFailure, MessageQueueSend,
+                         testing::Values(send_kind::send, send_kind::try_send, send_kind::timed_send),
+                         [](const testing::TestParamInfo<send_kind>& i) -> std::string {
+                           switch (i.param) {
+                             case send_kind::send: return "Send";
+                             case send_kind::try_send: return "TrySend";
+                             case send_kind::timed_send: return "TimedSend";
+                           }
+                           return "Unknown";
+                         });
 
 TEST(MessageQueueFailure, WakeupIsLostAfterReceiverKilledInReceive) {
   scoped_queue queue;

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "child.hpp"
+#include "waits.hpp"
 
 namespace ipc = ringmaster::ipc;
 using namespace std::chrono_literals;
@@ -81,7 +82,7 @@ TEST(Doorbell, RingWakesWaiterInAnotherProcess) {
     s.waiting.store(1);
     return ipc::wait_until(s.bell, [&] { return s.flag.load() != 0; }, clock_type::now() + 1h, k_no_recheck) ? 0 : 1;
   });
-  while (s.bell.sleepers.load() == 0) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(ringmaster::test::eventually([&] { return s.bell.sleepers.load() != 0; })) << "the waiter never went to sleep";
   s.flag.store(1);
   ipc::ring(s.bell);
   auto status = child.wait_for(30s);
@@ -96,7 +97,7 @@ TEST(Doorbell, WaiterKilledInItsSleepBlocksNobody) {
     (void)ipc::wait_until(s.bell, [] { return false; }, clock_type::now() + 1h, k_no_recheck);
     return 0;
   });
-  while (s.bell.sleepers.load() == 0) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(ringmaster::test::eventually([&] { return s.bell.sleepers.load() != 0; })) << "the waiter never went to sleep";
   child.kill_and_reap();
   // The dead waiter's announcement stays, but ringing neither blocks nor fails, and a new
   // waiter is woken as usual.

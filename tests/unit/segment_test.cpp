@@ -8,11 +8,11 @@
 
 #include <cstring>
 #include <filesystem>
-#include <thread>
 #include <ringmaster/ipc/errc.hpp>
 #include <ringmaster/ipc/segment.hpp>
 
 #include "child.hpp"
+#include "waits.hpp"
 
 namespace ipc = ringmaster::ipc;
 namespace fs = std::filesystem;
@@ -151,7 +151,7 @@ TEST(Segment, SweepRemovesOnlySegmentsOfDeadOwners) {
     ::pause();  // killed here: the destructor never runs
     return 0;
   });
-  while (name_out[0] == '\0') std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(ringmaster::test::eventually([&] { return name_out[0] != '\0'; })) << "the child never created its segment";
   const std::string orphan = name_out;
   child.kill_and_reap();
   ASSERT_TRUE(in_dev_shm(orphan));
