@@ -111,6 +111,26 @@ std::string slurp(const std::filesystem::path& path) {
   return ss.str();
 }
 
+// The log a gate job writes its id to and the gate it waits for, in the temp directory,
+// gone before and after a test.
+struct gate_files {
+  std::filesystem::path log, gate;
+  explicit gate_files(const std::string& name)
+      : log(std::filesystem::temp_directory_path() / ("ringmaster-" + name + "-" + std::to_string(::getpid()) + ".log")),
+        gate(std::filesystem::temp_directory_path() / ("ringmaster-" + name + "-" + std::to_string(::getpid()) + ".gate")) {
+    remove();
+  }
+  ~gate_files() { remove(); }
+  gate_files(const gate_files&) = delete;
+  gate_files& operator=(const gate_files&) = delete;
+  std::string payload() const { return log.string() + "|" + gate.string(); }
+  void open() const { std::ofstream touch(gate); }
+  void remove() const {
+    std::filesystem::remove(log);
+    std::filesystem::remove(gate);
+  }
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -153,18 +173,13 @@ TEST(SupervisorDrain, FinishesAllAcceptedWorkIncludingInFlightJobsThenWorkersExi
 TEST(SupervisorStop, JobsSentAheadButNotStartedNeverStartAndAreStoppedAtOnce) {
   // Arrange: one worker holding four jobs (prefetch), the first of them running, held at
   // a gate; the others wait in the worker's own ring.
-  const auto dir = std::filesystem::temp_directory_path();
-  const std::string tag = std::to_string(::getpid());
-  const auto log = dir / ("ringmaster-prefetch-stop-" + tag + ".log");
-  const auto gate = dir / ("ringmaster-prefetch-stop-" + tag + ".gate");
-  std::filesystem::remove(log);
-  std::filesystem::remove(gate);
+  const gate_files files("prefetch-stop");
   ringmaster::supervisor sup({.name = "prefetch-stop", .shutdown_timeout = 60s});
   auto& pool = sup.add_pool("gated", gate_handlers(), {.workers = 1, .prefetch = 4});
   sup.start();
   std::vector<std::future<result>> futures;
-  for (int i = 0; i < 4; ++i) futures.push_back(pool.submit("gate", log.string() + "|" + gate.string(), "g" + std::to_string(i)));
-  ASSERT_TRUE(eventually([&] { return slurp(log) == "g0\n" && pool_status_of(sup, "gated")->in_flight == 4; }));
+  for (int i = 0; i < 4; ++i) futures.push_back(pool.submit("gate", files.payload(), "g" + std::to_string(i)));
+  ASSERT_TRUE(eventually([&] { return slurp(files.log) == "g0\n" && pool_status_of(sup, "gated")->in_flight == 4; }));
 
   // Act: stop while g0 runs (stop() waits for it, so from another thread).
   std::thread stopper([&] { sup.stop(); });
@@ -183,40 +198,46 @@ TEST(SupervisorStop, JobsSentAheadButNotStartedNeverStartAndAreStoppedAtOnce) {
     EXPECT_EQ(r.worker, -1) << r.id;
     EXPECT_NE(r.value.find("before the job ran"), std::string::npos) << r.value;
   }
-  { std::ofstream open_gate(gate); }
+  files.open();
   const result r0 = await(futures[0]);
   stopper.join();
   EXPECT_TRUE(r0.ok()) << ringmaster::to_string(r0.error) << " " << r0.value;
-  EXPECT_EQ(slurp(log), "g0\n") << "a job not started when stop() was called started after it";
-  std::filesystem::remove(log);
-  std::filesystem::remove(gate);
+  EXPECT_EQ(slurp(files.log), "g0\n") << "a job not started when stop() was called started after it";
 }
 
 TEST(SupervisorStop, FailsQueuedJobsStoppedAndLetsInFlightOnesFinish) {
-  const auto& demo = ringmaster::demo_handlers();
+  // Arrange: two workers each running a job (it said so in the log), held at a gate; six
+  // jobs queued behind them. Sent is not started: a job in a worker's ring when stop()
+  // comes never starts (see JobsSentAheadButNotStartedNeverStartAndAreStoppedAtOnce).
+  const gate_files files("stop");
+  const std::string payload = files.payload();
   ringmaster::supervisor sup({.name = "stop", .shutdown_timeout = 10s});
-  auto& pool = sup.add_pool("compute", demo, {.workers = 2, .prefetch = 1});
+  auto& pool = sup.add_pool("compute", gate_handlers(), {.workers = 2, .prefetch = 1});
   sup.start();
   ASSERT_TRUE(eventually([&] { return all_ready(sup, "compute"); }));
 
   std::vector<std::future<result>> running, queued;
-  // Long enough that no running job ends (and lets a queued one in) before stop().
-  for (int i = 0; i < 2; ++i) running.push_back(pool.submit("sleep", "1000", "running-" + std::to_string(i)));
-  ASSERT_TRUE(eventually([&] { return pool_status_of(sup, "compute")->in_flight == 2; }));
-  for (int i = 0; i < 6; ++i) queued.push_back(pool.submit("sleep", "400", "queued-" + std::to_string(i)));
-  sup.stop();
+  for (int i = 0; i < 2; ++i) running.push_back(pool.submit("gate", payload, "running-" + std::to_string(i)));
+  ASSERT_TRUE(eventually([&] { return std::ranges::count(slurp(files.log), '\n') == 2; }));
+  for (int i = 0; i < 6; ++i) queued.push_back(pool.submit("gate", payload, "queued-" + std::to_string(i)));
 
-  for (auto& f : running) {
-    ASSERT_EQ(f.wait_for(0s), std::future_status::ready);
-    const result r = f.get();
-    EXPECT_TRUE(r.ok()) << r.id << ": in flight within shutdown_timeout, it finishes: " << r.value;
-  }
+  // Act: stop while both run (stop() waits for them, so from another thread).
+  std::thread stopper([&] { sup.stop(); });
+
+  // Assert: the queued jobs are answered `stopped` at once; the running ones finish.
   for (auto& f : queued) {
-    ASSERT_EQ(f.wait_for(0s), std::future_status::ready);
+    ASSERT_EQ(f.wait_for(k_wait), std::future_status::ready);
     const result r = f.get();
     EXPECT_EQ(r.error, error_kind::stopped) << r.id << ": " << r.value;
     EXPECT_EQ(r.attempts, 0u) << r.id;
   }
+  files.open();
+  for (auto& f : running) {
+    const result r = await(f);
+    EXPECT_TRUE(r.ok()) << r.id << ": in flight within shutdown_timeout, it finishes: " << r.value;
+  }
+  stopper.join();
+  EXPECT_EQ(std::ranges::count(slurp(files.log), '\n'), 2) << "a queued job started after stop(): " << slurp(files.log);
   const auto end = pool_status_of(sup, "compute");
   for (auto& w : end->workers) EXPECT_EQ(w.pid, 0);
 }
