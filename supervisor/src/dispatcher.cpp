@@ -1,6 +1,12 @@
 #include "dispatcher.hpp"
 #include "completion_queue_access.hpp"
 
+#include "policy/attempt_outcome.hpp"
+#include "policy/backoff.hpp"
+#include "policy/restart_or_retire.hpp"
+#include "policy/start_failure.hpp"
+#include "policy/strategy.hpp"
+
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -29,11 +35,6 @@ constexpr std::size_t room_slice(std::size_t max_pending) noexcept {
 }
 
 constexpr auto k_forever = clock_type::time_point::max();
-
-std::string signal_name(int sig) {
-  const char* abbrev = ::sigabbrev_np(sig);
-  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
-}
 
 std::string format_ms(std::chrono::milliseconds d) {
   if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
@@ -762,10 +763,9 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
       r.ms = us / 1000.0;
       if (!r.ok()) ++s.jobs_failed;
       ++s.jobs_done;
-      if (r.ok()) p.charged_deaths.clear();  // the pool works: its jobs' deaths were theirs (note_death)
-      const bool retry = (r.error == error_kind::exception || r.error == error_kind::memory) && p.options.retry_on_error &&
-                         r.attempts < p.options.max_attempts && phase_ != phase::stopping;
-      if (retry) {
+      if (r.ok()) p.intensity.job_succeeded();  // the pool works: its jobs' deaths were theirs
+      if (retries_failed_result(r.error, p.options.retry_on_error, r.attempts, p.options.max_attempts,
+                                phase_ == phase::stopping)) {
         j->attempts = r.attempts;
         j->last_error = r.error;
         j->last_message = r.value;
@@ -1006,7 +1006,7 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
     if (p.fork_failing_since == clock_type::time_point{}) p.fork_failing_since = now;
     s.restarts_by_cause[std::string("fork failed: ") + ::strerrorname_np(e.status)]++;
     const bool none_alive = std::none_of(p.slots.begin(), p.slots.end(), [](auto& x) { return x->alive(); });
-    if (none_alive && now - p.fork_failing_since >= p.options.start_timeout) {
+    if (fork_failures_give_up(none_alive, p.fork_failing_since, now, p.options.start_timeout)) {
       give_up(p, "pool '" + p.name + "' cannot fork any worker: " + e.message + " (for longer than start_timeout " +
                      format_ms(p.options.start_timeout) + ")");
       return;
@@ -1034,26 +1034,15 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
   s.pid = 0;
   s.pidfd = -1;
 
-  // What killed it, as the user will read it.
-  const bool out_of_memory = s.view.control && s.view.control->out_of_memory.load() != 0;
-  error_kind kind = error_kind::crash;
-  std::string cause;
-  if (server_died) {
-    cause = "fork server died";
-  } else if (s.end == ending::timeout) {
-    kind = error_kind::timeout;
-    cause = "timeout";
-  } else if (out_of_memory || (p.options.memory_limit > 0 && WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL &&
-                               static_cast<std::size_t>(max_rss_kib) * 1024 >= p.options.memory_limit * 9 / 10)) {
-    kind = error_kind::memory;
-    cause = "memory";
-  } else if (WIFSIGNALED(wait_status)) {
-    cause = signal_name(WTERMSIG(wait_status));
-  } else if (WIFEXITED(wait_status)) {
-    cause = "exit code " + std::to_string(WEXITSTATUS(wait_status));
-  } else {
-    cause = "status " + std::to_string(wait_status);
-  }
+  // What killed it, as the user will read it (policy/death_verdict.hpp).
+  const death_verdict verdict = classify({.wait_status = wait_status,
+                                          .max_rss_kib = max_rss_kib,
+                                          .out_of_memory = s.view.control && s.view.control->out_of_memory.load() != 0,
+                                          .memory_limit = p.options.memory_limit,
+                                          .why = s.end,
+                                          .server_died = server_died});
+  const error_kind kind = verdict.kind;
+  const std::string& cause = verdict.cause;
   std::string message = cause;
   if (kind == error_kind::timeout) message = "exceeded job_timeout of " + format_ms(p.options.job_timeout);
   if (kind == error_kind::memory)
@@ -1063,23 +1052,23 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
   if (s.ready && !s.stderr_tail.empty()) message += "; its stderr ended: " + s.stderr_tail;
   s.stderr_tail.clear();
 
-  const bool abnormal = !(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) || s.end == ending::timeout;
-  const bool planned = (s.end == ending::recycle && !abnormal) || s.end == ending::strategy || server_died;
+  const bool abnormal = verdict.abnormal;
+  const bool planned = verdict.planned;
   const bool stopping = phase_ == phase::stopping || phase_ == phase::stopping_workers || s.end == ending::shutdown;
 
   // Attribution: the job the worker said it was running (if it holds it), or for a
   // timeout the one we timed. The worker's word is only used to pick among its own jobs.
   job_record* running = nullptr;
   if (!planned && !s.in_flight.empty()) {
-    const std::uint64_t token = s.view.control ? s.view.control->current_job.load() : 0;
-    if (s.end == ending::timeout) running = s.in_flight.front();
-    for (job_record* j : s.in_flight)
-      if (j->token == token) running = j;
+    std::vector<std::uint64_t> tokens;
+    tokens.reserve(s.in_flight.size());
+    for (job_record* j : s.in_flight) tokens.push_back(j->token);
+    const std::uint64_t current = s.view.control ? s.view.control->current_job.load() : 0;
+    if (const auto i = charged_job(tokens, current, verdict, s.end)) running = s.in_flight[*i];
   }
   // For restart intensity: whether a job is charged, and with its first death (read now:
   // the loop below may complete the job).
-  const bool charged = running != nullptr;
-  const bool first_charge = charged && !running->killed_a_worker;
+  const death_charge charge = charge_of(running != nullptr, running && running->killed_a_worker);
   if (running) running->killed_a_worker = true;
   for (auto it = s.in_flight.rbegin(); it != s.in_flight.rend(); ++it) {
     job_record* j = *it;
@@ -1087,15 +1076,19 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
       ++j->attempts;
       j->last_error = kind;
       j->last_message = message;
-      if (stopping) {
-        complete(p, j, failed(*j, error_kind::stopped, "supervisor stopped while the job ran (its worker: " + message + ")", s.index, ms_since(s.front_started)));
-      } else if (j->attempts >= p.options.max_attempts) {
-        ++s.jobs_done;  // its final result came from this slot, as a handler's would
-        ++s.jobs_failed;
-        complete(p, j, failed(*j, kind, j->attempts > 1 ? message + " (" + std::to_string(j->attempts) + " attempts)" : message, s.index, ms_since(s.front_started)));
-      } else {
-        ++p.retried;
-        requeue_front(p, j);
+      switch (after_attempt(stopping, j->attempts, p.options.max_attempts)) {
+        case attempt_outcome::stop:
+          complete(p, j, failed(*j, error_kind::stopped, "supervisor stopped while the job ran (its worker: " + message + ")", s.index, ms_since(s.front_started)));
+          break;
+        case attempt_outcome::fail:
+          ++s.jobs_done;  // its final result came from this slot, as a handler's would
+          ++s.jobs_failed;
+          complete(p, j, failed(*j, kind, j->attempts > 1 ? message + " (" + std::to_string(j->attempts) + " attempts)" : message, s.index, ms_since(s.front_started)));
+          break;
+        case attempt_outcome::retry:
+          ++p.retried;
+          requeue_front(p, j);
+          break;
       }
     } else if (stopping) {
       complete(p, j, failed(*j, error_kind::stopped, "supervisor stopped before the job ran"));
@@ -1139,7 +1132,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     return;
   }
   const restart_type rt = p.options.restart;
-  if (!planned && (rt == restart_type::temporary || (rt == restart_type::transient && !abnormal))) {
+  if (!planned && !restarts(rt, abnormal)) {
     s.state = WIFSIGNALED(wait_status) ? worker_state::signaled : worker_state::exited;
     s.retired = true;
     // The pool's queued jobs still need a worker.
@@ -1150,18 +1143,16 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
   bool counted = false;
   if (!planned) {
     // Restart intensity, as in Erlang/OTP, over the deaths that say the pool cannot work
-    // (note_death): more than max_restarts within restart_window.
-    counted = note_death(p, charged, first_charge);
+    // (policy/restart_intensity.hpp): more than max_restarts within restart_window.
+    counted = p.intensity.add_restart(charge, clock_type::now(), p.options.restart_window);
     ++p.restarts;
     ++s.restarts;
     s.restarts_by_cause[kind == error_kind::crash ? cause : std::string(to_string(kind))]++;
-    // A worker that never became ready: a start failure. A pool whose workers keep
-    // failing to start cannot work; it fails fast, with the worker's own words. Unless
-    // something outside SIGKILLed it (an operator, the OOM killer): that says nothing
-    // about whether the pool can start, and counts toward restart intensity only.
-    const bool killed_from_outside = WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL && why == ending::none;
-    if (!was_ready && !killed_from_outside) {
-      if (++p.start_failures_in_a_row >= 3 || intensity(p) > p.options.max_restarts) {
+    // A worker that never became ready: a start failure (policy/start_failure.hpp). A
+    // pool whose workers keep failing to start cannot work; it fails fast, with the
+    // worker's own words.
+    if (is_start_failure(was_ready, verdict.killed_from_outside)) {
+      if (start_failures_give_up(++p.start_failures_in_a_row, p.intensity.exceeded(p.options.max_restarts))) {
         // The worker's own words first, then how it ended (when there was a process).
         std::string reason = "worker " + message + " before it was ready";
         if (!s.start_error.empty()) reason = pid > 0 ? s.start_error + " (" + reason + ")" : s.start_error;
@@ -1169,49 +1160,28 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
         return;
       }
     }
-    if (intensity(p) > p.options.max_restarts) {
+    if (p.intensity.exceeded(p.options.max_restarts)) {
       give_up(p, "pool '" + p.name + "' gave up: more than " + std::to_string(p.options.max_restarts) + " restarts within " +
                      format_ms(p.options.restart_window) + " (last: " + message + ")");
       return;
     }
     // one_for_all / rest_for_one: the other workers are restarted too (their jobs go back
-    // to their pools uncharged).
-    if (options_.strategy != restart_strategy::one_for_one) {
-      const std::size_t first = options_.strategy == restart_strategy::one_for_all ? 0 : s.pool;
-      for (std::size_t i = first; i < live_.size(); ++i)
-        for (auto& other : live_[i]->slots)
-          if (other.get() != &s && other->alive() && other->running_normally()) {
-            // At info, as the death that causes it is at warn: otherwise a user sees
-            // workers of healthy pools vanish with no word why.
-            log_->info("{}: {}: restarting worker {}/{} (pid {}) because worker {}/{} died ({})", options_.name,
-                       to_string(options_.strategy), live_[i]->name, other->index, other->pid, p.name, s.index, message);
-            terminate(*other, ending::strategy, SIGKILL);
-          }
-    }
+    // to their pools uncharged; policy/strategy.hpp).
+    const pool_range down = taken_down_with(options_.strategy, s.pool, live_.size());
+    for (std::size_t i = down.first; i < down.last; ++i)
+      for (auto& other : live_[i]->slots)
+        if (other.get() != &s && other->alive() && other->running_normally()) {
+          // At info, as the death that causes it is at warn: otherwise a user sees
+          // workers of healthy pools vanish with no word why.
+          log_->info("{}: {}: restarting worker {}/{} (pid {}) because worker {}/{} died ({})", options_.name,
+                     to_string(options_.strategy), live_[i]->name, other->index, other->pid, p.name, s.index, message);
+          terminate(*other, ending::strategy, SIGKILL);
+        }
   }
   // A death that does not count (a job killing its worker again, bounded by its
   // max_attempts) does not grow the slot's backoff either: the replacement starts at once.
   schedule_restart(s, planned || !counted, was_ready);
 }
-
-// Restart intensity exists to stop a pool that cannot work, not to punish its good jobs
-// for a few bad ones: a death charged to a job is already bounded by that job's
-// max_attempts. So the window counts every death charged to no job (a worker dying idle,
-// at start, or killed from outside while idle), but of the deaths charged to jobs only
-// each job's first, and only until a job of the pool next succeeds (handle_message
-// clears them). A handful of poison jobs among good ones then never adds up to
-// max_restarts; a pool whose workers die on every job gives up once more than
-// max_restarts different jobs have killed a worker with none succeeding in between.
-bool dispatcher::note_death(pool_state& p, bool charged, bool first_charge) {
-  const auto now = clock_type::now();
-  const bool counted = !charged || first_charge;
-  if (counted) (charged ? p.charged_deaths : p.restart_times).push_back(now);
-  for (auto* times : {&p.restart_times, &p.charged_deaths})
-    while (!times->empty() && now - times->front() > p.options.restart_window) times->pop_front();
-  return counted;
-}
-
-std::size_t dispatcher::intensity(const pool_state& p) noexcept { return p.restart_times.size() + p.charged_deaths.size(); }
 
 void dispatcher::schedule_restart(slot_state& s, bool planned, bool was_ready) {
   pool_state& p = *live_[s.pool];
@@ -1220,21 +1190,17 @@ void dispatcher::schedule_restart(slot_state& s, bool planned, bool was_ready) {
     spawn(s);
     return;
   }
-  // Backoff: the first restart after a stable run is immediate; each further one in a
-  // row waits twice as long, up to backoff_max, with +-25% jitter so that slots that died
-  // together do not restart in lockstep.
-  if (was_ready && now - s.ready_at >= p.options.stable_after) s.failures_in_a_row = 0;
-  const unsigned n = ++s.failures_in_a_row;
+  // Backoff (policy/backoff.hpp): the first restart after a stable run is immediate; each
+  // further one in a row waits twice as long, up to backoff_max, with jitter.
+  const backoff_policy bp{.initial = p.options.backoff_initial, .max = p.options.backoff_max, .stable_after = p.options.stable_after};
+  const unsigned n = s.failures_in_a_row = failures_in_a_row_after(s.failures_in_a_row, was_ready, s.ready_at, now, bp);
   if (n <= 1) {
     spawn(s);
     return;
   }
-  const double base = static_cast<double>(p.options.backoff_initial.count()) * std::pow(2.0, std::min(n - 2, 30u));
   thread_local std::mt19937 rng(std::random_device{}());
-  const double jitter = std::uniform_real_distribution<double>(0.75, 1.25)(rng);
-  const double ms = std::min(base, static_cast<double>(p.options.backoff_max.count())) * jitter;
   s.state = worker_state::backoff;
-  s.restart_at = now + std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000));
+  s.restart_at = now + backoff_delay(n, bp, backoff_jitter(rng));
 }
 
 void dispatcher::spawn(slot_state& s) {

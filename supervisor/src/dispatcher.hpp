@@ -25,6 +25,8 @@
 #include <vector>
 
 #include "fork_server.hpp"
+#include "policy/death_verdict.hpp"
+#include "policy/restart_intensity.hpp"
 
 namespace spdlog {
 class logger;
@@ -52,8 +54,8 @@ struct job_record {
   std::variant<std::monostate, std::promise<result>, completion_callback, completion_queue*, reply_target> target;
 };
 
-/// Why a worker is on its way out, decided by the supervisor before it died.
-enum class ending : std::uint8_t { none, timeout, recycle, strategy, hostile, shutdown, start_timeout };
+// Why a worker is on its way out, decided by the supervisor before it died: `ending`,
+// in policy/death_verdict.hpp.
 
 struct slot_state {
   int index = 0;
@@ -127,10 +129,8 @@ struct pool_state {
   std::atomic<std::uint64_t> completed{0}, failed{0};  // also counted by refusing threads
   std::uint64_t retried = 0;
   unsigned restarts = 0;
-  // Restart intensity (see on_exit): deaths charged to no job, within restart_window...
-  std::deque<clock_type::time_point> restart_times;
-  // ...plus the first death charged to each job since a job of the pool last succeeded.
-  std::deque<clock_type::time_point> charged_deaths;
+  // The deaths that count toward max_restarts within restart_window (see on_exit).
+  restart_intensity intensity;
   unsigned start_failures_in_a_row = 0;
   // First fork of this pool's workers that failed (EAGAIN, ENOMEM) since one succeeded;
   // {} while forks work.
@@ -201,8 +201,6 @@ class dispatcher {
   void schedule_restart(slot_state& s, bool planned, bool was_ready);
   void terminate(slot_state& s, ending why, int sig);
   void give_up(pool_state& p, std::string reason);
-  bool note_death(pool_state& p, bool charged, bool first_charge);
-  static std::size_t intensity(const pool_state& p) noexcept;
   void complete(pool_state& p, job_record* job, result r);
   void requeue_front(pool_state& p, job_record* job);
   void deliver_reply(const reply_target& t, const result& r);

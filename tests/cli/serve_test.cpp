@@ -252,14 +252,14 @@ TEST_F(CliServe, ScaleToThe1024WorkerMaximumRunsJobsAnswersStatusAndStopsOnSigte
   start("[pools.compute]\nworkers = 2\nmax_message = \"4KiB\"\nstart_timeout = \"120s\"\n");
   const auto s = client({"scale", "compute", "1024"}, {.timeout = 60s});
   ASSERT_EQ(s.code, 0) << s.describe();
-  ASSERT_TRUE(within(120s, [&] {
+  ASSERT_TRUE(eventually([&] {
     const auto st = status_json();
     const auto* p = st.contains("pools") ? pool_of(st, "compute") : nullptr;
     if (!p || (*p)["workers"].size() != 1024) return false;
     for (const auto& w : (*p)["workers"])
       if (w["state"] != "ready") return false;
     return true;
-  })) << server->err_so_far();
+  }, 120s)) << server->err_so_far();
   std::string jobs;
   for (int i = 1; i <= 2048; ++i) jobs += job("w" + std::to_string(i), "compute", "echo", std::to_string(i));
   dir.write("jobs.jsonl", jobs);

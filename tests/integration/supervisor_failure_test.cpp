@@ -202,7 +202,8 @@ class supervised : public testing::Test {
 
 // =======================================================================================
 // Crashes: attributed to exactly their job, retried up to max_attempts, unnoticed by the
-// other jobs of the pool.
+// other jobs of the pool. The rules alone, as tables: tests/unit/policy/
+// death_verdict_test.cpp (DeathVerdict, ChargedJob) and attempt_outcome_test.cpp.
 
 struct crash_case {
   const char* name;
@@ -626,7 +627,8 @@ TEST_F(Timeout, AppliesToTheLastJobBeforeRecycling) {
 }
 
 // =======================================================================================
-// Memory limits
+// Memory limits (a death by memory, from the wait status and peak RSS: DeathVerdict in
+// tests/unit/policy/death_verdict_test.cpp)
 
 struct memory_case {
   const char* name;
@@ -729,7 +731,7 @@ TEST_F(Exception, IsRetriedUpToMaxAttemptsWithRetryOnError) {
 }
 
 // =======================================================================================
-// Restart types
+// Restart types (the rule alone: tests/unit/policy/restart_or_retire_test.cpp)
 
 using RestartType = supervised;
 
@@ -905,7 +907,7 @@ TEST_F(RestartType, PermanentWorkerIsReplacedEvenAfterACleanExit) {
 }
 
 // =======================================================================================
-// Restart intensity
+// Restart intensity (the rule alone, exact times: tests/unit/policy/restart_intensity_test.cpp)
 
 using RestartIntensity = supervised;
 
@@ -1054,7 +1056,7 @@ TEST_F(PoisonJob, WorkerStatusCountsTheJobThatKilledItAsFailed) {
 }
 
 // =======================================================================================
-// Backoff
+// Backoff (delays, cap, jitter and reset, exact: tests/unit/policy/backoff_test.cpp)
 
 using Backoff = supervised;
 
@@ -1119,7 +1121,7 @@ TEST_F(Backoff, DelaysGrowBetweenRestartsOfOneSlotAndResetAfterAStableRun) {
 }
 
 // =======================================================================================
-// Start failures
+// Start failures (counting, and the EAGAIN rule: tests/unit/policy/start_failure_test.cpp)
 
 using StartFailure = supervised;
 
@@ -1295,7 +1297,7 @@ INSTANTIATE_TEST_SUITE_P(Workers, Recycling, testing::Values(recycle_case{"Forke
                          [](const testing::TestParamInfo<recycle_case>& p) { return std::string(p.param.name); });
 
 // =======================================================================================
-// Strategies
+// Strategies (which pools a death takes down: tests/unit/policy/strategy_test.cpp)
 
 using Strategy = supervised;
 
