@@ -230,7 +230,7 @@ bool uses(const options& o, transport t) {
 // ---------------------------------------------------------------------------------------
 // The parent's own watchdog and clean-up on signals. A run whose child dies can leave a
 // message_queue's mutex or condition variable in a state where the parent blocks forever
-// (design.md); the alarm turns that into a failure instead of a hang.
+// (ARCHITECTURE.md, "The queues"); the alarm turns that into a failure instead of a hang.
 
 extern "C" void on_fatal_signal(int sig) {
   remove_mq_names_now();

@@ -1,6 +1,7 @@
-// Baseline: boost::interprocess::message_queue, the queue design.md measured and rejected
-// (it is not crash-safe). Named queues "ringmaster-bench-mq-<pid>-<direction>", created by
-// the parent, opened by name in the child, removed by the parent however a run ends: by
+// Baseline: boost::interprocess::message_queue, the queue measured and rejected (it is not
+// crash-safe: ARCHITECTURE.md, "The queues"). Named queues
+// "ringmaster-bench-mq-<pid>-<direction>", created by the parent, opened by name in the
+// child, removed by the parent however a run ends: by
 // the owner's destructor, by a handler on SIGINT/SIGTERM/SIGHUP, and by a sweep at
 // start-up of queues whose creating process is dead.
 #include <dirent.h>

@@ -110,8 +110,9 @@ TEST(CliConfig, OmittedSettingsKeepTheLibraryDefaults) {
   EXPECT_TRUE(c.jobs.empty());
 }
 
-// Beyond design.md's example: how long a worker may take to report ready (a worker that
-// loads a model, say), also the bound on a pool that cannot fork any worker.
+// Beyond the first design's keys (ARCHITECTURE.md, "The command line"): how long a worker
+// may take to report ready (a worker that loads a model, say), also the bound on a pool
+// that cannot fork any worker.
 TEST(CliConfig, StartTimeoutIsAPoolDuration) {
   EXPECT_EQ(parse("[pools.p]\nstart_timeout = \"2m\"\n").pools.at(0).options.start_timeout, std::chrono::minutes(2));
   EXPECT_EQ(parse("[pools.p]\n").pools.at(0).options.start_timeout, pool_options{}.start_timeout);

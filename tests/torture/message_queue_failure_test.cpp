@@ -1,7 +1,8 @@
 // Why ringmaster does not build on boost::interprocess::message_queue: what happens to it,
 // with real processes, when one of its users is SIGKILLed. Each test asserts what this
 // machine really does (Boost 1.81, glibc 2.36, Linux), so a Boost or glibc that behaves
-// differently shows up here as a failing test, and design.md gets revisited.
+// differently shows up here as a failing test, and ARCHITECTURE.md ("The queues") gets
+// revisited.
 //
 // message_queue is a robust process-shared pthread mutex and two process-shared pthread
 // condition variables, in shared memory.
@@ -201,7 +202,7 @@ void expect_send_hangs_after_receiver_killed_in_receive(send_kind kind) {
   const std::optional<exit_status> sent = sender.wait_for(k_hang_bound);
 
   ASSERT_FALSE(sent.has_value()) << "the send returned (" << sent->to_string()
-                                 << "): message_queue no longer hangs here; revisit design.md";
+                                 << "): message_queue no longer hangs here; revisit ARCHITECTURE.md, \"The queues\"";
   EXPECT_TRUE(asleep_in_futex(sender.pid())) << "the sender is stuck, but not in a futex wait";
   EXPECT_EQ(flags.received.load(), 1) << "the replacement receiver got the message after all";
 
@@ -453,6 +454,6 @@ TEST(MessageQueuePeer, KillTortureOfAMessageQueuePoolHangsOrThrows) {
               progress->outcome == 2 ? ": " : "", progress->what);
   // What this machine does (see the file's header): the pool does not survive the kills
   // that ringmaster's supervisor_kill_torture survives. If it ever does, this fails, and
-  // design.md's case against message_queue gets revisited.
+  // the case against message_queue in ARCHITECTURE.md ("The queues") gets revisited.
   EXPECT_TRUE(hung || progress->outcome == 2) << "the message_queue pool survived " << kills << " kills";
 }

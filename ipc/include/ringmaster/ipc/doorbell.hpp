@@ -6,7 +6,7 @@
 // ring() leaves nothing another process could block on: the worst a dead waiter leaves
 // behind is a stale `sleepers` count, which costs the ringer one needless futex wake per
 // ring until the ring is reset. (pthread condition variables and interprocess_mutex do
-// not have this property; see design.md.)
+// not have this property; see ARCHITECTURE.md, "The queues".)
 //
 // std::atomic<T>::wait/notify are not usable here: libstdc++ implements them with
 // private futexes, which never wake a waiter in another process.

@@ -54,8 +54,8 @@ struct pool_status {
   std::vector<worker_status> workers;
 };
 
-/// The fork servers (see design.md, "Processes"): the active one forks every worker; the
-/// standby, idle, takes over if the active one dies, and is itself replaced.
+/// The fork servers (see ARCHITECTURE.md, "Processes"): the active one forks every
+/// worker; the standby, idle, takes over if the active one dies, and is itself replaced.
 struct fork_server_status {
   pid_t active_pid = 0;   ///< 0 once none is left (every pool then gives up)
   pid_t standby_pid = 0;  ///< 0 while there is no standby (being replaced, or cannot be forked)
