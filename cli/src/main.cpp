@@ -16,9 +16,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit status: 0 every job ok; 1 some job failed (or the run was interrupted);\n"
-      "2 bad usage or config (nothing was started); 3 a pool gave up (submit, status and\n"
-      "the control commands: also the server could not be reached); 4 results could not\n"
-      "all be written (a full disk, a closed pipe: the summary says how many are missing).\n"
+      "2 bad usage or config (nothing was started); 3 a pool gave up, or a thread or fork\n"
+      "server could not be created (submit, status and the control commands: also the\n"
+      "server could not be reached); 4 results could not all be written (a full disk, a\n"
+      "closed pipe: the summary says how many are missing).\n"
       "Formats and examples: README.md, sections \"The ringmaster command\" and\n"
       "\"Running ringmaster as a service\".\n");
 
