@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,6 +66,7 @@ using ringmaster::test::gone;
 using ringmaster::test::identify;
 using ringmaster::test::is_running;
 using ringmaster::test::orphan_reaper;
+using ringmaster::test::in_syscall;
 using ringmaster::test::process_id;
 using ringmaster::test::survivors;
 
@@ -406,7 +408,12 @@ TEST(SupervisorDestructor, DestroyingWithoutStopGivesEveryJobAResultAndEndsEvery
     workers = worker_processes(sup);
     for (int i = 0; i < 2; ++i) futures.push_back(pool.submit("sleep", "600"));
     for (int i = 0; i < 6; ++i) futures.push_back(pool.submit("sleep", "600"));
-    ASSERT_TRUE(eventually([&] { return pool_status_of(sup, "compute")->in_flight == 2; }));
+    // Sent is not started: a job still in a worker's ring when the stop comes never
+    // starts. Wait until both workers sleep in their jobs.
+    ASSERT_TRUE(eventually([&] {
+      return pool_status_of(sup, "compute")->in_flight == 2 &&
+             std::ranges::all_of(workers, [](const process_id& w) { return in_syscall(w.pid, SYS_clock_nanosleep); });
+    }));
   }
   int ok = 0, stopped = 0;
   for (auto& f : futures) {
