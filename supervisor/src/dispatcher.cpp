@@ -7,6 +7,7 @@
 
 #include "policy/attempt_outcome.hpp"
 #include "policy/backoff.hpp"
+#include "policy/credits.hpp"
 #include "policy/restart_or_retire.hpp"
 #include "policy/start_failure.hpp"
 #include "policy/strategy.hpp"
@@ -242,19 +243,6 @@ bool dispatcher::take_submissions() {
   return any;
 }
 
-unsigned dispatcher::credits(const pool_state& p) const noexcept {
-  if (p.options.prefetch > 0) return p.options.prefetch;
-  if (p.avg_job_us <= 0) return 2;
-  // Enough jobs ahead to cover ~0.5 ms of work: many for tiny jobs (batching).
-  const auto by_time = static_cast<unsigned>(std::clamp(500.0 / p.avg_job_us, 1.0, 64.0));
-  if (by_time > 1) return by_time;
-  // Long jobs: the next one waits in the worker's ring while the pool has a backlog of
-  // at least two jobs per worker, so that a worker goes from one job to the next without
-  // a round trip through the dispatcher (two wake-ups). With less left, one job at a
-  // time, so that none of the last jobs waits behind a long one while a worker idles.
-  return p.queue.size() >= 2 * p.slots.size() ? 2 : 1;
-}
-
 bool dispatcher::dispatch() {
   bool any = false;
   for (std::size_t i = 0; i < live_.size(); ++i) {
@@ -279,7 +267,9 @@ bool dispatcher::dispatch_pool(pool_state& p) {
   std::vector<slot_state*> touched;
   for (bool progress = true; progress && !p.queue.empty();) {
     progress = false;
-    const unsigned limit = credits(p);  // once per pass: it depends on the backlog
+    // Once per pass: it depends on the backlog.
+    const unsigned limit =
+        credits({.prefetch = p.options.prefetch, .avg_job_us = p.avg_job_us, .queued = p.queue.size(), .workers = p.slots.size()});
     for (auto& sp : p.slots) {
       slot_state& s = *sp;
       if (p.queue.empty()) break;
