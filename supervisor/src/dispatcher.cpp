@@ -232,7 +232,7 @@ bool dispatcher::take_submissions() {
       j->token = next_token_++;
       if (p->gave_up)
         complete(*p, j, failed(*j, error_kind::stopped, p->gave_up_reason));
-      else if (phase_ == phase::stopping || phase_ == phase::stopping_workers)
+      else if (stopping())
         complete(*p, j, failed(*j, error_kind::stopped, "supervisor stopping"));
       else
         p->queue.push_back(j);

@@ -27,6 +27,7 @@
 #include "fork_server.hpp"
 #include "policy/death_verdict.hpp"
 #include "policy/restart_intensity.hpp"
+#include "policy/shutdown_phase.hpp"
 
 namespace spdlog {
 class logger;
@@ -266,7 +267,8 @@ class dispatcher {
   std::unordered_map<std::uint64_t, slot_state*> spawning_;
   std::unordered_map<pid_t, slot_state*> by_pid_;
 
-  enum class phase { running, draining, stopping, stopping_workers, done };
+  using phase = shutdown_phase;
+  [[nodiscard]] bool stopping() const noexcept { return stops_jobs(phase_); }
   phase phase_ = phase::running;
   clock_type::time_point shutdown_deadline_{};
   std::vector<std::shared_ptr<std::promise<void>>> shutdown_waiters_;

@@ -64,7 +64,7 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
                                             "its own one-worker pool (post the job, or give the pool more workers)");
   // While draining, jobs that handlers submit are still part of finishing the accepted
   // work, so only a stop refuses them.
-  if (phase_ == phase::stopping || phase_ == phase::stopping_workers)
+  if (stopping())
     return refuse(error_kind::stopped, "pool '" + target->name + "' is not accepting jobs: supervisor stopping");
   if (m.body.size() > target->options.max_message)
     return refuse(error_kind::rejected, "payload exceeds max_message of pool '" + target->name + "'");

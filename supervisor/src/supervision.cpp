@@ -117,7 +117,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
 
   const bool abnormal = verdict.abnormal;
   const bool planned = verdict.planned;
-  const bool stopping = phase_ == phase::stopping || phase_ == phase::stopping_workers || s.end == ending::shutdown;
+  const bool stopping = this->stopping() || s.end == ending::shutdown;
 
   // Attribution: the job the worker said it was running (if it holds it), or for a
   // timeout the one we timed. The worker's word is only used to pick among its own jobs.

@@ -121,8 +121,7 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
       if (!r.ok()) ++s.jobs_failed;
       ++s.jobs_done;
       if (r.ok()) p.intensity.job_succeeded();  // the pool works: its jobs' deaths were theirs
-      if (retries_failed_result(r.error, p.options.retry_on_error, r.attempts, p.options.max_attempts,
-                                phase_ == phase::stopping)) {
+      if (retries_failed_result(r.error, p.options.retry_on_error, r.attempts, p.options.max_attempts, stopping())) {
         j->attempts = r.attempts;
         j->last_error = r.error;
         j->last_message = r.value;
