@@ -336,23 +336,26 @@ bool dispatcher::handle_timers() {
     pool_state& p = *live_[i];
     for (auto& sp : p.slots) {
       slot_state& s = *sp;
-      if (s.state == worker_state::backoff && !s.retired && now >= s.restart_at) {
+      // Most passes find nothing due. Otherwise each timer is looked up afresh: the one
+      // before may have disarmed it (a slot killed at start_timeout is on its way out and
+      // has no job_timeout any more).
+      if (now < deadlines_of(s, p.options).earliest()) continue;
+      if (now >= deadlines_of(s, p.options).restart) {
         spawn(s);
         any = true;
       }
-      if (s.alive() && now >= s.kill_at) {
+      if (now >= deadlines_of(s, p.options).kill) {
         pidfd_signal(s.pidfd, SIGKILL);
         s.kill_at = k_forever;
         any = true;
       }
-      if (s.alive() && !s.ready && s.running_normally() && now - s.spawned_at > p.options.start_timeout) {
+      if (now >= deadlines_of(s, p.options).start_timeout) {
         s.start_error = "worker did not report ready within start_timeout of " + format_ms(p.options.start_timeout);
         log_->warn("{}: pool '{}': {} (pid {}); killing it", options_.name, p.name, s.start_error, s.pid);
         terminate(s, ending::start_timeout, SIGKILL);
         any = true;
       }
-      if (p.options.job_timeout.count() > 0 && s.alive() && s.running_normally() && !s.in_flight.empty() &&
-          now - s.front_started > p.options.job_timeout) {
+      if (now >= deadlines_of(s, p.options).job_timeout) {
         log_->warn("{}: job {} in pool '{}' exceeded job_timeout {}; stopping worker {} (pid {})", options_.name,
                    s.in_flight.front()->id, p.name, format_ms(p.options.job_timeout), s.index, s.pid);
         terminate(s, ending::timeout, SIGTERM);
@@ -367,14 +370,7 @@ clock_type::time_point dispatcher::next_deadline() const {
   auto next = k_forever;
   for (std::size_t i = 0; i < live_.size(); ++i) {
     const pool_state& p = *live_[i];
-    for (auto& s : p.slots) {
-      if (s->state == worker_state::backoff && !s->retired) next = std::min(next, s->restart_at);
-      if (s->alive()) next = std::min(next, s->kill_at);
-      if (p.options.job_timeout.count() > 0 && s->alive() && s->running_normally() && !s->in_flight.empty())
-        next = std::min(next, s->front_started + p.options.job_timeout);
-      if (s->alive() && !s->ready && s->running_normally())
-        next = std::min(next, s->spawned_at + p.options.start_timeout);
-    }
+    for (auto& s : p.slots) next = std::min(next, deadlines_of(*s, p.options).earliest());
   }
   if (phase_ == phase::stopping || phase_ == phase::stopping_workers) next = std::min(next, shutdown_deadline_);
   next = std::min(next, fork_server_deadline());

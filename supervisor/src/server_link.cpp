@@ -123,8 +123,8 @@ void dispatcher::replace_standby() {
   ++standby_failures_;
   const char* name = ::strerrorname_np(ec.value());
   standby_error_ = (name ? std::string(name) + ": " : std::string()) + ec.message();
-  const std::chrono::milliseconds delay = std::min(std::chrono::milliseconds(100 << std::min(standby_failures_ - 1, 6u)),
-                                                    std::chrono::milliseconds(5000));
+  const std::chrono::milliseconds delay =
+      std::min(k_stop_waits.standby_retry_first * (1 << std::min(standby_failures_ - 1, 6u)), k_stop_waits.standby_retry_max);
   standby_retry_at_ = clock_type::now() + delay;
   log_->warn("{}: cannot fork a standby fork server ({}, attempt {}); retrying in {}; until then a death of the "
              "fork server (pid {}) gives up every pool",
@@ -204,9 +204,10 @@ void dispatcher::on_server_death() {
   for (slot_state* s : victims) {
     if (s->pidfd < 0) continue;
     pollfd pfd{s->pidfd, POLLIN, 0};
-    if (::poll(&pfd, 1, 2000) <= 0) {
+    constexpr int wait_ms = static_cast<int>(k_stop_waits.server_death_wait.count());
+    if (::poll(&pfd, 1, wait_ms) <= 0) {
       pidfd_signal(s->pidfd, SIGKILL);
-      ::poll(&pfd, 1, 2000);
+      ::poll(&pfd, 1, wait_ms);
     }
   }
   active_ = std::move(standby_);

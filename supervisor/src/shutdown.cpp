@@ -106,7 +106,7 @@ void dispatcher::advance_shutdown() {
     // Stop every worker: idle ones are asked (stop message), busy ones past the deadline
     // are killed; all get one second before SIGKILL.
     phase_ = phase::stopping_workers;
-    shutdown_deadline_ = now + std::chrono::seconds(1);
+    shutdown_deadline_ = now + k_stop_waits.shutdown_kill_after;
     for (std::size_t i = 0; i < live_.size(); ++i)
       for (auto& s : live_[i]->slots) {
         s->retired = true;
