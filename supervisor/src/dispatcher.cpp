@@ -146,8 +146,9 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
                "construct the supervisor before starting threads",
                options_.name, threads);
   raise_descriptor_limit();  // before the fork servers are forked: they inherit it
-  active_ = fork_server::fork_from_here(options_.name);
-  standby_ = fork_server::fork_from_here(options_.name);
+  zygote_ = fork_server::start_zygote(options_.name);
+  active_ = zygote_.fork_standby(options_.name);
+  standby_ = zygote_.fork_standby(options_.name);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   deaths_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -161,6 +162,7 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
   ev.data.u64 = 2;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, zygote_.socket_fd(), &ev);  // it speaks only to say it is gone
   ev.data.u64 = 3;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, deaths_fd_, &ev);
 }
@@ -188,6 +190,7 @@ dispatcher::~dispatcher() {
   // Closing the fork servers' sockets ends them; their destructors wait for that.
   active_ = {};
   standby_ = {};
+  zygote_ = {};
   if (wake_fd_ >= 0) ::close(wake_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (deaths_fd_ >= 0) ::close(deaths_fd_);
@@ -923,30 +926,31 @@ bool dispatcher::handle_fork_events() {
     return true;
   }
   if (check_fork_server()) return true;
-  // The standby only ever speaks to say it is gone.
-  if (standby_.valid()) {
-    while (auto e = standby_.try_receive(ec)) {
-      if (e->pidfd >= 0) ::close(e->pidfd);
-    }
-    if (ec) {
-      log_->warn("{}: the standby fork server (pid {}) died; forking another", options_.name, standby_.pid());
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, standby_.socket_fd(), nullptr);
-      standby_ = {};
-      replace_standby();
-      any = true;
-    }
+  if (standby_.valid() && standby_.ended()) {
+    log_->warn("{}: the standby fork server (pid {}) died; forking another", options_.name, standby_.pid());
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, standby_.socket_fd(), nullptr);
+    standby_ = {};
+    replace_standby();
+    any = true;
+  }
+  if (zygote_.valid() && zygote_.ended()) {
+    log_->error("{}: the zygote (pid {}) died; the fork servers end with it, and no other can be forked", options_.name,
+                zygote_.pid());
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, zygote_.socket_fd(), nullptr);
+    zygote_ = {};
+    any = true;
   }
   return any;
 }
 
-// Asks the active server for a new standby. A failure (the server cannot fork: EAGAIN,
+// Asks the zygote for a new standby. A failure (the server cannot fork: EAGAIN,
 // ENOMEM) is logged and tried again after a delay that doubles from 100 ms up to 5 s;
 // status() shows it meanwhile.
 void dispatcher::replace_standby() {
   standby_retry_at_ = k_forever;
-  if (standby_.valid() || !active_.valid()) return;
+  if (standby_.valid() || !active_.valid() || !zygote_.valid()) return;
   std::error_code ec;
-  if (auto s = active_.fork_standby(ec)) {
+  if (auto s = zygote_.fork_standby(ec)) {
     standby_ = std::move(*s);
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -1309,9 +1313,9 @@ void dispatcher::on_server_death() {
               active_.pid());
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
   const std::uint64_t dead = server_id_;
-  // Every worker of the dead server dies of PR_SET_PDEATHSIG. Wait until it has (its
-  // pidfd says so), so that its rings can be reset safely; requests it never answered
-  // are simply made again.
+  // Every worker of the dead server dies of PR_SET_PDEATHSIG (and the zygote kills what
+  // is left of it). Wait until it has (its pidfd says so), so that its rings can be
+  // reset safely; requests it never answered are simply made again.
   std::vector<slot_state*> victims;
   std::vector<slot_state*> unanswered;  // spawns in progress: maybe what killed the server
   for (pool_state* p : live_)
@@ -1324,13 +1328,12 @@ void dispatcher::on_server_death() {
         unanswered.push_back(s.get());
       }
     }
-  for (slot_state* s : victims) {
-    if (s->pidfd < 0) continue;
-    pollfd pfd{s->pidfd, POLLIN, 0};
-    if (::poll(&pfd, 1, 2000) <= 0) {
-      pidfd_signal(s->pidfd, SIGKILL);
-      ::poll(&pfd, 1, 2000);
-    }
+  // One bounded wait for them all, not one after another.
+  std::vector<int> pidfds;
+  for (slot_state* s : victims) pidfds.push_back(s->pidfd);
+  if (wait_all_ended(pidfds, 2000) > 0) {
+    for (int fd : pidfds) pidfd_signal(fd, SIGKILL);
+    (void)wait_all_ended(pidfds, 2000);
   }
   active_ = std::move(standby_);
   standby_ = {};
