@@ -40,8 +40,8 @@ std::string log_time() {
 fork_server_process::fork_server_process(int sock) : sock_(sock), self_(::getpid()) {}
 
 [[noreturn]] void fork_server_process::run() noexcept {
-  // What a worker started and left behind when it died comes back here, not to init:
-  // reap() kills and reaps it.
+  // What a worker started outside its process group comes back here, not to init, once
+  // its parent dies: reap() reaps it, shutdown() ends it.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   // SIGTERM is how the zygote's death reaches us (PR_SET_PDEATHSIG): an orderly
   // shutdown, which ends each worker's process group, not just the worker.
@@ -286,7 +286,9 @@ void fork_server_process::reap() noexcept {
     int status = 0;
     rusage ru{};
     if (::wait4(pid, &status, WNOHANG, &ru) != pid) break;
-    if (it == children_.end()) continue;  // something a worker left behind, come back to us
+    // Something a worker started outside its process group, come back to us (its parent
+    // died): reaped here; ended, if still running, when we end.
+    if (it == children_.end()) continue;
     child& c = it->second;
     // What it wrote last, before it died; then the pipes are closed (a process it
     // started, not dead yet, may hold them open).
@@ -302,18 +304,6 @@ void fork_server_process::reap() noexcept {
     packet += tail;
     if (!out_.send(sock_, std::move(packet), {})) shutdown(3);
   }
-  kill_orphans();
-}
-
-// A child that is not one of our workers is what a dead worker started, in another
-// process group than the worker's (which reap() killed): it ends too, and comes back to
-// reap() when it has.
-void fork_server_process::kill_orphans() noexcept {
-  try {
-    for (const pid_t pid : children_of_self())
-      if (children_.count(pid) == 0) kill_with_group(pid);
-  } catch (...) {
-  }
 }
 
 [[noreturn]] void fork_server_process::shutdown(int code) noexcept {
@@ -325,15 +315,15 @@ void fork_server_process::kill_orphans() noexcept {
   }
   // Our workers and whatever came back to us; what they leave in turn goes to the
   // zygote once we are gone.
-  std::vector<pid_t> left;
+  std::vector<pid_t> ours;
   try {
-    left = children_of_self();
+    for (const auto& [pid, c] : children_) ours.push_back(pid);
+    for (const pid_t pid : children_of_self())
+      if (children_.count(pid) == 0) ours.push_back(pid);
   } catch (...) {
   }
-  for (const auto& [pid, c] : children_) kill_with_group(pid);
-  for (const pid_t pid : left) kill_with_group(pid);
-  for (const auto& [pid, c] : children_) (void)retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-  for (const pid_t pid : left) (void)retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+  for (const pid_t pid : ours) kill_with_group(pid);
+  for (const pid_t pid : ours) (void)retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
   ::_exit(code);
 }
 

@@ -53,7 +53,6 @@ class fork_server_process {
     void spawned(const spawn_request& r, pid_t pid, int out_fd, int err_fd) noexcept;
   void report_failure(std::uint64_t request, int err, const std::string& why) noexcept;
   void reap() noexcept;
-  void kill_orphans() noexcept;
   [[noreturn]] void shutdown(int code) noexcept;
 
   // Starting a worker (worker_spawn.cpp).
