@@ -208,7 +208,6 @@ class dispatcher {
   void begin_shutdown(bool drain, std::chrono::milliseconds grace);
   void advance_shutdown();
   void hold_unstarted_jobs();
-  unsigned credits(const pool_state& p) const noexcept;
   static bool has_free_worker(const pool_state& p) noexcept;
   std::unique_ptr<job_record> new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id);
   bool post(std::function<void()> command);
