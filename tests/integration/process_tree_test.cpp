@@ -214,7 +214,11 @@ TEST(ProcessTree, EveryProcessStaysADescendantOfRingmasterRunAcrossTwentyForkSer
         << "not settled before kill " << kill << "\n" << p.err_so_far();
     const auto tree = tree_of(p.pid());
     seen.insert(tree.begin(), tree.end());
+    const auto killed = identify(server);
+    ASSERT_TRUE(killed);
     ASSERT_EQ(::kill(server, SIGKILL), 0) << "server " << server << ": " << std::strerror(errno);
+    // Gone means reaped too, by the zygote; until then it may still look like the active one.
+    ASSERT_TRUE(eventually([&] { return gone(*killed); }, 30s)) << "the killed server " << server << " was not reaped";
     std::string why;
     ASSERT_TRUE(all_below(p.pid(), seen, why)) << "after kill " << kill << ", outside the tree:" << why;
   }
