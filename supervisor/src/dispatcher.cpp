@@ -62,8 +62,9 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
                "construct the supervisor before starting threads",
                options_.name, threads);
   raise_descriptor_limit();  // before the fork servers are forked: they inherit it
-  active_ = fork_server::fork_from_here(options_.name);
-  standby_ = fork_server::fork_from_here(options_.name);
+  zygote_ = fork_server::start_zygote(options_.name);
+  active_ = zygote_.fork_standby(options_.name);
+  standby_ = zygote_.fork_standby(options_.name);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   deaths_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -77,6 +78,7 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
   ev.data.u64 = 2;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, zygote_.socket_fd(), &ev);  // it speaks only to say it is gone
   ev.data.u64 = 3;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, deaths_fd_, &ev);
 }
@@ -104,6 +106,7 @@ dispatcher::~dispatcher() {
   // Closing the fork servers' sockets ends them; their destructors wait for that.
   active_ = {};
   standby_ = {};
+  zygote_ = {};
   if (wake_fd_ >= 0) ::close(wake_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (deaths_fd_ >= 0) ::close(deaths_fd_);

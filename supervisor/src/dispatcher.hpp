@@ -225,6 +225,7 @@ class dispatcher {
 
   supervisor_options options_;
   std::shared_ptr<spdlog::logger> log_;
+  fork_server zygote_;  // forks active_ and standby_: declared first, so that it ends last
   fork_server active_, standby_;
   std::uint64_t server_id_ = 1;
   // A standby that could not be forked is tried again with a capped backoff, so that one

@@ -1,26 +1,41 @@
-// The fork server: a single-threaded process, forked while the supervisor is still
-// single-threaded, that does nothing but start workers on request and report their
+// The fork servers: single-threaded processes, forked while the supervisor is still
+// single-threaded, that do nothing but start workers on request and report their
 // deaths. Forking from the multi-threaded supervisor would be unsafe (a lock held by
-// another thread at fork stays locked forever in the child); forking from this process,
-// a clean copy of the program taken at supervisor construction, is not.
+// another thread at fork stays locked forever in the child); forking from a clean copy
+// of the program taken at supervisor construction is not.
 //
-// Every worker's stderr is a pipe to the server, which passes it on to its own stderr
+// The process tree, which stays a tree (ARCHITECTURE.md, "Processes"):
+//
+//   supervisor -> zygote -> fork servers (the active one, the standby) -> workers
+//
+// The *zygote* is the one process the supervisor forks. It starts no workers; it forks
+// every fork server on request (the supervisor asks it for the first two, and for each
+// standby after), and is their PR_SET_CHILD_SUBREAPER: when a fork server dies, its
+// workers and what they started come back to the zygote, not to init, and it kills
+// them with their process groups and reaps them (every child of the zygote is ours, so
+// waitpid(-1) is safe there, never in the supervisor, whose embedding program owns its
+// other children). A fork server is a subreaper too: what a dead worker started, left
+// in another process group, comes back to its server, which ends and reaps it.
+//
+// Every worker's stderr is a pipe to its server, which passes it on to its own stderr
 // (the supervisor's) and keeps the last bytes: a worker that fails to start is reported
 // with its own words.
 //
-// Protocol: one SOCK_SEQPACKET socket pair. The supervisor sends spawn requests (with the
-// slot's segment and the dispatcher's eventfd attached as SCM_RIGHTS); the server answers
-// `spawned` (with a pidfd attached) or `spawn_failed`, and sends `exited` (wait status and
-// peak RSS) for every worker it reaps.
+// Protocol: one SOCK_SEQPACKET socket pair per process. The supervisor sends spawn
+// requests (with the slot's segment and the dispatcher's eventfd attached as SCM_RIGHTS);
+// the server answers `spawned` (with a pidfd attached) or `spawn_failed`, and sends
+// `exited` (wait status and peak RSS) for every worker it reaps. To the zygote it sends
+// `standby` requests, each with the new server's socket attached; the new server says
+// hello on it (its pid), or the zygote says why it could not fork it.
 //
-// Lifetime: the server lives until its socket reaches end-of-file, which the kernel
+// Lifetime: a server lives until its socket reaches end-of-file, which the kernel
 // guarantees when the supervisor dies however it dies; it then SIGKILLs and reaps every
 // worker it started and exits. Workers also carry PR_SET_PDEATHSIG(SIGKILL) against the
-// server, so a killed server leaves no worker behind either.
-//
-// A server can also fork a *standby*: another fork server, kept idle by the supervisor
-// and promoted when the active one dies, so that killing the fork server is survived
-// without ever forking from the multi-threaded supervisor.
+// server, so a killed server leaves no worker behind either. The zygote, at its socket's
+// end-of-file, kills its servers, reaps everything that comes back (bounded, 5 s) and
+// exits. A killed zygote takes its servers with it (PR_SET_PDEATHSIG(SIGTERM): each
+// ends its workers' process groups and exits); no standby can be forked after, so the
+// pools give up, as when the fork server dies with no standby left.
 #pragma once
 
 #include <sys/types.h>
@@ -103,12 +118,14 @@ class fork_server {
   /// the server if it is this process's child, waiting a bounded time.
   ~fork_server();
 
-  /// Forks a new fork server from this process. Throws std::system_error.
-  static fork_server fork_from_here(const std::string& name);
+  /// Forks the zygote from this process (see above). Throws std::system_error.
+  static fork_server start_zygote(const std::string& name);
 
-  /// Asks this server to fork a standby fork server (see above), and waits (at most 10 s)
-  /// for the standby's hello, sending what waits in the queue meanwhile.
+  /// Asks the zygote to fork a fork server (see above), and waits (at most 10 s) for the
+  /// server's hello, sending what waits in the queue meanwhile.
   [[nodiscard]] std::optional<fork_server> fork_standby(std::error_code& ec);
+  /// The same; throws std::system_error naming `name` (the supervisor).
+  fork_server fork_standby(const std::string& name);
 
   /// Sends a spawn request, or queues it while the server's socket is full (flush()
   /// sends it later). Never blocks; errors (the server died) as ec.
@@ -123,6 +140,10 @@ class fork_server {
   /// errc::connection_reset) when the server is gone.
   std::optional<fork_event> try_receive(std::error_code& ec) noexcept;
 
+  /// For a server that only ever speaks to say it is gone (the standby, the zygote):
+  /// reads what waits; true once its socket reached end-of-file. Never blocks.
+  [[nodiscard]] bool ended() noexcept;
+
   [[nodiscard]] int socket_fd() const noexcept { return sock_; }
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
   [[nodiscard]] bool valid() const noexcept { return sock_ >= 0; }
@@ -130,13 +151,20 @@ class fork_server {
  private:
   int sock_ = -1;
   pid_t pid_ = -1;
-  int pidfd_ = -1;      // to wait for its exit (a standby is our grandchild: no waitpid)
-  bool child_ = false;  // forked by this process: also reaped by it
+  int pidfd_ = -1;      // to wait for its exit (a fork server is our grandchild: no waitpid)
+  bool child_ = false;  // forked by this process (the zygote): also reaped by it
   std::string rx_;      // receive buffer, kept at full size
   packet_queue out_;    // requests the socket did not take yet
 };
 
-/// The server's main loop, in the server process. Never returns.
+/// Waits until every process of `pidfds` (-1 entries skipped) has ended, at most
+/// `timeout_ms` in all however many there are (the workers of a dead server die
+/// together). The count of those still running.
+std::size_t wait_all_ended(const std::vector<int>& pidfds, int timeout_ms) noexcept;
+
+/// The server's main loop, in the server process (fork_server_process.cpp). Never returns.
 [[noreturn]] void fork_server_main(int sock) noexcept;
+/// The zygote's main loop, in the zygote process (zygote.cpp). Never returns.
+[[noreturn]] void zygote_main(int sock) noexcept;
 
 }  // namespace ringmaster::detail

@@ -84,30 +84,31 @@ bool dispatcher::handle_fork_events() {
     return true;
   }
   if (check_fork_server()) return true;
-  // The standby only ever speaks to say it is gone.
-  if (standby_.valid()) {
-    while (auto e = standby_.try_receive(ec)) {
-      if (e->pidfd >= 0) ::close(e->pidfd);
-    }
-    if (ec) {
-      log_->warn("{}: the standby fork server (pid {}) died; forking another", options_.name, standby_.pid());
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, standby_.socket_fd(), nullptr);
-      standby_ = {};
-      replace_standby();
-      any = true;
-    }
+  if (standby_.valid() && standby_.ended()) {
+    log_->warn("{}: the standby fork server (pid {}) died; forking another", options_.name, standby_.pid());
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, standby_.socket_fd(), nullptr);
+    standby_ = {};
+    replace_standby();
+    any = true;
+  }
+  if (zygote_.valid() && zygote_.ended()) {
+    log_->error("{}: the zygote (pid {}) died; the fork servers end with it, and no other can be forked", options_.name,
+                zygote_.pid());
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, zygote_.socket_fd(), nullptr);
+    zygote_ = {};
+    any = true;
   }
   return any;
 }
 
-// Asks the active server for a new standby. A failure (the server cannot fork: EAGAIN,
+// Asks the zygote for a new standby. A failure (the server cannot fork: EAGAIN,
 // ENOMEM) is logged and tried again after a delay that doubles from 100 ms up to 5 s;
 // status() shows it meanwhile.
 void dispatcher::replace_standby() {
   standby_retry_at_ = k_forever;
-  if (standby_.valid() || !active_.valid()) return;
+  if (standby_.valid() || !active_.valid() || !zygote_.valid()) return;
   std::error_code ec;
-  if (auto s = active_.fork_standby(ec)) {
+  if (auto s = zygote_.fork_standby(ec)) {
     standby_ = std::move(*s);
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -186,9 +187,9 @@ void dispatcher::on_server_death() {
               active_.pid());
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
   const std::uint64_t dead = server_id_;
-  // Every worker of the dead server dies of PR_SET_PDEATHSIG. Wait until it has (its
-  // pidfd says so), so that its rings can be reset safely; requests it never answered
-  // are simply made again.
+  // Every worker of the dead server dies of PR_SET_PDEATHSIG (and the zygote kills what
+  // is left of it). Wait until it has (its pidfd says so), so that its rings can be
+  // reset safely; requests it never answered are simply made again.
   std::vector<slot_state*> victims;
   std::vector<slot_state*> unanswered;  // spawns in progress: maybe what killed the server
   for (pool_state* p : live_)
@@ -201,14 +202,13 @@ void dispatcher::on_server_death() {
         unanswered.push_back(s.get());
       }
     }
-  for (slot_state* s : victims) {
-    if (s->pidfd < 0) continue;
-    pollfd pfd{s->pidfd, POLLIN, 0};
-    constexpr int wait_ms = static_cast<int>(k_stop_waits.server_death_wait.count());
-    if (::poll(&pfd, 1, wait_ms) <= 0) {
-      pidfd_signal(s->pidfd, SIGKILL);
-      ::poll(&pfd, 1, wait_ms);
-    }
+  // One bounded wait for them all, not one after another.
+  constexpr int wait_ms = static_cast<int>(k_stop_waits.server_death_wait.count());
+  std::vector<int> pidfds;
+  for (slot_state* s : victims) pidfds.push_back(s->pidfd);
+  if (wait_all_ended(pidfds, wait_ms) > 0) {
+    for (int fd : pidfds) pidfd_signal(fd, SIGKILL);
+    (void)wait_all_ended(pidfds, wait_ms);
   }
   active_ = std::move(standby_);
   standby_ = {};

@@ -173,18 +173,21 @@ TEST(ResourceExhaustion, DispatcherThreadThatCannotBeCreatedFailsStartCleanly) {
   });
 }
 
-// The active fork server cannot fork (its RLIMIT_NPROC lowered under it, as nobody) when
-// its standby dies: the missing standby is reported in status() and tried again with
+// The zygote, which forks every fork server, cannot fork (its RLIMIT_NPROC lowered under
+// it, as nobody) when the standby dies: the missing standby is reported in status() and tried again with
 // backoff, not forgotten; once forks work again a standby is made, and it then takes
 // over when the active server is killed, so the pool never gives up.
 TEST(ResourceExhaustion, StandbyForkServerThatCannotBeForkedIsRetriedUntilOneIs) {
   in_child([]() -> int {
     if (const int rc = ringmaster::test::become_nobody(); rc != 0) return rc;
-    ringmaster::test::orphan_reaper reaper;  // the promoted standby's workers outlive their parent
+    ringmaster::test::orphan_reaper reaper;  // none should come: the zygote reaps what a dead server leaves
     {
       const auto& demo = ringmaster::demo_handlers();
       ringmaster::supervisor sup({.name = "standby-retry"});
-      for (pid_t p : ringmaster::test::children_of()) reaper.keep(p);  // the supervisor's fork servers
+      const auto children = ringmaster::test::children_of();
+      CHILD_CHECK(children.size() == 1, "%zu children, not the zygote alone", children.size());
+      const pid_t zygote = *children.begin();
+      reaper.keep(zygote);  // the supervisor reaps it
       auto& pool = sup.add_pool("compute", demo, {.workers = 1});
       sup.start();
       CHILD_CHECK(eventually([&] { return ringmaster::test::all_ready(sup, "compute"); }, 20s), "worker not ready");
@@ -195,9 +198,9 @@ TEST(ResourceExhaustion, StandbyForkServerThatCannotBeForkedIsRetriedUntilOneIs)
 
       // Only the soft limit is lowered, so that it can be raised again.
       rlimit old{};
-      CHILD_CHECK(::prlimit(active, RLIMIT_NPROC, nullptr, &old) == 0, "prlimit get");
+      CHILD_CHECK(::prlimit(zygote, RLIMIT_NPROC, nullptr, &old) == 0, "prlimit get");
       const rlimit none{1, old.rlim_max};
-      CHILD_CHECK(::prlimit(active, RLIMIT_NPROC, &none, nullptr) == 0, "prlimit set: %s", std::strerror(errno));
+      CHILD_CHECK(::prlimit(zygote, RLIMIT_NPROC, &none, nullptr) == 0, "prlimit set: %s", std::strerror(errno));
       CHILD_CHECK(::kill(servers.standby_pid, SIGKILL) == 0, "kill the standby");
       CHILD_CHECK(eventually([&] { return sup.status().fork_servers.standby_failures >= 3; }, 20s),
                   "the standby was not retried: %u failures", sup.status().fork_servers.standby_failures);
@@ -209,7 +212,7 @@ TEST(ResourceExhaustion, StandbyForkServerThatCannotBeForkedIsRetriedUntilOneIs)
       auto before = pool.submit("primes", "1000");  // the pool works meanwhile
       CHILD_CHECK(ringmaster::test::await(before).value == "168", "job while the standby is missing");
 
-      CHILD_CHECK(::prlimit(active, RLIMIT_NPROC, &old, nullptr) == 0, "prlimit restore");
+      CHILD_CHECK(::prlimit(zygote, RLIMIT_NPROC, &old, nullptr) == 0, "prlimit restore");
       CHILD_CHECK(eventually([&] { return sup.status().fork_servers.standby_pid > 0; }, 20s),
                   "no standby once forks work again");
       servers = sup.status().fork_servers;

@@ -8,9 +8,11 @@
 //     sup.start();
 //     std::future<ringmaster::result> r = pool.submit("primes", "1000000");
 //
-// Processes. The constructor forks two fork servers (an active one and a standby) while
-// the program is, it is assumed, still single-threaded: construct the supervisor early,
-// after registering handlers and before starting threads. start() starts the dispatcher
+// Processes. The constructor forks one process, the zygote, while the program is, it is
+// assumed, still single-threaded (construct the supervisor early, after registering
+// handlers and before starting threads); the zygote forks two fork servers (an active
+// one and a standby), and every later standby, and reaps what a dead one leaves, so every
+// process stays a descendant of the supervisor, which reaps only the zygote. start() starts the dispatcher
 // thread, which alone owns the supervisor's ends of every ring, and asks the fork server
 // for the workers. Every worker dies with the supervisor, however the supervisor dies.
 //
