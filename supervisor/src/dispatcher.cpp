@@ -81,13 +81,6 @@ double ms_since(clock_type::time_point t) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
 }
 
-bool valid_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
-  });
-}
-
 int threads_of_this_process() {
   int n = 0;
   if (DIR* d = ::opendir("/proc/self/task")) {
@@ -194,14 +187,8 @@ dispatcher::~dispatcher() {
 }
 
 pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_options o) {
-  if (!valid_name(name)) throw std::invalid_argument("pool name '" + name + "' must be 1-128 characters of [A-Za-z0-9_.-]");
-  if (h == nullptr && o.command.empty()) throw std::invalid_argument("pool '" + name + "' needs handlers or a command");
+  check_pool_request(name, h != nullptr, o);
   if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
-  if (o.workers > 1024) throw std::invalid_argument("pool '" + name + "': at most 1024 workers");
-  if (o.max_attempts == 0) throw std::invalid_argument("pool '" + name + "': max_attempts must be at least 1");
-  if (o.max_message == 0 || o.max_message > wire::k_max_body)
-    throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 64 MiB");
-  if (o.max_pending == 0) throw std::invalid_argument("pool '" + name + "': max_pending must be at least 1");
   check_descriptor_budget(name, o.workers, nullptr);
   auto p = std::make_unique<pool_state>();
   p->name = std::move(name);
@@ -219,7 +206,8 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   {
     std::lock_guard lock(pools_mutex_);
     for (auto& existing : pools_)
-      if (existing->name == raw->name && !existing->removed.load()) throw std::invalid_argument("a pool named '" + raw->name + "' already exists");
+      if (existing->name == raw->name && !existing->removed.load())
+        throw invalid_request(errc::duplicate_pool, "a pool named '" + raw->name + "' already exists");
     check_shared_memory(*raw);
     raw->index = pools_.size();
     for (unsigned i = 0; i < raw->options.workers; ++i) {
@@ -252,7 +240,7 @@ void dispatcher::check_shared_memory(const pool_state& p) const {
       others += ", pool '" + q->name + "' " + format_size(shared_memory_of(q->options));
     }
   if (need <= available) return;
-  throw std::invalid_argument(
+  throw invalid_request(errc::not_enough_memory,
       "pool '" + p.name + "': workers = " + std::to_string(p.options.workers) + " with max_message = " +
       format_size(p.options.max_message) + " map " + format_size(shared_memory_of(p.options)) + " of shared memory (" +
       format_size(shared_memory_per_worker(p.options)) + " per worker" + ")" +
@@ -268,7 +256,7 @@ pool* dispatcher::find_pool(std::string_view name) noexcept {
 }
 
 void dispatcher::start() {
-  if (started_.exchange(true)) throw std::logic_error("supervisor already started");
+  if (started_.exchange(true)) throw refused_in_state(errc::already_started, "supervisor already started");
   try {
     thread_ = std::thread([this] { run(); });
   } catch (const std::system_error& e) {
@@ -411,16 +399,16 @@ supervisor_status dispatcher::status() {
 }
 
 void dispatcher::scale(pool_state& p, unsigned workers) {
-  if (workers == 0 || workers > 1024)
-    throw std::invalid_argument("pool '" + p.name + "': scale to 1-1024 workers, got " + std::to_string(workers));
+  check_scale_request(p.name, workers);
   check_descriptor_budget(p.name, workers, &p);
   if (const std::size_t available = available_memory(); workers > p.options.workers && available > 0) {
     const std::size_t more = (workers - p.options.workers) * shared_memory_per_worker(p.options);
     if (more > available)
-      throw std::invalid_argument("pool '" + p.name + "': " + std::to_string(workers - p.options.workers) +
-                                  " more workers with max_message = " + format_size(p.options.max_message) + " map " +
-                                  format_size(more) + " of shared memory, more than this machine has available "
-                                  "(MemAvailable " + format_size(available) + ")");
+      throw invalid_request(errc::not_enough_memory,
+                            "pool '" + p.name + "': " + std::to_string(workers - p.options.workers) +
+                                " more workers with max_message = " + format_size(p.options.max_message) + " map " +
+                                format_size(more) + " of shared memory, more than this machine has available "
+                                "(MemAvailable " + format_size(available) + ")");
   }
   if (!started_.load()) {
     std::lock_guard lock(pools_mutex_);
@@ -437,14 +425,14 @@ void dispatcher::scale(pool_state& p, unsigned workers) {
     }
   }
   if (std::this_thread::get_id() == thread_.get_id()) {
-    if (auto why = apply_scale(p, workers); !why.empty()) throw std::logic_error(why);
+    if (auto why = apply_scale(p, workers); !why.empty()) throw refused_in_state(why.code, why.message);
     return;
   }
-  std::promise<std::string> done;
+  std::promise<refusal> done;
   auto f = done.get_future();
   if (!post([&] { done.set_value(apply_scale(p, workers)); }))
-    throw std::logic_error("pool '" + p.name + "' cannot be scaled: the supervisor has stopped");
-  if (auto why = f.get(); !why.empty()) throw std::logic_error(why);
+    throw refused_in_state(errc::stopping, "pool '" + p.name + "' cannot be scaled: the supervisor has stopped");
+  if (auto why = f.get(); !why.empty()) throw refused_in_state(why.code, why.message);
 }
 
 bool dispatcher::remove_pool(std::string_view name) {
@@ -1686,10 +1674,11 @@ namespace ringmaster::detail {
 // Slots [0, workers) are the pool; slots past it finish their jobs and go. Growing takes
 // back slots still on their way out before adding new ones, so the slots stay numbered
 // 0..N-1 and a worker that is running is never restarted for it.
-std::string dispatcher::apply_scale(pool_state& p, unsigned workers) {
-  if (p.removed.load()) return "pool '" + p.name + "' was removed";
-  if (p.gave_up) return "pool '" + p.name + "' gave up: " + p.gave_up_reason;
-  if (phase_ != phase::running) return "pool '" + p.name + "' cannot be scaled: the supervisor is stopping";
+refusal dispatcher::apply_scale(pool_state& p, unsigned workers) {
+  if (p.removed.load()) return {errc::pool_removed, "pool '" + p.name + "' was removed"};
+  if (p.gave_up) return {errc::pool_gave_up, "pool '" + p.name + "' gave up: " + p.gave_up_reason};
+  if (phase_ != phase::running)
+    return {errc::stopping, "pool '" + p.name + "' cannot be scaled: the supervisor is stopping"};
   const unsigned before = p.options.workers;
   p.options.workers = workers;
   for (std::size_t i = 0; i < std::min<std::size_t>(workers, p.slots.size()); ++i) {
@@ -1891,10 +1880,11 @@ void dispatcher::check_descriptor_budget(const std::string& pool, std::size_t wo
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY || need <= nofile.rlim_cur) return;
   const std::size_t fit = nofile.rlim_cur > k_base ? (nofile.rlim_cur - k_base) / 3 : 0;
-  throw std::invalid_argument("pool '" + pool + "': " + std::to_string(workers) + " worker(s) (" + std::to_string(total) +
-                              " in all pools) need about " + std::to_string(need) +
-                              " file descriptors, but RLIMIT_NOFILE (ulimit -n) is " + std::to_string(nofile.rlim_cur) +
-                              ": at most " + std::to_string(fit) + " workers fit; raise the limit or use fewer workers");
+  throw invalid_request(errc::too_many_descriptors,
+                        "pool '" + pool + "': " + std::to_string(workers) + " worker(s) (" + std::to_string(total) +
+                            " in all pools) need about " + std::to_string(need) +
+                            " file descriptors, but RLIMIT_NOFILE (ulimit -n) is " + std::to_string(nofile.rlim_cur) +
+                            ": at most " + std::to_string(fit) + " workers fit; raise the limit or use fewer workers");
 }
 
 }  // namespace ringmaster::detail
