@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <ringmaster/cli/config.hpp>
 #include <ringmaster/cli/units.hpp>
+#include <ringmaster/supervisor/detail/option_table.hpp>
 #include <ringmaster/worker/demo_handlers.hpp>
 #include <sstream>
 #include <toml++/toml.h>
@@ -22,12 +23,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using detail::resolve_program;
+using ringmaster::detail::option_kind;
 
-// Below this, a worker cannot even map its libraries and rings: it would die at start-up
-// and the pool would give up with a puzzling message, so say it here instead.
-constexpr std::uint64_t k_min_memory_limit = std::uint64_t{32} << 20;
-constexpr std::uint64_t k_max_message_limit = std::uint64_t{64} << 20;  // the library's (wire::k_max_body)
-constexpr std::size_t k_max_id = 1024;                                 // the library's limit
+// A [[jobs]] id leaves room for the "-N" that repeat appends, within the library's k_max_id.
+constexpr std::size_t k_repeat_suffix_room = 24;
 
 bool bare_key(std::string_view k) {
   return !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
@@ -83,13 +82,6 @@ std::string describe(const toml::node& n) {
     case toml::node_type::date_time: return "a date-time";
     default: return "nothing";
   }
-}
-
-bool valid_pool_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
-  });
 }
 
 nlohmann::json to_json(const toml::node& n) {
@@ -232,18 +224,71 @@ std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const 
   return out;
 }
 
+template <class Table>
+std::vector<std::string> names_of(const Table& table) {
+  std::vector<std::string> out;
+  for (const auto& spec : table) out.emplace_back(spec.name);
+  return out;
+}
+
 const std::vector<std::string> k_top_keys{"supervisor", "pools", "jobs"};
-const std::vector<std::string> k_supervisor_keys{"name", "log_level", "shutdown_timeout", "strategy"};
-const std::vector<std::string> k_pool_keys{
-    "workers",   "command",     "restart",      "max_restarts",   "restart_window",      "max_attempts",
-    "retry_on_error", "job_timeout", "kill_grace", "memory_limit", "max_jobs_per_worker", "max_message",
-    "max_pending", "prefetch",  "backoff_initial", "backoff_max", "stable_after", "start_timeout"};
+const std::vector<std::string> k_supervisor_keys = names_of(ringmaster::detail::k_supervisor_options);
+const std::vector<std::string> k_pool_keys = names_of(ringmaster::detail::k_pool_options);
 const std::vector<std::string> k_job_keys{"pool", "type", "payload", "id", "repeat"};
 
-std::string one_of(const std::vector<std::string>& names) {
+template <class Names>
+std::string one_of(const Names& names) {
   std::vector<std::string> q;
   for (const auto& n : names) q.push_back(quote_text(n));
   return "one of " + join(q);
+}
+
+// The index of a choice's value, or nullopt after reporting it.
+template <class Options>
+std::optional<std::size_t> read_choice(checker& c, const ringmaster::detail::option_spec<Options>& spec,
+                                       const toml::node& v, const std::string& key) {
+  const std::string expected = one_of(spec.choices);
+  auto s = c.string(v, key, expected);
+  if (!s) return std::nullopt;
+  for (std::size_t i = 0; i < spec.choices.size(); ++i)
+    if (spec.choices[i] == *s) return i;
+  c.problem(v.source(), key, expected, describe(v));
+  return std::nullopt;
+}
+
+// One option, read as its kind says, within the table's range for a config; set in `o`
+// (false after reporting what was wrong). What 0 means is said only when 0 is allowed.
+template <class Options>
+bool read_option(checker& c, const ringmaster::detail::option_spec<Options>& spec, const toml::node& v,
+                 const std::string& key, Options& o) {
+  const bool zero_named = spec.min == 0 && !spec.zero_means.empty();
+  std::optional<std::uint64_t> value;
+  switch (spec.kind) {
+    case option_kind::count:
+      if (auto x = c.integer(v, key, static_cast<std::int64_t>(spec.min), static_cast<std::int64_t>(spec.max),
+                             zero_named ? "0: " + std::string(spec.zero_means) : std::string()))
+        value = static_cast<std::uint64_t>(*x);
+      break;
+    case option_kind::duration:
+      if (auto d = c.duration(v, key, std::chrono::milliseconds(spec.min),
+                              zero_named ? "\"0s\": " + std::string(spec.zero_means) : std::string()))
+        value = static_cast<std::uint64_t>(d->count());
+      break;
+    case option_kind::size:
+      if (auto b = c.size(v, key, spec.min, spec.max, zero_named ? "0: " + std::string(spec.zero_means) : std::string()))
+        value = *b;
+      break;
+    case option_kind::flag:
+      if (auto b = c.boolean(v, key)) value = *b ? 1 : 0;
+      break;
+    case option_kind::choice:
+      if (auto i = read_choice(c, spec, v, key)) value = *i;
+      break;
+    case option_kind::argv:
+    case option_kind::text: break;  // read by their callers
+  }
+  if (value && spec.set) spec.set(o, *value);
+  return value.has_value();
 }
 
 void read_supervisor(checker& c, const toml::table& t, run_config& out) {
@@ -251,34 +296,21 @@ void read_supervisor(checker& c, const toml::table& t, run_config& out) {
     const toml::key& k = *kp;
     const toml::node& v = *vp;
     const std::string key = "supervisor." + key_text(k.str());
-    if (k.str() == "name") {
-      if (auto s = c.string(v, key, "a non-empty string of at most 128 characters")) {
-        if (s->empty() || s->size() > 128)
-          c.problem(v.source(), key, "a non-empty string of at most 128 characters", describe(v));
+    const auto* spec = ringmaster::detail::find_option(ringmaster::detail::k_supervisor_options, k.str());
+    if (!spec) {
+      c.unknown_key(k, key, k_supervisor_keys);
+    } else if (spec->kind == option_kind::text) {  // name
+      const std::string expected = "a non-empty string of at most " + std::to_string(spec->max) + " characters";
+      if (auto s = c.string(v, key, expected)) {
+        if (s->size() < spec->min || s->size() > spec->max)
+          c.problem(v.source(), key, expected, describe(v));
         else
           out.supervisor.name = *s;
       }
-    } else if (k.str() == "log_level") {
-      const std::string expected = one_of(log_level_names());
-      if (auto s = c.string(v, key, expected)) {
-        const auto& names = log_level_names();
-        if (std::find(names.begin(), names.end(), *s) == names.end())
-          c.problem(v.source(), key, expected, describe(v));
-        else
-          out.log_level = *s;
-      }
-    } else if (k.str() == "shutdown_timeout") {
-      if (auto d = c.duration(v, key, std::chrono::milliseconds(0))) out.supervisor.shutdown_timeout = *d;
-    } else if (k.str() == "strategy") {
-      const std::string expected = one_of({"one_for_one", "one_for_all", "rest_for_one"});
-      if (auto s = c.string(v, key, expected)) {
-        if (auto st = restart_strategy_from_string(*s))
-          out.supervisor.strategy = *st;
-        else
-          c.problem(v.source(), key, expected, describe(v));
-      }
+    } else if (!spec->set) {  // log_level: the command's, not the library's
+      if (auto i = read_choice(c, *spec, v, key)) out.log_level = std::string(spec->choices[*i]);
     } else {
-      c.unknown_key(k, key, k_supervisor_keys);
+      read_option(c, *spec, v, key, out.supervisor);
     }
   }
 }
@@ -331,58 +363,16 @@ void read_pool(checker& c, const std::string& name, const toml::table& t, const 
     const toml::node& v = *vp;
     const std::string key = prefix + key_text(k.str());
     const std::string_view n = k.str();
-    using std::chrono::milliseconds;
-    if (n == "workers") {
-      if (auto x = c.integer(v, key, 0, 1024, "0: one per core")) {
-        o.workers = static_cast<unsigned>(*x);
-        pool.workers_defaulted = false;
-      }
-    } else if (n == "command") {
-      read_command(c, v, key, base_dir, path_env, pool);
-    } else if (n == "restart") {
-      const std::string expected = one_of({"permanent", "transient", "temporary"});
-      if (auto s = c.string(v, key, expected)) {
-        if (auto r = restart_type_from_string(*s))
-          o.restart = *r;
-        else
-          c.problem(v.source(), key, expected, describe(v));
-      }
-    } else if (n == "max_restarts") {
-      if (auto x = c.integer(v, key, 0, 1'000'000)) o.max_restarts = static_cast<unsigned>(*x);
-    } else if (n == "restart_window") {
-      if (auto d = c.duration(v, key, milliseconds(1))) o.restart_window = *d;
-    } else if (n == "max_attempts") {
-      if (auto x = c.integer(v, key, 1, 1000)) o.max_attempts = static_cast<unsigned>(*x);
-    } else if (n == "retry_on_error") {
-      if (auto b = c.boolean(v, key)) o.retry_on_error = *b;
-    } else if (n == "job_timeout") {
-      if (auto d = c.duration(v, key, milliseconds(0), "\"0s\": none")) o.job_timeout = *d;
-    } else if (n == "kill_grace") {
-      if (auto d = c.duration(v, key, milliseconds(0))) o.kill_grace = *d;
-    } else if (n == "memory_limit") {
-      if (auto b = c.size(v, key, k_min_memory_limit, std::uint64_t{1} << 50)) o.memory_limit = static_cast<std::size_t>(*b);
-    } else if (n == "max_jobs_per_worker") {
-      if (auto x = c.integer(v, key, 0, std::int64_t{1} << 62, "0: never recycle"))
-        o.max_jobs_per_worker = static_cast<std::uint64_t>(*x);
-    } else if (n == "max_message") {
-      if (auto b = c.size(v, key, 1, k_max_message_limit)) o.max_message = static_cast<std::size_t>(*b);
-    } else if (n == "max_pending") {
-      if (auto x = c.integer(v, key, 1, 10'000'000)) o.max_pending = static_cast<std::size_t>(*x);
-    } else if (n == "prefetch") {
-      if (auto x = c.integer(v, key, 0, 65536, "0: adapt to the jobs' run time")) o.prefetch = static_cast<unsigned>(*x);
-    } else if (n == "backoff_initial") {
-      if (auto d = c.duration(v, key, milliseconds(0))) o.backoff_initial = *d;
-    } else if (n == "backoff_max") {
-      if (auto d = c.duration(v, key, milliseconds(0))) {
-        o.backoff_max = *d;
-        backoff_max = &v;
-      }
-    } else if (n == "stable_after") {
-      if (auto d = c.duration(v, key, milliseconds(0))) o.stable_after = *d;
-    } else if (n == "start_timeout") {
-      if (auto d = c.duration(v, key, milliseconds(1))) o.start_timeout = *d;
-    } else {
+    const auto* spec = ringmaster::detail::find_option(ringmaster::detail::k_pool_options, n);
+    if (!spec) {
       c.unknown_key(k, key, k_pool_keys);
+    } else if (spec->kind == option_kind::argv) {  // command
+      read_command(c, v, key, base_dir, path_env, pool);
+    } else {
+      if (read_option(c, *spec, v, key, o)) {
+        if (n == "workers") pool.workers_defaulted = false;
+        if (n == "backoff_max") backoff_max = &v;
+      }
     }
   }
   if (o.backoff_max < o.backoff_initial) {
@@ -424,8 +414,9 @@ void read_job(checker& c, std::size_t index, const toml::table& t, run_config& o
       job.payload = v.is_string() ? v.as_string()->get() : to_json(v).dump();
     } else if (n == "id") {
       // Room is left for the "-N" that repeat appends.
-      const std::string expected = "a non-empty string of at most 1000 bytes, or an integer";
-      if (v.is_string() && !v.as_string()->get().empty() && v.as_string()->get().size() <= k_max_id - 24)
+      const std::string expected =
+          "a non-empty string of at most " + std::to_string(k_max_id - k_repeat_suffix_room) + " bytes, or an integer";
+      if (v.is_string() && !v.as_string()->get().empty() && v.as_string()->get().size() <= k_max_id - k_repeat_suffix_room)
         job.id = v.as_string()->get();
       else if (v.is_integer())
         job.id = std::to_string(v.as_integer()->get());
@@ -487,7 +478,8 @@ config_error::config_error(std::vector<std::string> problems)
       problems_(std::move(problems)) {}
 
 const std::vector<std::string>& log_level_names() {
-  static const std::vector<std::string> names{"trace", "debug", "info", "warn", "error", "critical", "off"};
+  static const std::vector<std::string> names(ringmaster::detail::k_log_level_names.begin(),
+                                              ringmaster::detail::k_log_level_names.end());
   return names;
 }
 
@@ -529,7 +521,9 @@ run_config parse_config(std::string_view text, const std::string& source_name, c
       const std::string name(kp->str());
       const std::string key = "pools." + key_text(name);
       if (!valid_pool_name(name)) {
-        c.problem(kp->source(), key, "a pool name of 1 to 128 characters from A-Z a-z 0-9 _ . -", quote_text(name));
+        c.problem(kp->source(), key,
+                  "a pool name of 1 to " + std::to_string(k_max_pool_name) + " characters from A-Z a-z 0-9 _ . -",
+                  quote_text(name));
         continue;
       }
       const toml::table* t = c.table(*vp, key, "a table of pool settings ([" + key + "])");

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <ringmaster/cli/jsonl.hpp>
+#include <ringmaster/supervisor/options.hpp>
 #include <ringmaster/worker/detail/json_depth.hpp>
 
 namespace ringmaster::cli {
@@ -243,7 +244,7 @@ class fast_job_line {
       }
       switch (bit) {
         case 1:
-          if (is_string ? text.empty() || text.size() > 1024 : false) return false;
+          if (is_string ? text.empty() || text.size() > k_max_id : false) return false;
           out.id.assign(text);
           out.integer_id = !is_string;
           break;
@@ -354,14 +355,15 @@ std::string detail::parse_job_line_general(std::string_view line, parsed_job& ou
   // The id first, so that a line rejected for another reason still carries it.
   std::string problem;
   if (auto it = doc.find("id"); it != doc.end()) {
-    if (it->is_string() && !it->get_ref<const std::string&>().empty() && it->get_ref<const std::string&>().size() <= 1024)
+    if (it->is_string() && !it->get_ref<const std::string&>().empty() &&
+        it->get_ref<const std::string&>().size() <= k_max_id)
       out.id = it->get_ref<const std::string&>();
     else if (it->is_number_integer()) {
       out.id = it->dump();
       out.integer_id = true;
     }
     else
-      problem = "\"id\" must be a non-empty string of at most 1024 bytes, or an integer; got " +
+      problem = "\"id\" must be a non-empty string of at most " + std::to_string(k_max_id) + " bytes, or an integer; got " +
                 std::string(json_type_name(*it));
   }
   if (!problem.empty()) return problem;

@@ -7,6 +7,7 @@
 #include <ringmaster/cli/resume.hpp>
 #include <ringmaster/cli/run.hpp>
 #include <ringmaster/cli/serve.hpp>
+#include <ringmaster/supervisor/options.hpp>
 #include <string>
 
 int main(int argc, char** argv) {
@@ -81,7 +82,8 @@ int main(int argc, char** argv) {
   CLI::App* reload = app.add_subcommand("reload", "Re-read the server's config; restart only the pools whose settings changed.");
   for (CLI::App* c : {drain, stop, scale, reload}) c->add_option("--socket", co.socket, "The server's socket")->required();
   scale->add_option("pool", co.pool, "The pool's name")->required();
-  scale->add_option("workers", co.workers, "Worker processes, 1-1024")->required();
+  scale->add_option("workers", co.workers, "Worker processes, 1-" + std::to_string(ringmaster::k_max_workers))
+      ->required();
 
   try {
     app.parse(argc, argv);
@@ -99,17 +101,18 @@ int main(int argc, char** argv) {
   for (CLI::App* c : {drain, stop, scale, reload})
     if (*c) {
       co.op = c->get_name();
-      if (co.op == "scale" && (co.workers < 1 || co.workers > 1024)) {
-        std::fprintf(stderr, "ringmaster: scale: expected a worker count from 1 to 1024, got %lld\n", co.workers);
+      if (co.op == "scale" && (co.workers < 1 || co.workers > static_cast<long long>(ringmaster::k_max_workers))) {
+        std::fprintf(stderr, "ringmaster: scale: expected a worker count from 1 to %u, got %lld\n",
+                     ringmaster::k_max_workers, co.workers);
         return rc::k_exit_usage;
       }
       return rc::control(co);
     }
   o.progress = !no_progress;
   if (run->count("--workers") > 0) {
-    if (workers < 0 || workers > 1024) {
-      std::fprintf(stderr, "ringmaster: --workers: expected an integer from 0 to 1024 (0: one per core), got %lld\n",
-                   workers);
+    if (workers < 0 || workers > static_cast<long long>(ringmaster::k_max_workers)) {
+      std::fprintf(stderr, "ringmaster: --workers: expected an integer from 0 to %u (0: one per core), got %lld\n",
+                   ringmaster::k_max_workers, workers);
       return rc::k_exit_usage;
     }
     o.workers = static_cast<unsigned>(workers);

@@ -55,24 +55,11 @@ std::size_t rss_of(pid_t pid) {
   return n == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
 }
 
-bool valid_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
-  });
-}
-
 }  // namespace
 
 pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_options o) {
-  if (!valid_name(name)) throw std::invalid_argument("pool name '" + name + "' must be 1-128 characters of [A-Za-z0-9_.-]");
-  if (h == nullptr && o.command.empty()) throw std::invalid_argument("pool '" + name + "' needs handlers or a command");
+  check_pool_request(name, h != nullptr, o);
   if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
-  if (o.workers > 1024) throw std::invalid_argument("pool '" + name + "': at most 1024 workers");
-  if (o.max_attempts == 0) throw std::invalid_argument("pool '" + name + "': max_attempts must be at least 1");
-  if (o.max_message == 0 || o.max_message > wire::k_max_body)
-    throw std::invalid_argument("pool '" + name + "': max_message must be between 1 byte and 64 MiB");
-  if (o.max_pending == 0) throw std::invalid_argument("pool '" + name + "': max_pending must be at least 1");
   check_descriptor_budget(name, o.workers, nullptr);
   auto p = std::make_unique<pool_state>();
   p->name = std::move(name);
@@ -90,7 +77,8 @@ pool_state& dispatcher::add_pool(std::string name, const handlers* h, pool_optio
   {
     std::lock_guard lock(pools_mutex_);
     for (auto& existing : pools_)
-      if (existing->name == raw->name && !existing->removed.load()) throw std::invalid_argument("a pool named '" + raw->name + "' already exists");
+      if (existing->name == raw->name && !existing->removed.load())
+        throw invalid_request(errc::duplicate_pool, "a pool named '" + raw->name + "' already exists");
     check_shared_memory(*raw);
     raw->index = pools_.size();
     for (unsigned i = 0; i < raw->options.workers; ++i) {
@@ -123,7 +111,7 @@ void dispatcher::check_shared_memory(const pool_state& p) const {
       others += ", pool '" + q->name + "' " + format_size(shared_memory_of(q->options));
     }
   if (need <= available) return;
-  throw std::invalid_argument(
+  throw invalid_request(errc::not_enough_memory,
       "pool '" + p.name + "': workers = " + std::to_string(p.options.workers) + " with max_message = " +
       format_size(p.options.max_message) + " map " + format_size(shared_memory_of(p.options)) + " of shared memory (" +
       format_size(shared_memory_per_worker(p.options)) + " per worker" + ")" +
@@ -253,16 +241,16 @@ supervisor_status dispatcher::status() {
 }
 
 void dispatcher::scale(pool_state& p, unsigned workers) {
-  if (workers == 0 || workers > 1024)
-    throw std::invalid_argument("pool '" + p.name + "': scale to 1-1024 workers, got " + std::to_string(workers));
+  check_scale_request(p.name, workers);
   check_descriptor_budget(p.name, workers, &p);
   if (const std::size_t available = available_memory(); workers > p.options.workers && available > 0) {
     const std::size_t more = (workers - p.options.workers) * shared_memory_per_worker(p.options);
     if (more > available)
-      throw std::invalid_argument("pool '" + p.name + "': " + std::to_string(workers - p.options.workers) +
-                                  " more workers with max_message = " + format_size(p.options.max_message) + " map " +
-                                  format_size(more) + " of shared memory, more than this machine has available "
-                                  "(MemAvailable " + format_size(available) + ")");
+      throw invalid_request(errc::not_enough_memory,
+                            "pool '" + p.name + "': " + std::to_string(workers - p.options.workers) +
+                                " more workers with max_message = " + format_size(p.options.max_message) + " map " +
+                                format_size(more) + " of shared memory, more than this machine has available "
+                                "(MemAvailable " + format_size(available) + ")");
   }
   if (!started_.load()) {
     std::lock_guard lock(pools_mutex_);
@@ -279,14 +267,14 @@ void dispatcher::scale(pool_state& p, unsigned workers) {
     }
   }
   if (std::this_thread::get_id() == thread_.get_id()) {
-    if (auto why = apply_scale(p, workers); !why.empty()) throw std::logic_error(why);
+    if (auto why = apply_scale(p, workers); !why.empty()) throw refused_in_state(why.code, why.message);
     return;
   }
-  std::promise<std::string> done;
+  std::promise<refusal> done;
   auto f = done.get_future();
   if (!post([&] { done.set_value(apply_scale(p, workers)); }))
-    throw std::logic_error("pool '" + p.name + "' cannot be scaled: the supervisor has stopped");
-  if (auto why = f.get(); !why.empty()) throw std::logic_error(why);
+    throw refused_in_state(errc::stopping, "pool '" + p.name + "' cannot be scaled: the supervisor has stopped");
+  if (auto why = f.get(); !why.empty()) throw refused_in_state(why.code, why.message);
 }
 
 bool dispatcher::remove_pool(std::string_view name) {
@@ -386,10 +374,11 @@ void dispatcher::check_descriptor_budget(const std::string& pool, std::size_t wo
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY || need <= nofile.rlim_cur) return;
   const std::size_t fit = nofile.rlim_cur > k_base ? (nofile.rlim_cur - k_base) / 3 : 0;
-  throw std::invalid_argument("pool '" + pool + "': " + std::to_string(workers) + " worker(s) (" + std::to_string(total) +
-                              " in all pools) need about " + std::to_string(need) +
-                              " file descriptors, but RLIMIT_NOFILE (ulimit -n) is " + std::to_string(nofile.rlim_cur) +
-                              ": at most " + std::to_string(fit) + " workers fit; raise the limit or use fewer workers");
+  throw invalid_request(errc::too_many_descriptors,
+                        "pool '" + pool + "': " + std::to_string(workers) + " worker(s) (" + std::to_string(total) +
+                            " in all pools) need about " + std::to_string(need) +
+                            " file descriptors, but RLIMIT_NOFILE (ulimit -n) is " + std::to_string(nofile.rlim_cur) +
+                            ": at most " + std::to_string(fit) + " workers fit; raise the limit or use fewer workers");
 }
 
 }  // namespace ringmaster::detail

@@ -113,7 +113,7 @@ dispatcher::~dispatcher() {
 }
 
 void dispatcher::start() {
-  if (started_.exchange(true)) throw std::logic_error("supervisor already started");
+  if (started_.exchange(true)) throw refused_in_state(errc::already_started, "supervisor already started");
   try {
     thread_ = std::thread([this] { run(); });
   } catch (const std::system_error& e) {

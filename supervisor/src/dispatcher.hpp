@@ -28,6 +28,7 @@
 #include "policy/death_verdict.hpp"
 #include "policy/restart_intensity.hpp"
 #include "policy/shutdown_phase.hpp"
+#include "refusal.hpp"
 
 namespace spdlog {
 class logger;
@@ -218,7 +219,7 @@ class dispatcher {
   void check_shared_memory(const pool_state& p) const;
   void wake() noexcept;
   void start_pool(pool_state& p);
-  std::string apply_scale(pool_state& p, unsigned workers);
+  refusal apply_scale(pool_state& p, unsigned workers);
   void retire_for_scale(slot_state& s);
   void trim_slots();
   void advance_removals();

@@ -37,10 +37,11 @@ namespace ringmaster::detail {
 // Slots [0, workers) are the pool; slots past it finish their jobs and go. Growing takes
 // back slots still on their way out before adding new ones, so the slots stay numbered
 // 0..N-1 and a worker that is running is never restarted for it.
-std::string dispatcher::apply_scale(pool_state& p, unsigned workers) {
-  if (p.removed.load()) return "pool '" + p.name + "' was removed";
-  if (p.gave_up) return "pool '" + p.name + "' gave up: " + p.gave_up_reason;
-  if (phase_ != phase::running) return "pool '" + p.name + "' cannot be scaled: the supervisor is stopping";
+refusal dispatcher::apply_scale(pool_state& p, unsigned workers) {
+  if (p.removed.load()) return {errc::pool_removed, "pool '" + p.name + "' was removed"};
+  if (p.gave_up) return {errc::pool_gave_up, "pool '" + p.name + "' gave up: " + p.gave_up_reason};
+  if (phase_ != phase::running)
+    return {errc::stopping, "pool '" + p.name + "' cannot be scaled: the supervisor is stopping"};
   const unsigned before = p.options.workers;
   p.options.workers = workers;
   for (std::size_t i = 0; i < std::min<std::size_t>(workers, p.slots.size()); ++i) {

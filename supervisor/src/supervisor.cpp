@@ -13,34 +13,19 @@
 #include <ringmaster/worker/detail/enum_names.hpp>
 
 #include "dispatcher.hpp"
+#include "refusal.hpp"
 
 namespace ringmaster {
 
 // --- names
 
+// (restart_type's and restart_strategy's names are in the option table: options.cpp.)
 namespace {
-constexpr std::array<std::string_view, 3> k_restart_types{"permanent", "transient", "temporary"};
-constexpr std::array<std::string_view, 3> k_strategies{"one_for_one", "one_for_all", "rest_for_one"};
 constexpr std::array<std::string_view, 8> k_states{"starting", "ready", "busy", "stopping", "backoff", "exited", "signaled", "stopped"};
-static_assert(detail::names_every_enumerator<restart_type>(k_restart_types), "restart_type and its names differ");
-static_assert(detail::names_every_enumerator<restart_strategy>(k_strategies), "restart_strategy and its names differ");
 static_assert(detail::names_every_enumerator<worker_state>(k_states), "worker_state and its names differ");
-
-template <class E, std::size_t N>
-std::optional<E> parse(const std::array<std::string_view, N>& names, std::string_view s) noexcept {
-  for (std::size_t i = 0; i < N; ++i)
-    if (names[i] == s) return static_cast<E>(i);
-  return std::nullopt;
-}
 }  // namespace
 
-std::string_view to_string(restart_type t) noexcept { return k_restart_types[static_cast<std::size_t>(t)]; }
-std::string_view to_string(restart_strategy s) noexcept { return k_strategies[static_cast<std::size_t>(s)]; }
 std::string_view to_string(worker_state s) noexcept { return k_states[static_cast<std::size_t>(s)]; }
-std::optional<restart_type> restart_type_from_string(std::string_view s) noexcept { return parse<restart_type>(k_restart_types, s); }
-std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept {
-  return parse<restart_strategy>(k_strategies, s);
-}
 
 // --- shared memory
 
@@ -161,7 +146,8 @@ pool& supervisor::add_pool(std::string name, const handlers& h, pool_options opt
 }
 
 pool& supervisor::add_pool(std::string name, pool_options options) {
-  if (options.command.empty()) throw std::invalid_argument("pool '" + name + "': a pool without handlers needs a command");
+  if (options.command.empty())
+    throw detail::invalid_request(errc::invalid_option, "pool '" + name + "': a pool without handlers needs a command");
   return dispatcher_->add_pool(std::move(name), nullptr, std::move(options)).api;
 }
 
@@ -176,5 +162,46 @@ supervisor_status supervisor::status() const { return dispatcher_->status(); }
 bool supervisor::any_pool_gave_up() const { return dispatcher_->any_gave_up(); }
 const supervisor_options& supervisor::options() const noexcept { return dispatcher_->options(); }
 pid_t supervisor::fork_server_pid() const { return dispatcher_->fork_server_pid(); }
+
+// --- the error_code forms: the throwing forms, with their refusals caught (refusal.hpp)
+
+namespace {
+template <class Call>
+auto catching_refusal(std::error_code& ec, std::string* why, Call&& call) -> decltype(call()) {
+  ec.clear();
+  if (why) why->clear();
+  auto refuse = [&](std::error_code code, const char* what) {
+    ec = code;
+    if (why) *why = what;
+  };
+  try {
+    return call();
+  } catch (const detail::invalid_request& e) {
+    refuse(e.code(), e.what());
+  } catch (const detail::refused_in_state& e) {
+    refuse(e.code(), e.what());
+  } catch (const std::system_error& e) {  // the OS's: start()'s thread, for one
+    refuse(e.code(), e.what());
+  }
+  if constexpr (!std::is_void_v<decltype(call())>) return {};
+}
+}  // namespace
+
+pool* supervisor::add_pool(std::string name, const handlers& h, pool_options options, std::error_code& ec,
+                           std::string* why) {
+  return catching_refusal(ec, why, [&] { return &add_pool(std::move(name), h, std::move(options)); });
+}
+
+pool* supervisor::add_pool(std::string name, pool_options options, std::error_code& ec, std::string* why) {
+  return catching_refusal(ec, why, [&] { return &add_pool(std::move(name), std::move(options)); });
+}
+
+void supervisor::start(std::error_code& ec, std::string* why) {
+  catching_refusal(ec, why, [&] { start(); });
+}
+
+void pool::scale(unsigned workers, std::error_code& ec, std::string* why) {
+  catching_refusal(ec, why, [&] { scale(workers); });
+}
 
 }  // namespace ringmaster

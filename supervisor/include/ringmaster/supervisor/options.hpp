@@ -1,5 +1,9 @@
 // ringmaster/supervisor/options.hpp — how a supervisor and its pools behave: plain
 // structs to fill with designated initializers. Semantics follow Erlang/OTP supervisors.
+//
+// The limits below are the library's, written once: supervisor::add_pool and
+// pool::scale refuse what is beyond them, and the `ringmaster` command's config file and
+// flags check the same numbers (its option table, detail/option_table.hpp, reads them).
 #pragma once
 
 #include <chrono>
@@ -11,6 +15,25 @@
 #include <vector>
 
 namespace ringmaster {
+
+/// Workers of one pool, at most (pool_options::workers, pool::scale).
+inline constexpr unsigned k_max_workers = 1024;
+/// pool_options::max_message, at most: 64 MiB (the wire format's largest body, so at
+/// most 256 MiB per ring).
+inline constexpr std::size_t k_max_message_limit = std::size_t{64} << 20;
+/// A pool's name: 1 to k_max_pool_name characters of [A-Za-z0-9_.-].
+inline constexpr std::size_t k_max_pool_name = 128;
+/// A job's id, and its type, in bytes, at most (a type is at least 1 byte).
+inline constexpr std::size_t k_max_id = 1024;
+
+/// Whether `name` can name a pool (add_pool, a config's [pools.NAME]). Non-blocking.
+[[nodiscard]] constexpr bool valid_pool_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > k_max_pool_name) return false;
+  for (const char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+      return false;
+  return true;
+}
 
 /// When a pool's worker that exited is replaced.
 enum class restart_type : std::uint8_t {
@@ -33,7 +56,7 @@ std::optional<restart_type> restart_type_from_string(std::string_view s) noexcep
 std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept;
 
 struct pool_options {
-  /// Worker processes; 0: one per core.
+  /// Worker processes, at most k_max_workers; 0: one per core.
   unsigned workers = 0;
   /// Empty: fork workers that run the pool's handlers. Otherwise exec this worker
   /// executable (argv; a bare name is looked up in PATH), built on ringmaster::serve().
@@ -61,8 +84,9 @@ struct pool_options {
   std::size_t memory_limit = 0;
   /// Replace a worker after it ran this many jobs; 0: never.
   std::uint64_t max_jobs_per_worker = 0;
-  /// Largest payload, and largest result, in bytes: 1 byte to 64 MiB. Each worker maps
-  /// two rings sized for it (shared_memory_per_worker: 16 MiB at the default 1 MiB).
+  /// Largest payload, and largest result, in bytes: 1 byte to 64 MiB
+  /// (k_max_message_limit). Each worker maps two rings sized for it
+  /// (shared_memory_per_worker: 16 MiB at the default 1 MiB).
   std::size_t max_message = std::size_t{1} << 20;
   /// Jobs accepted and not yet finished, at most; submit() blocks (try_submit refuses)
   /// beyond it. This is what keeps memory bounded when jobs arrive faster than they run.

@@ -37,8 +37,10 @@
 #include <ranges>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
+#include <ringmaster/supervisor/errc.hpp>
 #include <ringmaster/supervisor/options.hpp>
 #include <ringmaster/supervisor/status.hpp>
 #include <ringmaster/worker/handlers.hpp>
@@ -121,6 +123,13 @@ class pool {
   /// while another thread also scales (it would not wait, but apply at once).
   void scale(unsigned workers);
 
+  // --- error_code forms (errc.hpp): the same call, with what the throwing form throws
+  // reported in `ec` instead, and its message in `*why` if given. They may still throw
+  // std::bad_alloc.
+  /// As scale(workers): ec is errc::invalid_option, too_many_descriptors,
+  /// not_enough_memory, pool_removed, pool_gave_up or stopping when it refuses.
+  void scale(unsigned workers, std::error_code& ec, std::string* why = nullptr);
+
   /// Made by the supervisor (add_pool), over the dispatcher's record of the pool.
   explicit pool(detail::pool_state* state) noexcept : state_(state) {}
 
@@ -186,6 +195,20 @@ class supervisor {
   /// Pid of the fork server currently forking workers (tests kill it to prove it is
   /// survived).
   [[nodiscard]] pid_t fork_server_pid() const;
+
+  // --- error_code forms (errc.hpp): the same call, with what the throwing form throws
+  // reported in `ec` instead, and its message in `*why` if given. They may still throw
+  // std::bad_alloc.
+  /// As add_pool(name, h, options); nullptr and ec errc::bad_pool_name, duplicate_pool,
+  /// invalid_option, not_enough_memory or too_many_descriptors when it refuses.
+  [[nodiscard]] pool* add_pool(std::string name, const handlers& h, pool_options options, std::error_code& ec,
+                               std::string* why = nullptr);
+  /// As add_pool(name, options), for a pool of `options.command`; errors as above.
+  [[nodiscard]] pool* add_pool(std::string name, pool_options options, std::error_code& ec,
+                               std::string* why = nullptr);
+  /// As start(); ec is errc::already_started on a second call, or the OS's error
+  /// (std::errc::resource_unavailable_try_again) if the dispatcher thread cannot be created.
+  void start(std::error_code& ec, std::string* why = nullptr);
 
  private:
   std::unique_ptr<detail::dispatcher> dispatcher_;
