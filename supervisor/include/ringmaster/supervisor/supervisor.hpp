@@ -49,6 +49,7 @@ namespace detail {
 class dispatcher;
 struct pool_state;
 struct completion_queue_access;  // the dispatcher's way to push (supervisor/src)
+struct supervisor_access;        // test seams (ringmaster/supervisor/detail/testing.hpp, not installed)
 }  // namespace detail
 
 /// Called with a job's result, on the dispatcher thread.
@@ -181,11 +182,8 @@ class supervisor {
   [[nodiscard]] bool any_pool_gave_up() const;
   [[nodiscard]] const supervisor_options& options() const noexcept;
 
-  /// Pid of the fork server currently forking workers (tests kill it to prove it is
-  /// survived).
-  [[nodiscard]] pid_t fork_server_pid() const;
-
  private:
+  friend struct detail::supervisor_access;
   std::unique_ptr<detail::dispatcher> dispatcher_;
 };
 
