@@ -303,12 +303,11 @@ class worker_runtime {
       value = "result of " + std::to_string(value.size()) + " bytes exceeds max_message (" +
               std::to_string(launch_.max_body) + " bytes)";
     }
-    // A result's `attempt` field carries the run time in microseconds.
     const auto micros = static_cast<std::uint32_t>(std::min<std::int64_t>((wire::monotonic_ns() - started) / 1000, UINT32_MAX));
-    auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .attempt = micros, .token = m.token, .body = value});
+    auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .run_us = micros, .token = m.token, .body = value});
     if (ec == ipc::errc::message_too_large) {
       const std::string why = "result of " + std::to_string(value.size()) + " bytes exceeds max_message";
-      ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .attempt = micros, .token = m.token, .body = why});
+      ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .run_us = micros, .token = m.token, .body = why});
     }
     control.current_job.store(0, std::memory_order_release);
     // What the handler left in stdout's buffer goes out while its job id is still shown
