@@ -35,6 +35,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <ringmaster/supervisor/detail/testing.hpp>  // fork_server_pid
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/logging.hpp>
 #include <sstream>
@@ -301,7 +302,7 @@ int run(const std::string& workload, const args& a, ringmaster::handlers& h) {
       rss += static_cast<double>(status_kb(w.pid, "VmRSS:"));
       pss += static_cast<double>(pss_kb(w.pid));
     }
-    const double fs_pss = static_cast<double>(pss_kb(sup.fork_server_pid()));
+    const double fs_pss = static_cast<double>(pss_kb(ringmaster::detail::fork_server_pid(sup)));
     sup.stop();
     print({{"workers", static_cast<double>(workers)}, {"process_rss_before_kb", static_cast<double>(before)},
            {"supervisor_rss_kb", static_cast<double>(sup_kb)}, {"worker_rss_kb", rss / workers},

@@ -27,7 +27,7 @@
 #include <dirent.h>
 #include <random>
 #include <ringmaster/worker/detail/log.hpp>
-#include <ringmaster/worker/serve.hpp>
+#include <ringmaster/worker/detail/launch.hpp>
 #include <stdexcept>
 
 namespace ringmaster::detail {

@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <random>
 #include <ringmaster/worker/detail/log.hpp>
+#include <ringmaster/worker/detail/handlers_access.hpp>
 #include <ringmaster/worker/serve.hpp>
 #include <stdexcept>
 
@@ -308,8 +309,8 @@ void dispatcher::spawn(slot_state& s) {
   r.pool = p.name;
   r.command = p.options.command;
   if (p.fork_handlers) {
-    r.handlers_id = p.fork_handlers->registry_id();
-    r.handlers_fingerprint = p.fork_handlers->fingerprint();
+    r.handlers_id = handlers_access::registry_id(*p.fork_handlers);
+    r.handlers_fingerprint = handlers_access::fingerprint(*p.fork_handlers);
   }
   r.max_body = p.options.max_message;
   r.memory_limit = p.options.memory_limit;

@@ -161,7 +161,6 @@ bool supervisor::wait_idle(std::chrono::milliseconds timeout) { return dispatche
 supervisor_status supervisor::status() const { return dispatcher_->status(); }
 bool supervisor::any_pool_gave_up() const { return dispatcher_->any_gave_up(); }
 const supervisor_options& supervisor::options() const noexcept { return dispatcher_->options(); }
-pid_t supervisor::fork_server_pid() const { return dispatcher_->fork_server_pid(); }
 
 // --- the error_code forms: the throwing forms, with their refusals caught (refusal.hpp)
 

@@ -106,7 +106,7 @@ void dispatcher::handle_message(slot_state& s, const wire::message& m) {
       s.in_flight.pop_front();
       s.front_started = clock_type::now();
       if (s.in_flight.empty() && s.state == worker_state::busy) s.state = worker_state::ready;
-      const double us = m.attempt;
+      const double us = m.run_us;
       p.avg_job_us = p.avg_job_us == 0 ? us : 0.9 * p.avg_job_us + 0.1 * us;
       const auto kind = static_cast<error_kind>(m.status);
       const bool known = kind == error_kind::none || kind == error_kind::exception || kind == error_kind::memory ||

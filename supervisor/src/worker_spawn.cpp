@@ -15,7 +15,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ringmaster/worker/handlers.hpp>
-#include <ringmaster/worker/serve.hpp>
+#include <ringmaster/worker/detail/handlers_access.hpp>
+#include <ringmaster/worker/detail/launch.hpp>
 
 #include "fork_server_process.hpp"
 #include "fork_wire.hpp"
@@ -177,11 +178,11 @@ void fork_server_process::drop_mappings() noexcept {
   // The handlers object is found in this process's copy of the program, as it was
   // when the fork server was forked. A fingerprint mismatch means types were added
   // after that: they would be missing here.
-  const handlers* h = handlers::lookup(r.handlers_id);
+  const handlers* h = handlers_access::lookup(r.handlers_id);
   std::string error;
   if (h == nullptr)
     error = "the pool's handlers object did not exist when the supervisor was created; create handlers before the supervisor";
-  else if (h->fingerprint() != r.handlers_fingerprint)
+  else if (handlers_access::fingerprint(*h) != r.handlers_fingerprint)
     error = "handlers were registered after the supervisor was created, so forked workers lack them; register handlers before creating the supervisor";
   ::_exit(run_worker(launch, h, error));
 }

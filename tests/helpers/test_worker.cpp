@@ -45,6 +45,7 @@
 #include <stdexcept>
 #include <ringmaster/ipc/segment.hpp>
 #include <ringmaster/worker/demo_handlers.hpp>
+#include <ringmaster/worker/detail/launch.hpp>
 #include <ringmaster/worker/detail/wire.hpp>
 #include <ringmaster/worker/serve.hpp>
 #include <string>

@@ -33,6 +33,34 @@ if grep -q "STATIC IMPORTED" "$targets"; then
   grep -q '\$<LINK_ONLY:spdlog::spdlog>' <<<"$links" || fail "spdlog is not linked by the installed static libraries"
 fi
 
+# The installed headers are the public API alone: none includes spdlog or nlohmann-json
+# (a consumer would need them, at ringmaster's versions), and none includes a ringmaster
+# header that is not installed (the internal ones, <ringmaster/*/detail/...> under
+# */internal/, stay in the build tree). Then every header compiles on its own, from the
+# prefix alone.
+inc="$work/prefix/include"
+[ -d "$inc/ringmaster" ] || fail "no include/ringmaster in the installed prefix"
+mapfile -t headers < <(cd "$inc" && find ringmaster -type f | sort)
+[ "${#headers[@]}" -gt 0 ] || fail "no headers installed"
+bad=0
+for h in "${headers[@]}"; do
+  while IFS= read -r line; do
+    dep=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]([^>"]+)[>"].*/\1/' <<<"$line")
+    case "$dep" in
+      spdlog/*|nlohmann/*|fmt/*|boost/*)
+        echo "install test: installed $h includes $dep, a dependency the package does not export" >&2; bad=1 ;;
+      ringmaster/*)
+        [ -f "$inc/$dep" ] || { echo "install test: installed $h includes $dep, which is not installed" >&2; bad=1; } ;;
+    esac
+  done < <(grep -E '^[[:space:]]*#[[:space:]]*include' "$inc/$h")
+done
+[ "$bad" = 0 ] || fail "installed headers reach beyond the installed package (above); installed: ${headers[*]}"
+for h in "${headers[@]}"; do
+  printf '#include <%s>\n#include <%s>\n' "$h" "$h" >"$work/one_header.cpp"  # twice: include guards too
+  "${CXX:-c++}" -std=c++20 -fsyntax-only -I"$inc" "$work/one_header.cpp" ||
+    fail "installed header $h does not compile on its own against the installed prefix"
+done
+
 cmake -S "$src/tests/install/consumer" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
 "$work/build/my_program" "$work/build/my_worker"

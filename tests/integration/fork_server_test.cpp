@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <future>
+#include <ringmaster/supervisor/detail/testing.hpp>  // fork_server_pid
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/handlers.hpp>
 #include <ringmaster/worker/logging.hpp>
@@ -243,7 +244,7 @@ TEST(ForkServer, PoolTooLargeForTheDescriptorLimitIsRefusedNamingTheLimit) {
 TEST_F(ForkServerPool, StoppedForkServerIsReplacedWhenAWorkerDeathGoesUnreported) {
   auto& pool = start("one", {.workers = 1, .start_timeout = 1s});
   ASSERT_TRUE(eventually([&] { return all_ready(*sup, "one"); }));
-  const pid_t server = sup->fork_server_pid();
+  const pid_t server = ringmaster::detail::fork_server_pid(*sup);
   const pid_t worker = pool_status_of(*sup, "one")->workers[0].pid;
   ASSERT_EQ(::kill(server, SIGSTOP), 0);
   ASSERT_EQ(::kill(worker, SIGKILL), 0);
@@ -261,13 +262,13 @@ TEST_F(ForkServerPool, StoppedForkServerIsReplacedWhenAWorkerDeathGoesUnreported
 TEST_F(ForkServerPool, StoppedForkServerIsReplacedWhenASpawnGoesUnanswered) {
   auto& pool = start("grow", {.workers = 1, .start_timeout = 1s});
   ASSERT_TRUE(eventually([&] { return all_ready(*sup, "grow"); }));
-  const pid_t server = sup->fork_server_pid();
+  const pid_t server = ringmaster::detail::fork_server_pid(*sup);
   ASSERT_EQ(::kill(server, SIGSTOP), 0);
   pool.scale(2);  // a spawn request the stopped server never answers
   ASSERT_TRUE(eventually([&] { return all_ready(*sup, "grow") && pool_status_of(*sup, "grow")->workers.size() == 2; }))
       << "the new worker never started";
   EXPECT_EQ(sup->status().fork_servers.promotions, 1u);
-  EXPECT_NE(sup->fork_server_pid(), server);
+  EXPECT_NE(ringmaster::detail::fork_server_pid(*sup), server);
   auto f = pool.submit("echo", "x");
   EXPECT_TRUE(await(f).ok());
   ::kill(server, SIGCONT);
@@ -303,7 +304,7 @@ TEST_F(ForkServerPool, WorkersAndStandbyMapNoOtherWorkersSegment) {
 TEST_F(ForkServerPool, WorkersLostWithAKilledForkServerAreCountedAsRestarts) {
   start("three", {.workers = 3});
   ASSERT_TRUE(eventually([&] { return all_ready(*sup, "three"); }));
-  const pid_t server = sup->fork_server_pid();
+  const pid_t server = ringmaster::detail::fork_server_pid(*sup);
   ASSERT_EQ(::kill(server, SIGKILL), 0);
   ASSERT_TRUE(eventually([&] { return sup->status().fork_servers.promotions == 1 && all_ready(*sup, "three"); }));
   const auto st = pool_status_of(*sup, "three");

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ringmaster/supervisor/detail/testing.hpp>  // fork_server_pid
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <set>
 #include <string>
@@ -109,7 +110,7 @@ TEST(ProcessTree, EveryProcessStaysADescendantOfAnEmbeddedSupervisorAcrossTwenty
                         "not settled before kill %d", kill);
             const auto tree = tree_of(::getpid());
             seen.insert(tree.begin(), tree.end());
-            const pid_t server = sup.fork_server_pid();
+            const pid_t server = ringmaster::detail::fork_server_pid(sup);
             CHILD_CHECK(::kill(server, SIGKILL) == 0, "kill %d of the fork server", kill);
             CHILD_CHECK(eventually([&] { return sup.status().fork_servers.promotions == static_cast<unsigned>(kill + 1); },
                                    30s),

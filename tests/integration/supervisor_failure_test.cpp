@@ -10,6 +10,12 @@
 //
 // Timing assertions use lower bounds the library guarantees (a timer never fires early)
 // or orderings with wide margins, never upper bounds on wall-clock time.
+//
+// The supervision rules alone (what a death means, which job is charged, retry or fail,
+// restart types, intensity, backoff, start failures, strategies) are pure code in
+// supervisor/src/policy/, tested exactly by the tables in tests/unit/policy/. What stays
+// here per rule is one test with real processes that proves the dispatcher applies it,
+// beside what no table can show: messages, stderr tails, status fields, timers.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -113,18 +119,6 @@ std::vector<pid_t> pids_of(const ringmaster::pool_status& p) {
   std::vector<pid_t> out;
   for (const auto& w : p.workers) out.push_back(w.pid);
   return out;
-}
-
-std::uint64_t count_primes(std::uint64_t n) {
-  if (n < 2) return 0;
-  std::vector<bool> composite(n + 1, false);
-  std::uint64_t count = 0;
-  for (std::uint64_t i = 2; i <= n; ++i) {
-    if (composite[i]) continue;
-    ++count;
-    for (std::uint64_t m = i * i; m <= n; m += i) composite[m] = true;
-  }
-  return count;
 }
 
 // Handlers for forked pools that need more than the demo set: "pid" answers the worker's
@@ -253,6 +247,7 @@ TEST_P(Crash, IsChargedToItsJobAloneAndRetriedUpToMaxAttempts) {
   const auto st = pool_named(snapshot(sup), "crashy");
   EXPECT_EQ(st.failed, 1u);
   EXPECT_EQ(st.completed, good.size());
+  EXPECT_EQ(st.retried, 2u);
   EXPECT_EQ(st.restarts, 3u) << causes(st);
   EXPECT_EQ(restarts_for(st, c.cause), 3u) << causes(st);
   EXPECT_FALSE(st.gave_up);
@@ -260,14 +255,12 @@ TEST_P(Crash, IsChargedToItsJobAloneAndRetriedUpToMaxAttempts) {
 
 INSTANTIATE_TEST_SUITE_P(
     Workers, Crash,
+    // ForkedSegv is the wiring of the rules (a forked worker); the exec'd rows are real
+    // process behaviour (std::terminate and a stack overflow end the worker by a signal,
+    // not a hang). Which cause each wait status gets is the DeathVerdict table's.
     testing::Values(crash_case{"ForkedSegv", false, "crash", R"({"signal":"SEGV"})", "SIGSEGV"},
-                    crash_case{"ForkedAbort", false, "crash", R"({"signal":"ABRT"})", "SIGABRT"},
-                    crash_case{"ForkedKill", false, "crash", R"({"signal":"KILL"})", "SIGKILL"},
-                    crash_case{"ExecSegv", true, "crash", R"({"signal":"SEGV"})", "SIGSEGV"},
-                    crash_case{"ExecExit3", true, "exit", "3", "exit code 3"},
                     crash_case{"ExecTerminate", true, "terminate", "", "SIGABRT"},
-                    crash_case{"ExecStackOverflow", true, "overflow", "", "SIGSEGV"},
-                    crash_case{"ExecKill", true, "crash", R"({"signal":"KILL"})", "SIGKILL"}),
+                    crash_case{"ExecStackOverflow", true, "overflow", "", "SIGSEGV"}),
     [](const testing::TestParamInfo<crash_case>& p) { return std::string(p.param.name); });
 
 // Jobs a worker finished before it crashed are not charged, not run again and not made
@@ -289,13 +282,6 @@ const ringmaster::handlers& counting_handlers() {
     });
     h.on("crash", [](ringmaster::job& j) { return (*ringmaster::demo_handlers().find("crash"))(j); });
     h.on("sleep", [](ringmaster::job& j) { return (*ringmaster::demo_handlers().find("sleep"))(j); });
-    // Counts its start, then takes a second: lets a test act while it surely runs.
-    h.on("count_then_sleep", [](ringmaster::job& j) {
-      const auto i = static_cast<std::size_t>(std::stoul(std::string(j.payload())));
-      if (g_runs && i < k_run_slots) g_runs[i].fetch_add(1);
-      std::this_thread::sleep_for(1s);
-      return std::string(j.payload());
-    });
     return true;
   }();
   (void)registered;
@@ -363,122 +349,10 @@ TEST_F(Attribution, FinishedResultsAreNotHeldBehindALongJob) {
   const auto slow_done = clock_type::now();
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->ok());
+  EXPECT_GE(r->ms, 2000.0) << "a result's ms is the run time its worker measured (wire::header::run_us)";
   EXPECT_GT(ms_between(quick_done, slow_done), 1000.0)
       << "results of jobs finished before a 2 s job were delivered only with its result";
   for (std::size_t i = 0; i < rs.size(); ++i) EXPECT_EQ(g_runs[i].load(), 1u);
-}
-
-TEST_F(Attribution, WorkerKilledFromOutsideMidJobCostsThatJobOneAttemptOnly) {
-  // Arrange
-  ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = sup.add_pool("victim", counting_handlers(), {.workers = 1, .max_attempts = 3});
-  sup.start();
-  auto watcher = watch(sup);
-  ASSERT_TRUE(all_workers_ready(sup)) << "the workers did not start";
-  const pid_t victim = pool_named(snapshot(sup), "victim").workers[0].pid;
-  auto slow = pool.submit("count_then_sleep", "0", "slow");
-  auto queued = pool.submit("count", "1", "behind");
-  ASSERT_TRUE(eventually([&] { return g_runs[0].load() == 1; })) << "the slow job never started";
-
-  // Act: SIGKILL from outside, mid-job (an OOM killer, an operator).
-  ASSERT_EQ(::kill(victim, SIGKILL), 0);
-
-  // Assert: the job it was running is charged one attempt and run again; the one behind
-  // it is not charged and runs once; both end ok on the replacement.
-  auto rs = await(slow);
-  ASSERT_TRUE(rs);
-  EXPECT_TRUE(rs->ok()) << rs->value;
-  EXPECT_EQ(rs->attempts, 2u);
-  EXPECT_EQ(g_runs[0].load(), 2u);
-  auto rq = await(queued);
-  ASSERT_TRUE(rq);
-  EXPECT_TRUE(rq->ok()) << rq->value;
-  EXPECT_EQ(rq->attempts, 1u);
-  EXPECT_EQ(g_runs[1].load(), 1u);
-  const auto st = pool_named(snapshot(sup), "victim");
-  EXPECT_EQ(restarts_for(st, "SIGKILL"), 1u) << causes(st);
-  EXPECT_EQ(st.retried, 1u);
-  EXPECT_NE(st.workers[0].pid, victim);
-}
-
-TEST_F(Attribution, WorkerKilledFromOutsideWhileIdleCostsNoJob) {
-  // Arrange
-  const auto& demo = ringmaster::demo_handlers();
-  ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = sup.add_pool("idle", demo, {.workers = 1, .max_attempts = 1});
-  sup.start();
-  auto watcher = watch(sup);
-  ASSERT_TRUE(all_workers_ready(sup)) << "the workers did not start";
-  const pid_t victim = pool_named(snapshot(sup), "idle").workers[0].pid;
-
-  // Act
-  ASSERT_EQ(::kill(victim, SIGKILL), 0);
-  ASSERT_TRUE(eventually([&] {
-    const auto st = pool_named(snapshot(sup), "idle");
-    return all_ready(st) && st.workers[0].pid != victim;
-  })) << "the killed worker was not replaced";
-  auto f = pool.submit("echo", "after", "after");
-
-  // Assert: nothing was charged, even with max_attempts 1.
-  auto r = await(f);
-  ASSERT_TRUE(r);
-  EXPECT_TRUE(r->ok()) << r->value;
-  EXPECT_EQ(r->attempts, 1u);
-  const auto st = pool_named(snapshot(sup), "idle");
-  EXPECT_EQ(st.failed, 0u);
-  EXPECT_EQ(restarts_for(st, "SIGKILL"), 1u) << causes(st);
-}
-
-using PoisonJob = supervised;
-
-TEST_F(PoisonJob, FailsAfterMaxAttemptsWhileTheRestOfThePoolCompletes) {
-  // Arrange
-  const auto& demo = ringmaster::demo_handlers();
-  ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = sup.add_pool("mixed", demo, {.workers = 2, .max_attempts = 3});
-  sup.start();
-  auto watcher = watch(sup);
-
-  // Act: 200 good jobs, and one that kills every worker it runs on.
-  std::vector<std::future<result>> fs;
-  std::vector<std::string> expected;
-  for (int i = 0; i < 200; ++i) {
-    if (i == 100) {
-      fs.push_back(pool.submit("crash", R"({"signal":"SEGV"})", "poison"));
-      expected.emplace_back();
-    }
-    if (i % 2 == 0) {
-      fs.push_back(pool.submit("echo", "e" + std::to_string(i), "echo-" + std::to_string(i)));
-      expected.push_back("e" + std::to_string(i));
-    } else {
-      const int n = 1000 + 37 * i;
-      fs.push_back(pool.submit("primes", std::to_string(n), "primes-" + std::to_string(i)));
-      expected.push_back(std::to_string(count_primes(static_cast<std::uint64_t>(n))));
-    }
-  }
-
-  // Assert
-  auto rs = await_all(fs);
-  ASSERT_EQ(rs.size(), fs.size());
-  unsigned failures = 0;
-  for (std::size_t i = 0; i < rs.size(); ++i) {
-    if (rs[i].id == "poison") {
-      ++failures;
-      EXPECT_EQ(rs[i].error, error_kind::crash);
-      EXPECT_EQ(rs[i].attempts, 3u);
-      EXPECT_TRUE(contains(rs[i].value, "SIGSEGV"));
-      continue;
-    }
-    if (!rs[i].ok()) ++failures;
-    EXPECT_TRUE(rs[i].ok()) << rs[i].id << ": " << rs[i].value;
-    EXPECT_EQ(rs[i].value, expected[i]) << rs[i].id;
-    EXPECT_EQ(rs[i].attempts, 1u) << rs[i].id;
-  }
-  EXPECT_EQ(failures, 1u);
-  const auto st = pool_named(snapshot(sup), "mixed");
-  EXPECT_EQ(st.completed, 200u);
-  EXPECT_EQ(st.failed, 1u);
-  EXPECT_EQ(st.retried, 2u);
 }
 
 using RandomCrash = supervised;
@@ -874,38 +748,6 @@ TEST_F(RestartType, TransientWorkerIsRestartedAfterRecycling) {
   })) << causes(pool_named(snapshot(sup), "trans-recycle"));
 }
 
-TEST_F(RestartType, PermanentWorkerIsReplacedEvenAfterACleanExit) {
-  // Arrange
-  ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = sup.add_pool("perm", {.workers = 1,
-                                     .command = {RINGMASTER_TEST_WORKER},
-                                     .restart = ringmaster::restart_type::permanent,
-                                     .max_attempts = 1});
-  sup.start();
-  auto watcher = watch(sup);
-  ASSERT_TRUE(all_workers_ready(sup)) << "the workers did not start";
-
-  // Act
-  auto before = pool.submit("pid", "", "before");
-  auto exit0 = pool.submit("exit", "0", "exit0");
-  auto after = pool.submit("pid", "", "after");
-
-  // Assert
-  auto rb = await(before);
-  auto re = await(exit0);
-  auto ra = await(after);
-  ASSERT_TRUE(rb && re && ra);
-  note_pid(*rb);
-  note_pid(*ra);
-  EXPECT_TRUE(rb->ok());
-  EXPECT_EQ(re->error, error_kind::crash);
-  EXPECT_TRUE(contains(re->value, "exit code 0"));
-  EXPECT_TRUE(ra->ok()) << ra->value;
-  EXPECT_NE(rb->value, ra->value) << "the worker should have been replaced";
-  const auto st = pool_named(snapshot(sup), "perm");
-  EXPECT_EQ(restarts_for(st, "exit code 0"), 1u) << causes(st);
-}
-
 // =======================================================================================
 // Restart intensity (the rule alone, exact times: tests/unit/policy/restart_intensity_test.cpp)
 
@@ -960,74 +802,37 @@ TEST_F(RestartIntensity, ExceededStopsThePoolAndFailsItsJobs) {
   EXPECT_TRUE(ro->ok()) << "another pool must not be affected: " << ro->value;
 }
 
-TEST_F(RestartIntensity, AFewPoisonJobsAmongManyGoodOnesNeverMakeThePoolGiveUp) {
-  // Arrange: a pool that tunes nothing (10 restarts in 10 s, 3 attempts). Five jobs kill
-  // every worker they run on: 15 deaths, more than the intensity, three of the poison
-  // jobs first in line (as a --resume of such a batch would run them).
+TEST_F(RestartIntensity, CountsAJobsFirstDeathOnlyAndForgetsItOnASuccess) {
+  // Arrange: one restart allowed. Two poison jobs kill their worker three times each (six
+  // deaths), a good job succeeding between them: the pool stays up only if the
+  // dispatcher passes a job's later deaths as such and reports the success to the rule.
   const auto& demo = ringmaster::demo_handlers();
   ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = sup.add_pool("batch", demo, {.workers = 2});
+  auto& pool = sup.add_pool("poisoned", demo,
+                            {.workers = 1, .max_restarts = 1, .restart_window = 60s, .max_attempts = 3,
+                             .backoff_initial = 1ms, .backoff_max = 5ms});
   sup.start();
   auto watcher = watch(sup);
 
   // Act
-  std::vector<std::future<result>> fs;
-  auto poison = [&](int i) { fs.push_back(pool.submit("crash", R"({"signal":"SEGV"})", "poison-" + std::to_string(i))); };
-  for (int i = 0; i < 3; ++i) poison(i);
-  for (int i = 0; i < 2000; ++i) {
-    if (i == 700 || i == 1400) poison(i);
-    fs.push_back(pool.submit("echo", std::to_string(i), "good-" + std::to_string(i)));
-  }
+  auto p1 = pool.submit("crash", R"({"signal":"SEGV"})", "poison-1");
+  auto good = pool.submit("echo", "fine", "good");
+  auto p2 = pool.submit("crash", R"({"signal":"SEGV"})", "poison-2");
 
-  // Assert: 2,000 ok, 5 failed `crash` after their 3 attempts, and the pool still up.
-  auto rs = await_all(fs, 60s);
-  ASSERT_EQ(rs.size(), fs.size());
-  std::size_t ok = 0, crashed = 0;
-  for (const auto& r : rs) {
-    if (r.ok()) {
-      ++ok;
-    } else {
-      EXPECT_EQ(r.error, error_kind::crash) << r.id << ": " << ringmaster::to_string(r.error) << " " << r.value;
-      EXPECT_EQ(r.attempts, 3u) << r.id;
-      EXPECT_TRUE(r.id.starts_with("poison-")) << r.id;
-      crashed += r.error == error_kind::crash;
-    }
-  }
-  EXPECT_EQ(ok, 2000u);
-  EXPECT_EQ(crashed, 5u);
-  const auto st = snapshot(sup);
-  EXPECT_FALSE(pool_named(st, "batch").gave_up) << pool_named(st, "batch").gave_up_reason;
-  EXPECT_EQ(pool_named(st, "batch").restarts, 15u) << causes(pool_named(st, "batch"));
+  // Assert
+  auto r1 = await(p1), rg = await(good), r2 = await(p2);
+  ASSERT_TRUE(r1 && rg && r2);
+  EXPECT_EQ(r1->error, error_kind::crash) << r1->value;
+  EXPECT_EQ(r1->attempts, 3u);
+  EXPECT_TRUE(rg->ok()) << rg->value;
+  EXPECT_EQ(r2->error, error_kind::crash) << r2->value;
+  EXPECT_EQ(r2->attempts, 3u);
+  const auto st = pool_named(snapshot(sup), "poisoned");
+  EXPECT_FALSE(st.gave_up) << st.gave_up_reason;
+  EXPECT_EQ(st.restarts, 6u) << causes(st);
 }
 
-TEST_F(RestartIntensity, PoolWhoseWorkersDieOnEveryJobStillGivesUpWithoutRunningThemAll) {
-  // Arrange: defaults again; now every job kills its worker and none ever succeeds.
-  const auto& demo = ringmaster::demo_handlers();
-  ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = sup.add_pool("broken", demo, {.workers = 2});
-  sup.start();
-  auto watcher = watch(sup);
-
-  // Act
-  std::vector<std::future<result>> fs;
-  for (int i = 0; i < 200; ++i) fs.push_back(pool.submit("crash", R"({"signal":"SEGV"})", "c" + std::to_string(i)));
-
-  // Assert: it gives up once more than max_restarts (10) different jobs killed a worker;
-  // the rest are `stopped` with the reason, not run.
-  auto rs = await_all(fs);
-  ASSERT_EQ(rs.size(), fs.size());
-  std::size_t crashed = 0, stopped = 0;
-  for (const auto& r : rs) {
-    crashed += r.error == error_kind::crash;
-    stopped += r.error == error_kind::stopped;
-  }
-  EXPECT_LE(crashed, 11u);
-  EXPECT_EQ(crashed + stopped, 200u);
-  const auto st = snapshot(sup);
-  EXPECT_TRUE(pool_named(st, "broken").gave_up);
-  EXPECT_TRUE(contains(pool_named(st, "broken").gave_up_reason, "more than 10 restarts within 10s"))
-      << pool_named(st, "broken").gave_up_reason;
-}
+using PoisonJob = supervised;
 
 TEST_F(PoisonJob, WorkerStatusCountsTheJobThatKilledItAsFailed) {
   // Arrange
@@ -1218,14 +1023,6 @@ TEST_F(StartFailure, CommandNotInPathGivesUpSayingSo) {
   expect_gives_up_fast(sup, pool, {"ringmaster-no-such-worker", "PATH"});
 }
 
-TEST_F(StartFailure, CommandThatIsNotAWorkerGivesUp) {
-  ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = sup.add_pool("false", {.workers = 1, .command = {"false"}});
-  sup.start();
-  auto watcher = watch(sup);
-  expect_gives_up_fast(sup, pool, {"cannot start", "exit code 1"});
-}
-
 TEST_F(StartFailure, HandlersRegisteredAfterTheSupervisorGiveUpWithTheWorkersOwnText) {
   ringmaster::handlers h;
   h.on("echo", [](ringmaster::job& j) { return std::string(j.payload()); });
@@ -1301,47 +1098,6 @@ INSTANTIATE_TEST_SUITE_P(Workers, Recycling, testing::Values(recycle_case{"Forke
 
 using Strategy = supervised;
 
-TEST_F(Strategy, OneForAllRestartsTheWorkersOfEveryPool) {
-  // Arrange
-  const auto& demo = ringmaster::demo_handlers();
-  ringmaster::supervisor sup(supervisor_opts(ringmaster::restart_strategy::one_for_all));
-  auto& a = sup.add_pool("a", demo, {.workers = 2, .max_attempts = 1});
-  auto& b = sup.add_pool("b", demo, {.workers = 2});
-  sup.start();
-  auto watcher = watch(sup);
-  ASSERT_TRUE(all_workers_ready(sup));
-  const auto st0 = snapshot(sup);
-  const auto a0 = pids_of(pool_named(st0, "a")), b0 = pids_of(pool_named(st0, "b"));
-
-  // Act
-  auto c = a.submit("crash", R"({"signal":"SEGV"})", "crash");
-  auto rc = await(c);
-  ASSERT_TRUE(rc);
-  EXPECT_EQ(rc->error, error_kind::crash);
-
-  // Assert: every worker of both pools is a new process, and both pools still work.
-  auto all_new = [](const std::vector<pid_t>& old, const ringmaster::pool_status& p) {
-    if (!all_ready(p)) return false;
-    for (std::size_t i = 0; i < old.size(); ++i)
-      if (p.workers[i].pid == old[i]) return false;
-    return true;
-  };
-  EXPECT_TRUE(eventually([&] {
-    const auto st = snapshot(sup);
-    return all_new(a0, pool_named(st, "a")) && all_new(b0, pool_named(st, "b"));
-  })) << "one_for_all did not restart every worker";
-  auto ra = a.submit("echo", "a-ok");
-  auto rb = b.submit("echo", "b-ok");
-  auto ra_r = await(ra);
-  auto rb_r = await(rb);
-  ASSERT_TRUE(ra_r && rb_r);
-  EXPECT_TRUE(ra_r->ok());
-  EXPECT_TRUE(rb_r->ok());
-  const auto st = snapshot(sup);
-  EXPECT_EQ(pool_named(st, "a").restarts, 1u) << "only the crash counts toward intensity";
-  EXPECT_EQ(pool_named(st, "b").restarts, 0u);
-}
-
 TEST_F(Strategy, RestForOneRestartsOnlyThePoolsAddedAfter) {
   // Arrange
   const auto& demo = ringmaster::demo_handlers();
@@ -1381,6 +1137,11 @@ TEST_F(Strategy, RestForOneRestartsOnlyThePoolsAddedAfter) {
   auto rs = await_all(fs);
   ASSERT_EQ(rs.size(), 3u);
   for (const auto& r : rs) EXPECT_TRUE(r.ok()) << r.value;
+  // The workers the strategy took down went as planned: only the crash counts.
+  const auto st = snapshot(sup);
+  EXPECT_EQ(pool_named(st, "a").restarts, 0u);
+  EXPECT_EQ(pool_named(st, "b").restarts, 1u) << causes(pool_named(st, "b"));
+  EXPECT_EQ(pool_named(st, "c").restarts, 0u) << causes(pool_named(st, "c"));
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include <optional>
 #include <random>
 #include <mutex>
+#include <ringmaster/supervisor/detail/testing.hpp>  // fork_server_pid
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/demo_handlers.hpp>
 #include <set>
@@ -434,7 +435,7 @@ TEST(SupervisorDestructor, DestroyingWithoutStartFailsSubmittedJobsStopped) {
   {
     ringmaster::supervisor sup({.name = "never-started"});
     auto& pool = sup.add_pool("compute", demo, {.workers = 2});
-    server = identify(sup.fork_server_pid());
+    server = identify(ringmaster::detail::fork_server_pid(sup));
     for (int i = 0; i < 5; ++i) futures.push_back(pool.submit("echo", "x"));
   }
   for (auto& f : futures) {
@@ -464,7 +465,7 @@ TEST(ForkServerDeath, KillingTheForkServerWhileJobsRunIsSurvivedTwice) {
   for (int i = 0; i < 60; ++i) futures.push_back(pool.submit("sleep", "60", "job-" + std::to_string(i)));
 
   std::set<process_id> old_workers;
-  pid_t server = sup.fork_server_pid();
+  pid_t server = ringmaster::detail::fork_server_pid(sup);
   for (int kill_round = 1; kill_round <= 2; ++kill_round) {
     SCOPED_TRACE("kill " + std::to_string(kill_round));
     ASSERT_TRUE(eventually([&] {
@@ -478,8 +479,8 @@ TEST(ForkServerDeath, KillingTheForkServerWhileJobsRunIsSurvivedTwice) {
     ASSERT_EQ(::kill(server, SIGKILL), 0);
 
     // A new fork server takes over, and new workers start on it.
-    ASSERT_TRUE(eventually([&] { return sup.fork_server_pid() != server; })) << "no fork server took over";
-    server = sup.fork_server_pid();
+    ASSERT_TRUE(eventually([&] { return ringmaster::detail::fork_server_pid(sup) != server; })) << "no fork server took over";
+    server = ringmaster::detail::fork_server_pid(sup);
     EXPECT_GT(server, 0);
     ASSERT_TRUE(eventually([&] {
       reaper.reap();
@@ -519,7 +520,7 @@ TEST(ForkServerDeath, KillingTheStandbyThenTheActiveServerIsSurvived) {
     auto& pool = sup.add_pool("compute", demo, {.workers = 2});
     sup.start();
     ASSERT_TRUE(eventually([&] { return all_ready(sup, "compute"); }));
-    const pid_t active = sup.fork_server_pid();
+    const pid_t active = ringmaster::detail::fork_server_pid(sup);
     ASSERT_EQ(servers.size(), 2u);
     ASSERT_TRUE(servers.count(active));
     const pid_t standby = *servers.begin() == active ? *servers.rbegin() : *servers.begin();
@@ -539,13 +540,13 @@ TEST(ForkServerDeath, KillingTheStandbyThenTheActiveServerIsSurvived) {
     std::this_thread::sleep_for(300ms);
     ASSERT_EQ(standbys().size(), 1u) << "the new standby did not stay";
     EXPECT_EQ(worker_processes(sup), workers);
-    EXPECT_EQ(sup.fork_server_pid(), active);
+    EXPECT_EQ(ringmaster::detail::fork_server_pid(sup), active);
 
     // Then the active one dies: the new standby takes over.
     std::vector<std::future<result>> futures;
     for (int i = 0; i < 20; ++i) futures.push_back(pool.submit("sleep", "30"));
     ASSERT_EQ(::kill(active, SIGKILL), 0);
-    ASSERT_TRUE(eventually([&] { return sup.fork_server_pid() != active; }));
+    ASSERT_TRUE(eventually([&] { return ringmaster::detail::fork_server_pid(sup) != active; }));
     for (auto& f : futures) {
       const result r = await(f);
       EXPECT_TRUE(r.ok()) << r.value;
@@ -596,7 +597,7 @@ void sigkill_supervisor_and_check(bool exec) {
     eventually([&] { return pool_status_of(sup, "compute")->in_flight == 1; }, 20s);
     for (auto& p : sup.status().pools)
       for (auto& w : p.workers) report->pids[report->count++] = w.pid;
-    report->pids[report->count++] = sup.fork_server_pid();
+    report->pids[report->count++] = ringmaster::detail::fork_server_pid(sup);
     report->state = 1;
     for (;;) ::pause();
   });
@@ -659,7 +660,7 @@ void descriptors_stable_over_restarts(bool exec, int warm_up, int more) {
       // Compare in the same state: every worker up and idle.
       EXPECT_TRUE(eventually([&] { return all_ready(sup, "crashy"); }));
     };
-    const pid_t server = sup.fork_server_pid();
+    const pid_t server = ringmaster::detail::fork_server_pid(sup);
     crash_round(warm_up);
     const std::size_t fds_warm = count_fds();
     const std::size_t server_fds_warm = count_fds(server);
@@ -692,7 +693,7 @@ void every_worker_gone_after_destruction(bool exec) {
     auto& pool = exec ? sup.add_pool("crashy", crashy) : sup.add_pool("crashy", demo, crashy);
     sup.start();
     ASSERT_TRUE(eventually([&] { return all_ready(sup, "crashy"); }, 10s)) << "the workers never started";
-    server = identify(sup.fork_server_pid());
+    server = identify(ringmaster::detail::fork_server_pid(sup));
 
     std::mutex seen_mutex;
     std::jthread watcher([&](std::stop_token stop) {  // snapshots, as often as they come

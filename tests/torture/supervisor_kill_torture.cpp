@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <ringmaster/supervisor/detail/testing.hpp>  // fork_server_pid
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/demo_handlers.hpp>
 #include <set>
@@ -107,13 +108,13 @@ void killer(ringmaster::supervisor& sup, std::uint64_t seed, const std::atomic<b
     const auto pick = rng() % 100;
     if (pick < 8) {
       if (clock_type::now() - last_server_kill < 150ms) continue;
-      const pid_t server = sup.fork_server_pid();
+      const pid_t server = ringmaster::detail::fork_server_pid(sup);
       if (server > 0 && ::kill(server, SIGKILL) == 0) {
         ++kills.fork_server;
         last_server_kill = clock_type::now();
         // Wait for the standby to take over (the dispatcher answers fork_server_pid()
         // only after it promoted the standby and forked a new one).
-        ringmaster::test::eventually([&] { return sup.fork_server_pid() != server; }, 10s);
+        ringmaster::test::eventually([&] { return ringmaster::detail::fork_server_pid(sup) != server; }, 10s);
       }
       continue;
     }

@@ -1,4 +1,5 @@
 #include <mutex>
+#include <ringmaster/worker/detail/handlers_access.hpp>
 #include <ringmaster/worker/detail/wire.hpp>
 #include <ringmaster/worker/handlers.hpp>
 #include <stdexcept>
@@ -33,7 +34,7 @@ handlers::~handlers() {
   r.entries[id_] = nullptr;
 }
 
-const handlers* handlers::lookup(std::uint32_t id) noexcept {
+const handlers* detail::handlers_access::lookup(std::uint32_t id) noexcept {
   auto& r = the_registry();
   std::lock_guard lock(r.mutex);
   return id < r.entries.size() ? r.entries[id] : nullptr;
@@ -71,9 +72,9 @@ std::vector<std::string> handlers::names() const {
   return out;
 }
 
-std::uint64_t handlers::fingerprint() const noexcept {
+std::uint64_t detail::handlers_access::fingerprint(const handlers& hs) noexcept {
   std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the sorted names
-  for (const auto& [name, fn] : table_) {
+  for (const auto& [name, fn] : hs.table_) {
     for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
     h = (h ^ 0xff) * 0x100000001b3ull;
   }

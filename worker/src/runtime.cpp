@@ -14,9 +14,10 @@
 #include <deque>
 #include <new>
 #include <ringmaster/ipc/segment.hpp>
+#include <ringmaster/worker/detail/handlers_access.hpp>
+#include <ringmaster/worker/detail/launch.hpp>
 #include <ringmaster/worker/detail/log.hpp>
 #include <ringmaster/worker/detail/wire.hpp>
-#include <ringmaster/worker/serve.hpp>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -130,7 +131,7 @@ class worker_runtime {
   }
 
   int run() {
-    if (const auto& hook = handlers_->start_hook()) {
+    if (const auto& hook = handlers_access::start_hook(*handlers_)) {
       try {
         hook(launch_.slot);
       } catch (const std::exception& e) {
@@ -161,7 +162,7 @@ class worker_runtime {
       }
     }
     results_.publish();
-    if (const auto& hook = handlers_->stop_hook()) {
+    if (const auto& hook = handlers_access::stop_hook(*handlers_)) {
       try {
         hook(launch_.slot);
       } catch (const std::exception& e) {
@@ -282,7 +283,7 @@ class worker_runtime {
       status = error_kind::rejected;
       value = "no handler for job type '" + m.job_type + "' in this worker";
     } else {
-      job j(*this, m.job_type, m.body, m.id, m.attempt, launch_.slot);
+      job j({.runtime = this, .type = m.job_type, .payload = m.body, .id = m.id, .attempt = m.attempt, .slot = launch_.slot});
       try {
         value = (*fn)(j);
       } catch (const std::bad_alloc&) {
@@ -302,12 +303,11 @@ class worker_runtime {
       value = "result of " + std::to_string(value.size()) + " bytes exceeds max_message (" +
               std::to_string(launch_.max_body) + " bytes)";
     }
-    // A result's `attempt` field carries the run time in microseconds.
     const auto micros = static_cast<std::uint32_t>(std::min<std::int64_t>((wire::monotonic_ns() - started) / 1000, UINT32_MAX));
-    auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .attempt = micros, .token = m.token, .body = value});
+    auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .run_us = micros, .token = m.token, .body = value});
     if (ec == ipc::errc::message_too_large) {
       const std::string why = "result of " + std::to_string(value.size()) + " bytes exceeds max_message";
-      ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .attempt = micros, .token = m.token, .body = why});
+      ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .run_us = micros, .token = m.token, .body = why});
     }
     control.current_job.store(0, std::memory_order_release);
     // What the handler left in stdout's buffer goes out while its job id is still shown
@@ -374,6 +374,9 @@ int run_worker(const worker_launch& launch, const handlers* h, const std::string
 }  // namespace ringmaster::detail
 
 namespace ringmaster {
+
+job::job(const detail::job_context& c) noexcept
+    : runtime_(c.runtime), type_(c.type), payload_(c.payload), id_(c.id), attempt_(c.attempt), slot_(c.slot) {}
 
 void job::post(std::string_view pool, std::string_view type, std::string_view payload) {
   (void)runtime_->submit(pool, type, payload, false);

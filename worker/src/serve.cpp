@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <ringmaster/worker/detail/launch.hpp>
 #include <ringmaster/worker/serve.hpp>
 
 namespace ringmaster {

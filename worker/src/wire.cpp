@@ -40,6 +40,7 @@ std::optional<message> decode(std::span<const std::byte> bytes) noexcept {
   m.type = h.type;
   m.status = h.status;
   m.attempt = h.attempt;
+  m.run_us = h.run_us;
   m.token = h.token;
   std::size_t at = sizeof(header);
   m.pool = take(bytes, at, h.pool_len);
@@ -59,6 +60,7 @@ std::error_code encode(ipc::ring_writer& ring, const message& m) noexcept {
   h.type_len = static_cast<std::uint16_t>(m.job_type.size());
   h.id_len = static_cast<std::uint16_t>(m.id.size());
   h.attempt = m.attempt;
+  h.run_us = m.run_us;
   h.token = m.token;
   auto bytes = [](std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); };
   return ring.try_write({std::as_bytes(std::span(&h, 1)), bytes(m.pool), bytes(m.job_type), bytes(m.id), bytes(m.body)});

@@ -81,7 +81,32 @@ INSTANTIATE_TEST_SUITE_P(
                        {{.charge = no_job, .at_ms = 0}, {.charge = first, .at_ms = 10}, {.charge = again, .at_ms = 5000}},
                        0, {true, true, false}, 0, false},
         intensity_case{"a_death_that_does_not_count_still_forgets",
-                       {{.charge = first, .at_ms = 0}, {.charge = again, .at_ms = 2000}}, 0, {true, false}, 0, false}),
+                       {{.charge = first, .at_ms = 0}, {.charge = again, .at_ms = 2000}}, 0, {true, false}, 0, false},
+        // A batch: five jobs kill every worker they run on (3 attempts each, 15 deaths, three
+        // of them first in line) among good jobs; the pool tunes nothing (10 in the window).
+        intensity_case{"a_few_poison_jobs_among_good_ones_never_exceed",
+                       {{.charge = first, .at_ms = 0}, {.charge = first, .at_ms = 1}, {.charge = again, .at_ms = 2},
+                        {.charge = first, .at_ms = 3}, {.charge = again, .at_ms = 4}, {.charge = again, .at_ms = 5},
+                        {.charge = again, .at_ms = 6}, {.charge = again, .at_ms = 7}, {.charge = again, .at_ms = 8},
+                        {.what = success},
+                        {.charge = first, .at_ms = 100}, {.charge = again, .at_ms = 101}, {.charge = again, .at_ms = 102},
+                        {.what = success},
+                        {.charge = first, .at_ms = 200}, {.charge = again, .at_ms = 201}, {.charge = again, .at_ms = 202},
+                        {.what = success}},
+                       10,
+                       {true, true, false, true, false, false, false, false, false, true, false, false, true, false, false},
+                       0, false},
+        // Every job kills its worker and none succeeds: the eleventh different job to kill
+        // one is one too many, whatever their retries in between.
+        intensity_case{"workers_dying_on_every_job_exceed_at_the_eleventh_job",
+                       {{.charge = first, .at_ms = 0}, {.charge = again, .at_ms = 1}, {.charge = first, .at_ms = 2},
+                        {.charge = again, .at_ms = 3}, {.charge = first, .at_ms = 4}, {.charge = first, .at_ms = 5},
+                        {.charge = again, .at_ms = 6}, {.charge = first, .at_ms = 7}, {.charge = first, .at_ms = 8},
+                        {.charge = first, .at_ms = 9}, {.charge = again, .at_ms = 10}, {.charge = first, .at_ms = 11},
+                        {.charge = first, .at_ms = 12}, {.charge = first, .at_ms = 13}, {.charge = first, .at_ms = 14}},
+                       10,
+                       {true, false, true, false, true, true, false, true, true, true, false, true, true, true, true},
+                       11, true}),
     [](const auto& tc) { return tc.param.name; });
 
 struct charge_case {

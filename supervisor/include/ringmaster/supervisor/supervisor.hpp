@@ -53,6 +53,7 @@ namespace detail {
 class dispatcher;
 struct pool_state;
 struct completion_queue_access;  // the dispatcher's way to push (supervisor/src)
+struct supervisor_access;        // test seams (ringmaster/supervisor/detail/testing.hpp, not installed)
 }  // namespace detail
 
 /// Called with a job's result, on the dispatcher thread.
@@ -192,10 +193,6 @@ class supervisor {
   [[nodiscard]] bool any_pool_gave_up() const;
   [[nodiscard]] const supervisor_options& options() const noexcept;
 
-  /// Pid of the fork server currently forking workers (tests kill it to prove it is
-  /// survived).
-  [[nodiscard]] pid_t fork_server_pid() const;
-
   // --- error_code forms (errc.hpp): the same call, with what the throwing form throws
   // reported in `ec` instead, and its message in `*why` if given. They may still throw
   // std::bad_alloc.
@@ -211,6 +208,7 @@ class supervisor {
   void start(std::error_code& ec, std::string* why = nullptr);
 
  private:
+  friend struct detail::supervisor_access;
   std::unique_ptr<detail::dispatcher> dispatcher_;
 };
 

@@ -34,7 +34,9 @@ namespace ringmaster {
 
 namespace detail {
 class worker_runtime;
-}
+struct handlers_access;  // the registry and the hooks, for ringmaster's own code (not installed)
+struct job_context;      // what the worker runtime makes a job from (not installed)
+}  // namespace detail
 
 class job;
 /// A handler: the job's result text, or an exception.
@@ -59,23 +61,16 @@ class handlers {
   /// Runs in each worker process when it is told to stop (recycling, drain, stop), after
   /// its last job: to flush and close. Not run when the worker dies or is killed.
   handlers& on_stop(std::function<void(int slot)> fn);
-  [[nodiscard]] const std::function<void(int)>& start_hook() const noexcept { return on_start_; }
-  [[nodiscard]] const std::function<void(int)>& stop_hook() const noexcept { return on_stop_; }
 
   /// The handler for `type`, or nullptr. Non-blocking.
   [[nodiscard]] const handler* find(std::string_view type) const noexcept;
   /// Registered types, sorted.
   [[nodiscard]] std::vector<std::string> names() const;
-  /// A hash of the registered types: two copies of one object agree on it only if no
-  /// type was added to one of them after they diverged (at fork).
-  [[nodiscard]] std::uint64_t fingerprint() const noexcept;
-
-  /// This object's number in the process's registry of handlers objects.
-  [[nodiscard]] std::uint32_t registry_id() const noexcept { return id_; }
-  /// The handlers object registered as `id` in this process, or nullptr.
-  static const handlers* lookup(std::uint32_t id) noexcept;
 
  private:
+  // How the fork server finds this object again in a forked copy of the process, and how
+  // the worker runtime runs the hooks: ringmaster/worker/detail/handlers_access.hpp.
+  friend struct detail::handlers_access;
   std::map<std::string, handler, std::less<>> table_;
   std::function<void(int)> on_start_, on_stop_;
   std::uint32_t id_;
@@ -90,6 +85,10 @@ struct pending_request {
 /// runs. Only usable inside the handler, in the worker process.
 class job {
  public:
+  /// Made by the worker runtime for each job it runs, from a detail::job_context that only
+  /// ringmaster's own sources can fill: a handler is given a job, it never makes one.
+  explicit job(const detail::job_context& context) noexcept;
+
   [[nodiscard]] std::string_view type() const noexcept { return type_; }
   /// The payload: a string payload's characters, or any other JSON value's compact text.
   [[nodiscard]] std::string_view payload() const noexcept { return payload_; }
@@ -119,11 +118,6 @@ class job {
   static constexpr std::chrono::milliseconds k_call_timeout{60'000};
 
  private:
-  friend class detail::worker_runtime;
-  job(detail::worker_runtime& rt, std::string_view type, std::string_view payload, std::string_view id,
-      unsigned attempt, int slot) noexcept
-      : runtime_(&rt), type_(type), payload_(payload), id_(id), attempt_(attempt), slot_(slot) {}
-
   detail::worker_runtime* runtime_;
   std::string_view type_, payload_, id_;
   unsigned attempt_;

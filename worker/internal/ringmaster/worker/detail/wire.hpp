@@ -30,7 +30,7 @@ enum class kind : std::uint8_t {
   stop = 3,    ///< finish what is in hand, then exit 0 (recycling, drain)
   // worker -> supervisor, on the result ring
   ready = 16,   ///< token: ring generation attached to; body: handler names, '\n'-separated
-  result = 17,  ///< token: job token; status; attempt: run time in µs; body: value or error message
+  result = 17,  ///< token: job token; status; run_us; body: value or error message
   submit = 18,  ///< token: request id (0: fire and forget); pool, type, id; body: payload
   fatal = 19,   ///< the worker cannot serve; body: why (a start failure's text)
 };
@@ -39,12 +39,11 @@ enum class kind : std::uint8_t {
 struct header {
   kind type;
   std::uint8_t status;
-  std::uint16_t flags;
   std::uint16_t pool_len;
   std::uint16_t type_len;
   std::uint16_t id_len;
-  std::uint16_t reserved;
   std::uint32_t attempt;
+  std::uint32_t run_us;  ///< a result's run time in µs, saturated at UINT32_MAX (71 min 34 s)
   std::uint64_t token;
 };
 static_assert(sizeof(header) == 24);
@@ -61,6 +60,7 @@ struct message {
   kind type{};
   std::uint8_t status = 0;
   std::uint32_t attempt = 0;
+  std::uint32_t run_us = 0;
   std::uint64_t token = 0;
   std::string_view pool{}, job_type{}, id{}, body{};
 };
