@@ -474,7 +474,7 @@ std::unique_ptr<job_record> dispatcher::new_job(pool_state& /*p: ids are per sup
   return j;
 }
 
-bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool block) {
+bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record>& job, bool block) {
   // Refusals that need no dispatcher: answered at once, on this thread.
   auto refuse = [&](error_kind kind, std::string why) {
     p.unfinished.fetch_add(1);
@@ -536,6 +536,7 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
   (r.ok() ? p.completed : p.failed)++;
   r.pool = p.name;
   r.type = job->type;
+  r.tag = job->tag;
   std::visit(
       [&](auto& t) {
         using T = std::decay_t<decltype(t)>;

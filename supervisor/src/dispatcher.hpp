@@ -47,6 +47,7 @@ struct reply_target {
 struct job_record {
   std::uint64_t token = 0;
   std::string id, type, payload;
+  std::uint64_t tag = 0;  // the submitter's (job_spec::tag), copied into its result, never sent
   unsigned attempts = 0;  // attempts that ended without a final result
   bool killed_a_worker = false;  // a death was charged to it: its later ones cost no restart intensity
   error_kind last_error = error_kind::none;
@@ -163,7 +164,7 @@ class dispatcher {
   }
   /// From a submitting thread: validates and enqueues `job`, or delivers its refusal.
   /// With `block` false, returns false (and keeps nothing) when the pool is full.
-  bool submit(pool_state& p, std::unique_ptr<job_record> job, bool block);
+  bool submit(pool_state& p, std::unique_ptr<job_record>& job, bool block);
   /// pool::scale and supervisor::remove_pool (see supervisor.hpp).
   void scale(pool_state& p, unsigned workers);
   bool remove_pool(std::string_view name);

@@ -82,6 +82,16 @@ class completion_queue {
   int fd_ = -1;
 };
 
+/// One job, for the submit overloads that take it whole, filled with designated
+/// initializers: `pool.submit({.type = "primes", .payload = std::move(text), .tag = row})`.
+/// Its strings are moved into the job's record, the payload's bytes never copied there.
+struct job_spec {
+  std::string type{};
+  std::string payload{};
+  std::string id{};       ///< names the job in its result; "" for a number unique in the supervisor
+  std::uint64_t tag = 0;  ///< the submitter's own, given back in result::tag; never sent to a worker
+};
+
 /// A pool of identical workers, owned by its supervisor. Submitting is thread-safe.
 class pool {
  public:
@@ -100,6 +110,15 @@ class pool {
   /// pool has max_pending jobs unfinished.
   [[nodiscard]] bool try_submit(std::string_view type, std::string_view payload, completion_callback done,
                                 std::string id = {});
+  /// The job_spec forms: as the forms above, with a tag, and with the payload (and type
+  /// and id) moved into the job's record instead of copied.
+  [[nodiscard]] std::future<result> submit(job_spec job);
+  void submit(job_spec job, completion_callback done);
+  void submit(job_spec job, completion_queue& queue);
+  /// Never blocks: false when the pool has max_pending jobs unfinished, and then nothing is
+  /// submitted and `job` is given back as it was (a caller may park it and try again).
+  [[nodiscard]] bool try_submit(job_spec&& job, completion_callback done);
+
   /// Submits one job per payload, in order; blocks as submit does.
   template <std::ranges::input_range R>
   [[nodiscard]] std::vector<std::future<result>> map(std::string_view type, R&& payloads) {
