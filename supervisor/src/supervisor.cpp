@@ -131,6 +131,19 @@ std::unique_ptr<detail::job_record> record_of(detail::pool_state& p, job_spec&& 
   job->tag = spec.tag;
   return job;
 }
+
+job_counters counters_of(const detail::pool_state& p) noexcept {
+  job_counters c;
+  c.submitted = p.submitted.load(std::memory_order_relaxed);
+  c.in_flight = p.in_flight.load(std::memory_order_relaxed);
+  // Unfinished covers the inbox, the queue and the slots: what is not in a slot is queued.
+  const std::uint64_t unfinished = p.unfinished.load(std::memory_order_relaxed);
+  c.queued = unfinished > c.in_flight ? unfinished - c.in_flight : 0;
+  c.completed = p.completed.load(std::memory_order_relaxed);
+  c.failed = p.failed.load(std::memory_order_relaxed);
+  c.retried = p.retried.load(std::memory_order_relaxed);
+  return c;
+}
 }  // namespace
 
 std::future<result> pool::submit(std::string_view type, std::string_view payload, std::string id) {
@@ -188,6 +201,7 @@ bool pool::try_submit(job_spec&& job, completion_callback done) {
   return false;
 }
 
+job_counters pool::counters() const noexcept { return counters_of(*state_); }
 
 void pool::scale(unsigned workers) { state_->owner->scale(*state_, workers); }
 
@@ -215,6 +229,20 @@ void supervisor::stop() { dispatcher_->stop(dispatcher_->options().shutdown_time
 void supervisor::stop(std::chrono::milliseconds grace) { dispatcher_->stop(std::max(grace, std::chrono::milliseconds(0))); }
 bool supervisor::wait_idle(std::chrono::milliseconds timeout) { return dispatcher_->wait_idle(timeout); }
 supervisor_status supervisor::status() const { return dispatcher_->status(); }
+
+job_counters supervisor::counters() const {
+  job_counters sum;
+  dispatcher_->for_each_pool([&](const detail::pool_state& p) {
+    const job_counters c = counters_of(p);
+    sum.submitted += c.submitted;
+    sum.queued += c.queued;
+    sum.in_flight += c.in_flight;
+    sum.completed += c.completed;
+    sum.failed += c.failed;
+    sum.retried += c.retried;
+  });
+  return sum;
+}
 bool supervisor::any_pool_gave_up() const { return dispatcher_->any_gave_up(); }
 const supervisor_options& supervisor::options() const noexcept { return dispatcher_->options(); }
 pid_t supervisor::fork_server_pid() const { return dispatcher_->fork_server_pid(); }

@@ -119,6 +119,10 @@ class pool {
   /// submitted and `job` is given back as it was (a caller may park it and try again).
   [[nodiscard]] bool try_submit(job_spec&& job, completion_callback done);
 
+  /// This pool's running totals. Lock-free (atomic loads): cheap enough for a progress
+  /// line every few milliseconds, unlike status(). Thread-safe, also after a removal.
+  [[nodiscard]] job_counters counters() const noexcept;
+
   /// Submits one job per payload, in order; blocks as submit does.
   template <std::ranges::input_range R>
   [[nodiscard]] std::vector<std::future<result>> map(std::string_view type, R&& payloads) {
@@ -193,6 +197,11 @@ class supervisor {
   /// Blocks until no pool has queued or in-flight jobs, or `timeout`; returns whether
   /// idle.
   bool wait_idle(std::chrono::milliseconds timeout);
+
+  /// The sum of every pool's counters (removed pools' too, so the totals never go
+  /// back). No /proc read and no dispatcher round trip: one atomic load per field and pool,
+  /// under the pool list's lock, which add_pool and status() hold only for a moment.
+  [[nodiscard]] job_counters counters() const;
 
   /// A snapshot of every pool and worker. Thread-safe; blocking for a moment.
   [[nodiscard]] supervisor_status status() const;
