@@ -548,8 +548,8 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
         } else if constexpr (std::is_same_v<T, completion_callback>) {
           try {
             t(std::move(r));
-          } catch (const std::exception& e) {
-            log_->error("a completion callback threw: {}", e.what());
+          } catch (...) {
+            keep_callback_exception(p, std::current_exception());
           }
         } else if constexpr (std::is_same_v<T, completion_queue*>) {
           completion_queue_access::push(*t, std::move(r));
@@ -603,6 +603,7 @@ void dispatcher::run() {
     if (removals_due_) advance_removals();
     if (trim_due_) trim_slots();
     if (phase_ != phase::running) advance_shutdown();
+    answer_ready_waiters();
     if (!progress && phase_ != phase::done) idle_wait();
   }
   // Close the command queue: later posts are refused (their callers answer themselves),
@@ -615,6 +616,7 @@ void dispatcher::run() {
   }
   finished_.store(true);
   for (auto& c : last) c();
+  answer_ready_waiters();  // `stopped`, to those who asked in the last moment too
   for (auto& w : shutdown_waiters_) w->set_value();
   shutdown_waiters_.clear();
   log_->debug("{}: dispatcher finished", options_.name);
@@ -1582,12 +1584,18 @@ void dispatcher::begin_shutdown(bool drain, std::chrono::milliseconds grace) {
   if (phase_ == phase::done) return;
   accepting_pools_.store(false);
   const bool already = phase_ != phase::running;
-  for (pool_state* pp : live_) {
-    pool_state& p = *pp;
-    std::lock_guard lock(p.mutex);
-    if (p.refusal.empty()) p.refusal = "supervisor is stopping";
-    p.accepting.store(false);
-    p.room.notify_all();
+  // Every pool added, not only the live ones: a drain posted right after start() runs in
+  // the dispatcher's first pass before the pools added earlier are live, and such a pool
+  // left accepting would take jobs that no dispatcher will ever answer.
+  {
+    std::lock_guard pools_lock(pools_mutex_);
+    for (auto& pp : pools_) {
+      pool_state& p = *pp;
+      std::lock_guard lock(p.mutex);
+      if (p.refusal.empty()) p.refusal = "supervisor is stopping";
+      p.accepting.store(false);
+      p.room.notify_all();
+    }
   }
   if (drain && !already) {
     phase_ = phase::draining;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <future>
 #include <map>
@@ -135,6 +136,7 @@ struct pool_state {
   std::atomic<std::uint64_t> submitted{0};  // every job given a record here: accepted or refused
   std::atomic<std::size_t> in_flight{0};    // jobs with `sent` set
   std::atomic<std::uint64_t> retried{0};
+  std::atomic<std::uint64_t> callback_exceptions{0};  // its completion callbacks that threw
   unsigned restarts = 0;
   // The deaths that count toward max_restarts within restart_window (see on_exit).
   restart_intensity intensity;
@@ -159,6 +161,10 @@ class dispatcher {
   void drain();
   void stop(std::chrono::milliseconds grace);
   bool wait_idle(std::chrono::milliseconds timeout);
+  readiness wait_ready(std::chrono::milliseconds timeout);  // waiters.cpp
+  /// The first exception a completion callback threw since the last call, or null; the
+  /// call clears it (supervisor.hpp: rethrown by drain, stop, wait_idle, wait_ready).
+  std::exception_ptr take_callback_exception();
   supervisor_status status();
   bool any_gave_up();
   pid_t fork_server_pid();
@@ -216,6 +222,8 @@ class dispatcher {
   void terminate(slot_state& s, ending why, int sig);
   void give_up(pool_state& p, std::string reason);
   void complete(pool_state& p, job_record* job, result r);
+  void keep_callback_exception(pool_state& p, std::exception_ptr e);  // waiters.cpp
+  void answer_ready_waiters();                                        // waiters.cpp
   void requeue_front(pool_state& p, job_record* job);
   void deliver_reply(const reply_target& t, const result& r);
   void fail_all_queued(pool_state& p, error_kind kind, const std::string& why);
@@ -288,6 +296,10 @@ class dispatcher {
 
   std::mutex idle_mutex_;
   std::condition_variable idle_cv_;
+
+  std::vector<std::shared_ptr<std::promise<readiness>>> ready_waiters_;  // dispatcher thread only
+  std::mutex callback_exception_mutex_;
+  std::exception_ptr callback_exception_;  // the first one not yet rethrown
 };
 
 }  // namespace ringmaster::detail

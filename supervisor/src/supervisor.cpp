@@ -25,6 +25,8 @@ constexpr std::array<std::string_view, 8> k_states{"starting", "ready", "busy", 
 static_assert(detail::names_every_enumerator<restart_type>(k_restart_types), "restart_type and its names differ");
 static_assert(detail::names_every_enumerator<restart_strategy>(k_strategies), "restart_strategy and its names differ");
 static_assert(detail::names_every_enumerator<worker_state>(k_states), "worker_state and its names differ");
+constexpr std::array<std::string_view, 4> k_readiness{"ready", "gave_up", "timed_out", "stopped"};
+static_assert(detail::names_every_enumerator<readiness>(k_readiness), "readiness and its names differ");
 
 template <class E, std::size_t N>
 std::optional<E> parse(const std::array<std::string_view, N>& names, std::string_view s) noexcept {
@@ -37,6 +39,7 @@ std::optional<E> parse(const std::array<std::string_view, N>& names, std::string
 std::string_view to_string(restart_type t) noexcept { return k_restart_types[static_cast<std::size_t>(t)]; }
 std::string_view to_string(restart_strategy s) noexcept { return k_strategies[static_cast<std::size_t>(s)]; }
 std::string_view to_string(worker_state s) noexcept { return k_states[static_cast<std::size_t>(s)]; }
+std::string_view to_string(readiness r) noexcept { return k_readiness[static_cast<std::size_t>(r)]; }
 std::optional<restart_type> restart_type_from_string(std::string_view s) noexcept { return parse<restart_type>(k_restart_types, s); }
 std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept {
   return parse<restart_strategy>(k_strategies, s);
@@ -142,6 +145,7 @@ job_counters counters_of(const detail::pool_state& p) noexcept {
   c.completed = p.completed.load(std::memory_order_relaxed);
   c.failed = p.failed.load(std::memory_order_relaxed);
   c.retried = p.retried.load(std::memory_order_relaxed);
+  c.callback_exceptions = p.callback_exceptions.load(std::memory_order_relaxed);
   return c;
 }
 }  // namespace
@@ -224,10 +228,42 @@ pool& supervisor::add_pool(std::string name, pool_options options) {
 pool* supervisor::find_pool(std::string_view name) noexcept { return dispatcher_->find_pool(name); }
 bool supervisor::remove_pool(std::string_view name) { return dispatcher_->remove_pool(name); }
 void supervisor::start() { dispatcher_->start(); }
-void supervisor::drain() { dispatcher_->drain(); }
-void supervisor::stop() { dispatcher_->stop(dispatcher_->options().shutdown_timeout); }
-void supervisor::stop(std::chrono::milliseconds grace) { dispatcher_->stop(std::max(grace, std::chrono::milliseconds(0))); }
-bool supervisor::wait_idle(std::chrono::milliseconds timeout) { return dispatcher_->wait_idle(timeout); }
+
+// The waits that hand a completion callback's exception to the caller (supervisor.hpp):
+// after their work, so that a stop still stops; before too for the two that may wait
+// long for nothing.
+namespace {
+void rethrow_callback_exception(detail::dispatcher& d) {
+  if (auto e = d.take_callback_exception()) std::rethrow_exception(e);
+}
+}  // namespace
+
+void supervisor::drain() {
+  dispatcher_->drain();
+  rethrow_callback_exception(*dispatcher_);
+}
+
+void supervisor::stop() { stop(dispatcher_->options().shutdown_timeout); }
+
+void supervisor::stop(std::chrono::milliseconds grace) {
+  dispatcher_->stop(std::max(grace, std::chrono::milliseconds(0)));
+  rethrow_callback_exception(*dispatcher_);
+}
+
+bool supervisor::wait_idle(std::chrono::milliseconds timeout) {
+  rethrow_callback_exception(*dispatcher_);
+  const bool idle = dispatcher_->wait_idle(timeout);
+  rethrow_callback_exception(*dispatcher_);
+  return idle;
+}
+
+readiness supervisor::wait_ready(std::chrono::milliseconds timeout) {
+  rethrow_callback_exception(*dispatcher_);
+  const readiness r = dispatcher_->wait_ready(timeout);
+  rethrow_callback_exception(*dispatcher_);
+  return r;
+}
+
 supervisor_status supervisor::status() const { return dispatcher_->status(); }
 
 job_counters supervisor::counters() const {
@@ -240,6 +276,7 @@ job_counters supervisor::counters() const {
     sum.completed += c.completed;
     sum.failed += c.failed;
     sum.retried += c.retried;
+    sum.callback_exceptions += c.callback_exceptions;
   });
   return sum;
 }

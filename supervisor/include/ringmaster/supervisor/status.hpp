@@ -76,6 +76,7 @@ struct job_counters {
   std::uint64_t completed = 0;  ///< final results, ok
   std::uint64_t failed = 0;     ///< final results, failed (refusals included)
   std::uint64_t retried = 0;    ///< attempts that were retried
+  std::uint64_t callback_exceptions = 0;  ///< completion callbacks that threw (see supervisor.hpp)
 };
 
 struct supervisor_status {
