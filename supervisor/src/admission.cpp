@@ -196,7 +196,7 @@ supervisor_status dispatcher::status() {
       }
       ps.completed = p->completed;
       ps.failed = p->failed;
-      ps.retried = p->retried;
+      ps.retried = p->retried.load();
       ps.restarts = p->restarts;
       ps.gave_up = p->gave_up;
       ps.gave_up_reason = p->gave_up_reason;
@@ -304,9 +304,10 @@ std::unique_ptr<job_record> dispatcher::new_job(pool_state& /*p: ids are per sup
   return j;
 }
 
-bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool block) {
+bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record>& job, bool block) {
   // Refusals that need no dispatcher: answered at once, on this thread.
   auto refuse = [&](error_kind kind, std::string why) {
+    p.submitted.fetch_add(1, std::memory_order_relaxed);
     p.unfinished.fetch_add(1);
     result r = failed(*job, kind, std::move(why));
     complete(p, job.release(), std::move(r));
@@ -351,6 +352,7 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool blo
         return true;
       }
     }
+    p.submitted.fetch_add(1, std::memory_order_relaxed);
     p.unfinished.fetch_add(1);
     p.inbox.push_back(job.release());
   }

@@ -170,6 +170,7 @@ void dispatcher::run() {
     if (removals_due_) advance_removals();
     if (trim_due_) trim_slots();
     if (phase_ != phase::running) advance_shutdown();
+    answer_ready_waiters();
     if (!progress && phase_ != phase::done) idle_wait();
   }
   // Close the command queue: later posts are refused (their callers answer themselves),
@@ -182,6 +183,7 @@ void dispatcher::run() {
   }
   finished_.store(true);
   for (auto& c : last) c();
+  answer_ready_waiters();  // `stopped`, to those who asked in the last moment too
   for (auto& w : shutdown_waiters_) w->set_value();
   shutdown_waiters_.clear();
   log_->debug("{}: dispatcher finished", options_.name);
@@ -306,6 +308,8 @@ bool dispatcher::dispatch_pool(pool_state& p) {
       p.queue.pop_front();
       if (s.in_flight.empty()) s.front_started = clock_type::now();
       s.in_flight.push_back(j);
+      j->sent = true;
+      p.in_flight.fetch_add(1, std::memory_order_relaxed);
       s.state = worker_state::busy;
       if (touched.empty() || touched.back() != &s) touched.push_back(&s);
       progress = any = true;

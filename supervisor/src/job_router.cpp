@@ -82,6 +82,7 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
     j->target = asker;
     if (target == live_[s.pool]) ++s.awaiting_own_pool;  // until its reply (deliver_reply)
   }
+  target->submitted.fetch_add(1, std::memory_order_relaxed);
   target->unfinished.fetch_add(1);
   target->queue.push_back(j.release());
 }

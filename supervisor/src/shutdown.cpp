@@ -35,12 +35,18 @@ void dispatcher::begin_shutdown(bool drain, std::chrono::milliseconds grace) {
   if (phase_ == phase::done) return;
   accepting_pools_.store(false);
   const bool already = phase_ != phase::running;
-  for (pool_state* pp : live_) {
-    pool_state& p = *pp;
-    std::lock_guard lock(p.mutex);
-    if (p.refusal.empty()) p.refusal = "supervisor is stopping";
-    p.accepting.store(false);
-    p.room.notify_all();
+  // Every pool added, not only the live ones: a drain posted right after start() runs in
+  // the dispatcher's first pass before the pools added earlier are live, and such a pool
+  // left accepting would take jobs that no dispatcher will ever answer.
+  {
+    std::lock_guard pools_lock(pools_mutex_);
+    for (auto& pp : pools_) {
+      pool_state& p = *pp;
+      std::lock_guard lock(p.mutex);
+      if (p.refusal.empty()) p.refusal = "supervisor is stopping";
+      p.accepting.store(false);
+      p.room.notify_all();
+    }
   }
   if (drain && !already) {
     phase_ = phase::draining;

@@ -46,9 +46,11 @@ std::string format_bytes(std::size_t b) {
 // refusals.
 void dispatcher::complete(pool_state& p, job_record* job, result r) {
   std::unique_ptr<job_record> owned(job);
+  if (job->sent) p.in_flight.fetch_sub(1, std::memory_order_relaxed);
   (r.ok() ? p.completed : p.failed)++;
   r.pool = p.name;
   r.type = job->type;
+  r.tag = job->tag;
   std::visit(
       [&](auto& t) {
         using T = std::decay_t<decltype(t)>;
@@ -57,8 +59,8 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
         } else if constexpr (std::is_same_v<T, completion_callback>) {
           try {
             t(std::move(r));
-          } catch (const std::exception& e) {
-            log_->error("a completion callback threw: {}", e.what());
+          } catch (...) {
+            keep_callback_exception(p, std::current_exception());
           }
         } else if constexpr (std::is_same_v<T, completion_queue*>) {
           completion_queue_access::push(*t, std::move(r));
@@ -332,7 +334,10 @@ void dispatcher::terminate(slot_state& s, ending why, int sig) {
   if (sig == SIGTERM) s.kill_at = clock_type::now() + live_[s.pool]->options.kill_grace;
 }
 
-void dispatcher::requeue_front(pool_state& p, job_record* job) { p.queue.push_front(job); }
+void dispatcher::requeue_front(pool_state& p, job_record* job) {
+  if (job->sent) job->sent = false, p.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  p.queue.push_front(job);
+}
 
 void dispatcher::give_up(pool_state& p, std::string reason) {
   if (p.gave_up) return;

@@ -26,6 +26,13 @@
 // may submit follow-up jobs (on that thread submit never blocks: the pool may go over
 // max_pending for them); drain() or stop() from a callback throws std::logic_error, as it
 // would wait for itself. The destructor stops (as stop()) and joins; it never throws.
+//
+// A completion callback that throws. The exception is caught where the callback ran (an
+// exception let through would end the dispatcher thread), logged and counted
+// (job_counters::callback_exceptions); the first one is kept and rethrown, on the
+// caller's thread, by the next drain(), stop(), wait_idle() or wait_ready(), which first
+// do their work (a stop still stops). Later ones, until then, are logged and counted
+// only. One still kept when the supervisor is destroyed was logged and is dropped.
 #pragma once
 
 #include <chrono>
@@ -87,6 +94,16 @@ class completion_queue {
   int fd_ = -1;
 };
 
+/// One job, for the submit overloads that take it whole, filled with designated
+/// initializers: `pool.submit({.type = "primes", .payload = std::move(text), .tag = row})`.
+/// Its strings are moved into the job's record, the payload's bytes never copied there.
+struct job_spec {
+  std::string type{};
+  std::string payload{};
+  std::string id{};       ///< names the job in its result; "" for a number unique in the supervisor
+  std::uint64_t tag = 0;  ///< the submitter's own, given back in result::tag; never sent to a worker
+};
+
 /// A pool of identical workers, owned by its supervisor. Submitting is thread-safe.
 class pool {
  public:
@@ -105,6 +122,19 @@ class pool {
   /// pool has max_pending jobs unfinished.
   [[nodiscard]] bool try_submit(std::string_view type, std::string_view payload, completion_callback done,
                                 std::string id = {});
+  /// The job_spec forms: as the forms above, with a tag, and with the payload (and type
+  /// and id) moved into the job's record instead of copied.
+  [[nodiscard]] std::future<result> submit(job_spec job);
+  void submit(job_spec job, completion_callback done);
+  void submit(job_spec job, completion_queue& queue);
+  /// Never blocks: false when the pool has max_pending jobs unfinished, and then nothing is
+  /// submitted and `job` is given back as it was (a caller may park it and try again).
+  [[nodiscard]] bool try_submit(job_spec&& job, completion_callback done);
+
+  /// This pool's running totals. Lock-free (atomic loads): cheap enough for a progress
+  /// line every few milliseconds, unlike status(). Thread-safe, also after a removal.
+  [[nodiscard]] job_counters counters() const noexcept;
+
   /// Submits one job per payload, in order; blocks as submit does.
   template <std::ranges::input_range R>
   [[nodiscard]] std::vector<std::future<result>> map(std::string_view type, R&& payloads) {
@@ -136,6 +166,47 @@ class pool {
 
  private:
   detail::pool_state* state_;
+};
+
+/// What supervisor::wait_ready saw.
+enum class readiness : std::uint8_t {
+  ready,      ///< every worker of every pool has started and said it is ready
+  gave_up,    ///< a pool gave up (status() says why): it would never be ready
+  timed_out,  ///< the timeout came first; the workers go on starting
+  stopped,    ///< the supervisor is stopping or has stopped
+};
+std::string_view to_string(readiness r) noexcept;
+
+/// A batch of jobs to wait for together, without a future each: submit through it (to
+/// any pools), then wait() until every one has its result. Results are gathered by
+/// completion callbacks into the group, in the order they come, until taken. Thread-safe.
+/// The group may be destroyed before its jobs end: their results are then dropped. Not
+/// to be waited on from a completion callback (it would wait for itself until timeout).
+class job_group {
+ public:
+  job_group();
+  ~job_group();
+  job_group(const job_group&) = delete;
+  job_group& operator=(const job_group&) = delete;
+
+  /// Submits a job to `p` as one of the group's; blocks as pool::submit does.
+  void submit(pool& p, job_spec job);
+  void submit(pool& p, std::string_view type, std::string_view payload, std::string id = {});
+  /// Blocks until every job submitted so far has its result, or `timeout`; returns whether
+  /// they all have.
+  [[nodiscard]] bool wait(std::chrono::milliseconds timeout);
+  /// Jobs submitted through the group; of them, those with a result; of those, the failed.
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] std::size_t done() const;
+  [[nodiscard]] std::size_t failed() const;
+  /// Takes the results come so far (not yet taken), in the order they came. Non-blocking.
+  [[nodiscard]] std::vector<result> take_results();
+
+ private:
+  struct state;
+  completion_callback enter();  // counts a job in before it is submitted
+  void leave() noexcept;        // ... and out again if submitting it threw
+  std::shared_ptr<state> state_;
 };
 
 class supervisor {
@@ -186,6 +257,18 @@ class supervisor {
   /// Blocks until no pool has queued or in-flight jobs, or `timeout`; returns whether
   /// idle.
   bool wait_idle(std::chrono::milliseconds timeout);
+  /// Blocks until every worker of every pool (added before the call, and not removed) is
+  /// ready to take jobs, or `timeout`: `ready`; `gave_up` as soon as a pool gives up (it
+  /// will never be ready: a worker that cannot start, restart intensity); `timed_out`;
+  /// `stopped` once the supervisor stops. A slot that will not be restarted (temporary)
+  /// is not waited for. Throws std::logic_error before start() or from a completion
+  /// callback, and rethrows a callback's exception (see above).
+  readiness wait_ready(std::chrono::milliseconds timeout);
+
+  /// The sum of every pool's counters (removed pools' too, so the totals never go
+  /// back). No /proc read and no dispatcher round trip: one atomic load per field and pool,
+  /// under the pool list's lock, which add_pool and status() hold only for a moment.
+  [[nodiscard]] job_counters counters() const;
 
   /// A snapshot of every pool and worker. Thread-safe; blocking for a moment.
   [[nodiscard]] supervisor_status status() const;
