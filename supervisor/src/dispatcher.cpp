@@ -474,9 +474,10 @@ std::unique_ptr<job_record> dispatcher::new_job(pool_state& /*p: ids are per sup
   return j;
 }
 
-bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool block) {
+bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record>& job, bool block) {
   // Refusals that need no dispatcher: answered at once, on this thread.
   auto refuse = [&](error_kind kind, std::string why) {
+    p.submitted.fetch_add(1, std::memory_order_relaxed);
     p.unfinished.fetch_add(1);
     result r = failed(*job, kind, std::move(why));
     complete(p, job.release(), std::move(r));
@@ -521,6 +522,7 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool blo
         return true;
       }
     }
+    p.submitted.fetch_add(1, std::memory_order_relaxed);
     p.unfinished.fetch_add(1);
     p.inbox.push_back(job.release());
   }
@@ -533,9 +535,11 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record> job, bool blo
 // refusals.
 void dispatcher::complete(pool_state& p, job_record* job, result r) {
   std::unique_ptr<job_record> owned(job);
+  if (job->sent) p.in_flight.fetch_sub(1, std::memory_order_relaxed);
   (r.ok() ? p.completed : p.failed)++;
   r.pool = p.name;
   r.type = job->type;
+  r.tag = job->tag;
   std::visit(
       [&](auto& t) {
         using T = std::decay_t<decltype(t)>;
@@ -846,6 +850,7 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
     j->target = asker;
     if (target == live_[s.pool]) ++s.awaiting_own_pool;  // until its reply (deliver_reply)
   }
+  target->submitted.fetch_add(1, std::memory_order_relaxed);
   target->unfinished.fetch_add(1);
   target->queue.push_back(j.release());
 }
@@ -1268,7 +1273,10 @@ void dispatcher::terminate(slot_state& s, ending why, int sig) {
   if (sig == SIGTERM) s.kill_at = clock_type::now() + live_[s.pool]->options.kill_grace;
 }
 
-void dispatcher::requeue_front(pool_state& p, job_record* job) { p.queue.push_front(job); }
+void dispatcher::requeue_front(pool_state& p, job_record* job) {
+  if (job->sent) job->sent = false, p.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  p.queue.push_front(job);
+}
 
 void dispatcher::give_up(pool_state& p, std::string reason) {
   if (p.gave_up) return;
@@ -1444,6 +1452,8 @@ bool dispatcher::dispatch_pool(pool_state& p) {
       p.queue.pop_front();
       if (s.in_flight.empty()) s.front_started = clock_type::now();
       s.in_flight.push_back(j);
+      j->sent = true;
+      p.in_flight.fetch_add(1, std::memory_order_relaxed);
       s.state = worker_state::busy;
       if (touched.empty() || touched.back() != &s) touched.push_back(&s);
       progress = any = true;

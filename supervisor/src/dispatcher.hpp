@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -47,6 +48,8 @@ struct reply_target {
 struct job_record {
   std::uint64_t token = 0;
   std::string id, type, payload;
+  std::uint64_t tag = 0;  // the submitter's (job_spec::tag), copied into its result, never sent
+  bool sent = false;      // in a slot's in_flight, so counted in pool_state::in_flight
   unsigned attempts = 0;  // attempts that ended without a final result
   bool killed_a_worker = false;  // a death was charged to it: its later ones cost no restart intensity
   error_kind last_error = error_kind::none;
@@ -127,7 +130,11 @@ struct pool_state {
   bool gave_up = false;
   std::string gave_up_reason;
   std::atomic<std::uint64_t> completed{0}, failed{0};  // also counted by refusing threads
-  std::uint64_t retried = 0;
+  // Written by the dispatcher, read lock-free by pool::counters (a progress display must
+  // not cost a status() round trip). retried is atomic only for that reader.
+  std::atomic<std::uint64_t> submitted{0};  // every job given a record here: accepted or refused
+  std::atomic<std::size_t> in_flight{0};    // jobs with `sent` set
+  std::atomic<std::uint64_t> retried{0};
   unsigned restarts = 0;
   // The deaths that count toward max_restarts within restart_window (see on_exit).
   restart_intensity intensity;
@@ -163,10 +170,17 @@ class dispatcher {
   }
   /// From a submitting thread: validates and enqueues `job`, or delivers its refusal.
   /// With `block` false, returns false (and keeps nothing) when the pool is full.
-  bool submit(pool_state& p, std::unique_ptr<job_record> job, bool block);
+  bool submit(pool_state& p, std::unique_ptr<job_record>& job, bool block);
   /// pool::scale and supervisor::remove_pool (see supervisor.hpp).
   void scale(pool_state& p, unsigned workers);
   bool remove_pool(std::string_view name);
+  /// Calls f(pool_state&) for every pool ever added (removed ones too), under the pool
+  /// list's lock: held by add_pool and status() for a moment, never for a round trip.
+  template <class F>
+  void for_each_pool(F&& f) const {
+    std::lock_guard lock(pools_mutex_);
+    for (auto& p : pools_) f(std::as_const(*p));
+  }
 
  private:
   // --- the dispatcher thread

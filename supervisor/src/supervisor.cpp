@@ -122,30 +122,86 @@ std::optional<result> completion_queue::pop(std::chrono::milliseconds timeout) {
 
 const std::string& pool::name() const noexcept { return state_->name; }
 
+namespace {
+// A job_spec's record: its strings moved in, so that a large payload is never copied.
+std::unique_ptr<detail::job_record> record_of(detail::pool_state& p, job_spec&& spec) {
+  auto job = p.owner->new_job_for(p, {}, {}, std::move(spec.id));
+  job->type = std::move(spec.type);
+  job->payload = std::move(spec.payload);
+  job->tag = spec.tag;
+  return job;
+}
+
+job_counters counters_of(const detail::pool_state& p) noexcept {
+  job_counters c;
+  c.submitted = p.submitted.load(std::memory_order_relaxed);
+  c.in_flight = p.in_flight.load(std::memory_order_relaxed);
+  // Unfinished covers the inbox, the queue and the slots: what is not in a slot is queued.
+  const std::uint64_t unfinished = p.unfinished.load(std::memory_order_relaxed);
+  c.queued = unfinished > c.in_flight ? unfinished - c.in_flight : 0;
+  c.completed = p.completed.load(std::memory_order_relaxed);
+  c.failed = p.failed.load(std::memory_order_relaxed);
+  c.retried = p.retried.load(std::memory_order_relaxed);
+  return c;
+}
+}  // namespace
+
 std::future<result> pool::submit(std::string_view type, std::string_view payload, std::string id) {
   auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
   auto future = job->target.emplace<std::promise<result>>().get_future();
-  state_->owner->submit(*state_, std::move(job), true);
+  state_->owner->submit(*state_, job, true);
   return future;
 }
 
 void pool::submit(std::string_view type, std::string_view payload, completion_callback done, std::string id) {
   auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
   job->target = std::move(done);
-  state_->owner->submit(*state_, std::move(job), true);
+  state_->owner->submit(*state_, job, true);
 }
 
 void pool::submit(std::string_view type, std::string_view payload, completion_queue& queue, std::string id) {
   auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
   job->target = &queue;
-  state_->owner->submit(*state_, std::move(job), true);
+  state_->owner->submit(*state_, job, true);
 }
 
 bool pool::try_submit(std::string_view type, std::string_view payload, completion_callback done, std::string id) {
   auto job = state_->owner->new_job_for(*state_, type, payload, std::move(id));
   job->target = std::move(done);
-  return state_->owner->submit(*state_, std::move(job), false);
+  return state_->owner->submit(*state_, job, false);
 }
+
+std::future<result> pool::submit(job_spec job) {
+  auto record = record_of(*state_, std::move(job));
+  auto future = record->target.emplace<std::promise<result>>().get_future();
+  state_->owner->submit(*state_, record, true);
+  return future;
+}
+
+void pool::submit(job_spec job, completion_callback done) {
+  auto record = record_of(*state_, std::move(job));
+  record->target = std::move(done);
+  state_->owner->submit(*state_, record, true);
+}
+
+void pool::submit(job_spec job, completion_queue& queue) {
+  auto record = record_of(*state_, std::move(job));
+  record->target = &queue;
+  state_->owner->submit(*state_, record, true);
+}
+
+bool pool::try_submit(job_spec&& job, completion_callback done) {
+  const bool default_id = job.id.empty();  // given back empty, not as the number it was given
+  auto record = record_of(*state_, std::move(job));
+  record->target = std::move(done);
+  if (state_->owner->submit(*state_, record, false)) return true;
+  job.type = std::move(record->type);
+  job.payload = std::move(record->payload);
+  job.id = default_id ? std::string() : std::move(record->id);
+  return false;
+}
+
+job_counters pool::counters() const noexcept { return counters_of(*state_); }
 
 void pool::scale(unsigned workers) { state_->owner->scale(*state_, workers); }
 
@@ -173,6 +229,20 @@ void supervisor::stop() { dispatcher_->stop(dispatcher_->options().shutdown_time
 void supervisor::stop(std::chrono::milliseconds grace) { dispatcher_->stop(std::max(grace, std::chrono::milliseconds(0))); }
 bool supervisor::wait_idle(std::chrono::milliseconds timeout) { return dispatcher_->wait_idle(timeout); }
 supervisor_status supervisor::status() const { return dispatcher_->status(); }
+
+job_counters supervisor::counters() const {
+  job_counters sum;
+  dispatcher_->for_each_pool([&](const detail::pool_state& p) {
+    const job_counters c = counters_of(p);
+    sum.submitted += c.submitted;
+    sum.queued += c.queued;
+    sum.in_flight += c.in_flight;
+    sum.completed += c.completed;
+    sum.failed += c.failed;
+    sum.retried += c.retried;
+  });
+  return sum;
+}
 bool supervisor::any_pool_gave_up() const { return dispatcher_->any_gave_up(); }
 const supervisor_options& supervisor::options() const noexcept { return dispatcher_->options(); }
 pid_t supervisor::fork_server_pid() const { return dispatcher_->fork_server_pid(); }

@@ -64,6 +64,20 @@ struct fork_server_status {
   std::string standby_error;        ///< why the last attempt failed ("" after a success)
 };
 
+/// Running totals for a progress display (pool::counters, supervisor::counters). Each
+/// field is one atomic load: no lock, no /proc read, no round trip to the dispatcher, so
+/// it is cheap to call every few milliseconds (status() is not). The fields are loaded one
+/// after the other while jobs move, so together they are a near-snapshot: a job finishing
+/// meanwhile may be counted in one field and not yet taken out of another.
+struct job_counters {
+  std::uint64_t submitted = 0;  ///< jobs given a record: accepted or refused at once, those a handler posted too
+  std::uint64_t queued = 0;     ///< accepted, not yet sent to a worker (or back in the queue for a retry)
+  std::uint64_t in_flight = 0;  ///< sent to a worker, no result yet
+  std::uint64_t completed = 0;  ///< final results, ok
+  std::uint64_t failed = 0;     ///< final results, failed (refusals included)
+  std::uint64_t retried = 0;    ///< attempts that were retried
+};
+
 struct supervisor_status {
   std::vector<pool_status> pools;
   fork_server_status fork_servers;

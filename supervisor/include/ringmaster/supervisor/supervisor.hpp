@@ -82,6 +82,16 @@ class completion_queue {
   int fd_ = -1;
 };
 
+/// One job, for the submit overloads that take it whole, filled with designated
+/// initializers: `pool.submit({.type = "primes", .payload = std::move(text), .tag = row})`.
+/// Its strings are moved into the job's record, the payload's bytes never copied there.
+struct job_spec {
+  std::string type{};
+  std::string payload{};
+  std::string id{};       ///< names the job in its result; "" for a number unique in the supervisor
+  std::uint64_t tag = 0;  ///< the submitter's own, given back in result::tag; never sent to a worker
+};
+
 /// A pool of identical workers, owned by its supervisor. Submitting is thread-safe.
 class pool {
  public:
@@ -100,6 +110,19 @@ class pool {
   /// pool has max_pending jobs unfinished.
   [[nodiscard]] bool try_submit(std::string_view type, std::string_view payload, completion_callback done,
                                 std::string id = {});
+  /// The job_spec forms: as the forms above, with a tag, and with the payload (and type
+  /// and id) moved into the job's record instead of copied.
+  [[nodiscard]] std::future<result> submit(job_spec job);
+  void submit(job_spec job, completion_callback done);
+  void submit(job_spec job, completion_queue& queue);
+  /// Never blocks: false when the pool has max_pending jobs unfinished, and then nothing is
+  /// submitted and `job` is given back as it was (a caller may park it and try again).
+  [[nodiscard]] bool try_submit(job_spec&& job, completion_callback done);
+
+  /// This pool's running totals. Lock-free (atomic loads): cheap enough for a progress
+  /// line every few milliseconds, unlike status(). Thread-safe, also after a removal.
+  [[nodiscard]] job_counters counters() const noexcept;
+
   /// Submits one job per payload, in order; blocks as submit does.
   template <std::ranges::input_range R>
   [[nodiscard]] std::vector<std::future<result>> map(std::string_view type, R&& payloads) {
@@ -174,6 +197,11 @@ class supervisor {
   /// Blocks until no pool has queued or in-flight jobs, or `timeout`; returns whether
   /// idle.
   bool wait_idle(std::chrono::milliseconds timeout);
+
+  /// The sum of every pool's counters (removed pools' too, so the totals never go
+  /// back). No /proc read and no dispatcher round trip: one atomic load per field and pool,
+  /// under the pool list's lock, which add_pool and status() hold only for a moment.
+  [[nodiscard]] job_counters counters() const;
 
   /// A snapshot of every pool and worker. Thread-safe; blocking for a moment.
   [[nodiscard]] supervisor_status status() const;

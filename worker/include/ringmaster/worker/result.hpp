@@ -3,7 +3,7 @@
 // A result is a plain value: ok with the handler's returned text, or failed with an
 // error kind and message. It names the pool and the job type it came from, and records
 // how many attempts the job took, which worker slot ran its last attempt and how long
-// that attempt took.
+// that attempt took, and carries back the tag its submitter attached.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +38,9 @@ struct result {
   double ms = 0;               ///< duration of the last attempt in milliseconds
   std::string pool;            ///< the pool the job was submitted to ("" in a reply a handler waits for)
   std::string type;            ///< the job's type
+  /// The submitter's own number for the job (job_spec::tag), given back as is; 0 when none
+  /// was given. Never sent to a worker: a handler's reply and a job a handler posted have 0.
+  std::uint64_t tag = 0;
 
   [[nodiscard]] bool ok() const noexcept { return error == error_kind::none; }
   /// The error message ("" when ok).
