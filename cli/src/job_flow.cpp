@@ -1,5 +1,6 @@
 #include <ringmaster/cli/job_flow.hpp>
 
+#include <system_error>
 #include <utility>
 
 namespace ringmaster::cli {
@@ -39,50 +40,59 @@ stop_ladder::~stop_ladder() {
   for (auto& t : threads) t.join();
 }
 
-void stop_ladder::launch_locked(std::function<void()> call, bool first) {
+void stop_ladder::launch(std::unique_lock<std::mutex>& lock, std::function<void()> call, bool first) {
   ++active_;
-  threads_.emplace_back([this, call = std::move(call), first] {
+  auto body = [this, call = std::move(call), first] {
     call();
     std::function<void()> finished;
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard inner(mutex_);
       if (first && !finished_) {
         finished_ = true;
         finished = on_finished_;
       }
     }
     if (finished) finished();
-    std::lock_guard lock(mutex_);
+    std::lock_guard inner(mutex_);
     --active_;
     idle_.notify_all();
-  });
+  };
+  try {
+    threads_.emplace_back(body);
+    return;
+  } catch (const std::system_error&) {
+    // No thread to be had (RLIMIT_NPROC counts threads): the step runs here, blocking its
+    // caller, rather than not at all.
+  }
+  lock.unlock();
+  body();
 }
 
 stop_ladder::step stop_ladder::drain() {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   const step before = step_;
   if (before != step::running) return before;
   step_ = step::draining;
-  launch_locked([this] { sup_.drain(); }, true);
+  launch(lock, [this] { sup_.drain(); }, true);
   return before;
 }
 
 stop_ladder::step stop_ladder::stop() {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   const step before = step_;
   switch (before) {
     case step::running:
       step_ = step::stopping;
-      launch_locked([this] { sup_.stop(); }, true);
+      launch(lock, [this] { sup_.stop(); }, true);
       break;
     case step::draining:
       // Over a drain: its wait is cut short as a stop's would be.
       step_ = step::stopping;
-      launch_locked([this] { sup_.stop(); }, false);
+      launch(lock, [this] { sup_.stop(); }, false);
       break;
     case step::stopping:
       step_ = step::stopping_now;
-      launch_locked([this] { sup_.stop(std::chrono::milliseconds(0)); }, false);
+      launch(lock, [this] { sup_.stop(std::chrono::milliseconds(0)); }, false);
       break;
     case step::stopping_now: break;
   }

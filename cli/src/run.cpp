@@ -49,36 +49,32 @@ using detail::cli_logger;
 using detail::say;
 using detail::unique_fd;
 
-// What the completion callbacks reach: counts, the sink, and each unfinished job's own
-// record (its id's kind, its line, its place in line, its pool). Records live in a slab
-// of slots reused as jobs finish: no allocation or hashing per job once it has grown to
-// the number of jobs in flight (at most max_pending per pool). With --keep-order each
-// job also has its place in line (`order`), and lines go out in that order. As a
-// result_sink it takes the lines admission refuses (admit_entry).
+// What the completion callbacks reach: counts, the sink, and the order of lines with
+// --keep-order. A job's own record is the dispatcher's: what the run needs back from it
+// rides in its tag, so no table here mirrors the jobs in flight, and the callback
+// carries only this object's address (std::function's inline storage: no allocation
+// per job). The tag holds whether the job's id was an integer and either its origin
+// (source and line, to name a refusal by the library) or, with --keep-order, its place
+// in line, result_order keeping its origin beside it. As a result_sink it takes the
+// lines admission refuses (admit_entry).
 class run_state final : public result_sink {
  public:
   run_state(run_counters& counters, result_sink& sink, std::vector<std::string> source_names, result_order* order,
-            std::vector<std::string> pool_names, slow_job_watch& slow)
-      : counters_(counters),
-        sink_(sink),
-        source_names_(std::move(source_names)),
-        order_(order),
-        pool_names_(std::move(pool_names)),
-        slow_(slow) {}
+            slow_job_watch& slow)
+      : counters_(counters), sink_(sink), source_names_(std::move(source_names)), order_(order), slow_(slow) {}
 
-  // A job's place in the input: source index and line, packed.
+  // A job's place in the input: its source (0 or 1: the config, then the job lines) and
+  // its line, packed.
   static std::uint64_t where(std::size_t source, std::uint64_t line) noexcept {
-    return (static_cast<std::uint64_t>(source) << 56) | (line & ((std::uint64_t{1} << 56) - 1));
+    return (static_cast<std::uint64_t>(source) << 61) | (line & ((std::uint64_t{1} << 61) - 1));
   }
 
-  // Before submitting: the job's slot, or nullopt if the run was stopped at once
-  // meanwhile. The slot is what the completion callback carries (with this object's
-  // address it fits std::function's inline storage: no allocation per job). With
-  // --keep-order, waits for room in line first (the oldest job is slow).
-  std::optional<std::uint32_t> accept(const std::string& id, bool integer_id, std::uint64_t where, std::uint32_t pool) {
+  // Before submitting: the job's tag, or nullopt if the run was stopped at once
+  // meanwhile. With --keep-order, waits for room in line first (the oldest job is slow).
+  std::optional<std::uint64_t> accept(bool integer_id, std::uint64_t where) {
     std::uint64_t place = 0;
     if (order_) {
-      const auto p = order_->admit();
+      const auto p = order_->admit(where);
       if (!p) return std::nullopt;
       place = *p;
     }
@@ -87,35 +83,29 @@ class run_state final : public result_sink {
       if (order_) order_->skip(place);
       return std::nullopt;
     }
-    std::uint32_t i;
-    if (free_.empty()) {
-      i = static_cast<std::uint32_t>(slots_.size());
-      slots_.emplace_back();
-    } else {
-      i = free_.back();
-      free_.pop_back();
-    }
-    slots_[i] = {id, where, place, pool, integer_id};
-    return i;
+    return ((order_ ? place : where) << 1) | (integer_id ? 1 : 0);
   }
 
   // A final result, on the dispatcher thread (or the submitting one, for refusals).
-  void finish(result r, std::uint32_t slot) {
+  void finish(result r) {
+    const bool integer_id = (r.tag & 1) != 0;
+    const std::uint64_t place = r.tag >> 1;
+    if (r.error == error_kind::rejected) {
+      const std::uint64_t at = order_ ? order_->note(place) : place;
+      if (const auto source = static_cast<std::size_t>(at >> 61); source < source_names_.size())
+        name_refusal(r, source_names_[source], at & ((std::uint64_t{1} << 61) - 1));
+    }
     std::lock_guard lock(mutex_);
-    const job_slot& s = slots_[slot];
-    const auto source = static_cast<std::size_t>(s.where >> 56);
-    if (source < source_names_.size()) name_refusal(r, source_names_[source], s.where & ((std::uint64_t{1} << 56) - 1));
     if (at_once_ && r.error == error_kind::stopped) {
       r.value = "stopped at once by a second signal";
       ++cut_;
     }
-    free_.push_back(slot);
-    if (r.worker >= 0 && s.pool < pool_names_.size()) slow_.record(pool_names_[s.pool], r.ms);
+    if (r.worker >= 0) slow_.record(r.pool, r.ms);
     counters_.count(r);
     if (order_)
-      order_->finish(s.place, std::move(r), s.integer_id);
+      order_->finish(place, std::move(r), integer_id);
     else
-      sink_.push(std::move(r), false, s.integer_id);
+      sink_.push(std::move(r), false, integer_id);
   }
 
   // A line refused at admission.
@@ -163,23 +153,12 @@ class run_state final : public result_sink {
   }
 
  private:
-  struct job_slot {
-    std::string id;
-    std::uint64_t where = 0;
-    std::uint64_t place = 0;  // in line, with --keep-order
-    std::uint32_t pool = 0;   // index in the config's pools
-    bool integer_id = false;
-  };
-
   run_counters& counters_;
   result_sink& sink_;
   std::vector<std::string> source_names_;
   result_order* order_;
-  std::vector<std::string> pool_names_;
   slow_job_watch& slow_;
   std::mutex mutex_;
-  std::vector<job_slot> slots_;
-  std::vector<std::uint32_t> free_;
   bool at_once_ = false;
   std::size_t cut_ = 0;
 };
@@ -272,10 +251,8 @@ static int run_body(const run_options& o) {
   run_counters counters;
   // No job_timeout is the default: a hung job would block the run without a word.
   slow_job_watch slow;
-  std::vector<std::string> pool_names;
   for (const auto& p : config.pools) {
     slow.watch_pool(p.name, p.options.job_timeout);
-    pool_names.push_back(p.name);
   }
   progress_reporter reporter(
       mode, counters,
@@ -288,11 +265,7 @@ static int run_body(const run_options& o) {
         if (f < 0) return -1.0;
         return (static_cast<double>(i) + f) / static_cast<double>(sources.size());
       },
-      [&] {
-        std::uint64_t n = 0;
-        for (const auto& p : sup->status().pools) n += p.retried;
-        return n;
-      },
+      [&] { return sup->counters().retried; },  // atomics: no status() (a /proc read per worker) per redraw
       [&](const std::string& line) { log->info("{}", line); }, std::chrono::seconds(5),
       [&] { return slow.check(sup->status()); }, [&](const std::string& line) { log->warn("{}", line); });
 
@@ -337,7 +310,7 @@ static int run_body(const run_options& o) {
     for (const auto& p : config.pools) window = std::max(window, p.options.max_pending);
     order.emplace(sink, window);
   }
-  run_state state(counters, sink, source_names, order ? &*order : nullptr, pool_names, slow);
+  run_state state(counters, sink, source_names, order ? &*order : nullptr, slow);
   std::optional<bar_log_routing> routing;
   if (mode == progress_reporter::mode::bar) routing.emplace(std::vector{spdlog::get("supervisor"), log}, reporter);
 
@@ -384,9 +357,8 @@ static int run_body(const run_options& o) {
   // Feed: entries in input order; submit() blocks while the pool is full (backpressure).
   job_admission admission(config, o.resume || o.resume_failed ? &resume.done : nullptr,
                           o.resume_failed ? &resume.failed : nullptr);
-  std::unordered_map<std::string, std::pair<pool*, std::uint32_t>> pools;  // and its index
-  for (std::uint32_t i = 0; i < config.pools.size(); ++i)
-    pools[config.pools[i].name] = {sup->find_pool(config.pools[i].name), i};
+  std::unordered_map<std::string, pool*> pools;
+  for (const auto& p : config.pools) pools[p.name] = sup->find_pool(p.name);
   job_entry e;
   bool read_failed = false;
   for (std::size_t si = 0; si < sources.size() && !stopping; ++si) {
@@ -399,13 +371,14 @@ static int run_body(const run_options& o) {
           break;
         case admitted::rejected: break;  // counted, and its line queued, by `state`
         case admitted::submit: {
-          const auto& [target, pool_index] = pools.at(e.pool);
-          const auto slot = state.accept(e.id, e.integer_id, run_state::where(si, e.line), pool_index);
-          if (!slot) break;
+          const auto tag = state.accept(e.integer_id, run_state::where(si, e.line));
+          if (!tag) break;
           counters.admitted.fetch_add(1, std::memory_order_relaxed);
           run_state* st = &state;
-          target->submit(e.type, e.payload, [st, s = *slot](result r) { st->finish(std::move(r), s); },
-                                   std::move(e.id));
+          // The payload is moved into the job's record, not copied; the next entry reuses e.
+          pools.at(e.pool)->submit(
+              job_spec{.type = std::move(e.type), .payload = std::move(e.payload), .id = std::move(e.id), .tag = *tag},
+              [st](result r) { st->finish(std::move(r)); });
           break;
         }
       }

@@ -346,11 +346,20 @@ bool server::try_submit(client& c, job_entry& e) {
                  false, e.integer_id);
     return true;
   }
-  auto done = [sink = c.sink, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
-    name_refusal(r, *source, line);
+  // The job's line and its id's kind ride in its tag, and come back in its result.
+  auto done = [sink = c.sink, source = c.source](result r) {
+    const bool integer_id = (r.tag & 1) != 0;
+    name_refusal(r, *source, r.tag >> 1);
     sink->push(std::move(r), false, integer_id);
   };
-  return p->try_submit(e.type, e.payload, std::move(done), e.id);
+  job_spec job{.type = std::move(e.type), .payload = std::move(e.payload), .id = std::move(e.id),
+               .tag = e.line << 1 | (e.integer_id ? 1 : 0)};
+  if (p->try_submit(std::move(job), std::move(done))) return true;
+  // No room: the job was given back untouched, to wait parked.
+  e.type = std::move(job.type);
+  e.payload = std::move(job.payload);
+  e.id = std::move(job.id);
+  return false;
 }
 
 void server::take_results(client& c) {

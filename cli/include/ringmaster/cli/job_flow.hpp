@@ -53,7 +53,8 @@ void name_refusal(result& r, std::string_view source, std::uint64_t line);
 ///   stopping --stop--> stopping_now (supervisor::stop(0ms): every running job is ended
 ///                                  and reported `stopped`, through the jobs' own
 ///                                  callbacks, so every sink gets its lines)
-/// The destructor waits for the steps' threads.
+/// The destructor waits for the steps' threads. A step whose thread cannot be created
+/// (RLIMIT_NPROC) runs on the caller's, blocking it.
 class stop_ladder {
  public:
   enum class step : std::uint8_t { running, draining, stopping, stopping_now };
@@ -77,7 +78,8 @@ class stop_ladder {
   [[nodiscard]] bool finished() const;
 
  private:
-  void launch_locked(std::function<void()> call, bool first);
+  // Runs `call` on a thread of its own, or (no thread can be created) here, unlocking.
+  void launch(std::unique_lock<std::mutex>& lock, std::function<void()> call, bool first);
 
   supervisor& sup_;
   std::function<void()> on_finished_;
