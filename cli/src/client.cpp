@@ -14,6 +14,7 @@
 #include <ringmaster/cli/jsonl.hpp>
 #include <ringmaster/cli/protocol.hpp>
 #include <ringmaster/cli/run.hpp>
+#include <ringmaster/ipc/detail/eintr.hpp>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -25,18 +26,17 @@ namespace {
 
 using detail::say;
 using detail::unique_fd;
+using ringmaster::detail::retry_eintr;
 
 bool write_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
-    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    const ssize_t n = retry_eintr([&] { return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL); });
     if (n < 0 && errno == ENOTSOCK) {
-      const ssize_t w = ::write(fd, bytes.data(), bytes.size());
-      if (w < 0 && errno == EINTR) continue;
+      const ssize_t w = retry_eintr([&] { return ::write(fd, bytes.data(), bytes.size()); });
       if (w <= 0) return false;
       bytes.remove_prefix(static_cast<std::size_t>(w));
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -94,8 +94,7 @@ class connection {
       buf_.erase(0, start_);
       start_ = 0;
       char chunk[65536];
-      const ssize_t n = ::read(fd_.get(), chunk, sizeof chunk);
-      if (n < 0 && errno == EINTR) continue;
+      const ssize_t n = retry_eintr([&] { return ::read(fd_.get(), chunk, sizeof chunk); });
       if (n <= 0) return false;
       buf_.append(chunk, static_cast<std::size_t>(n));
     }
@@ -155,10 +154,10 @@ int submit(const submit_options& o) {
     char last = '\n';
     for (;;) {
       pollfd p[2] = {{jobs_fd, POLLIN, 0}, {stop.get(), POLLIN, 0}};
-      if (::poll(p, 2, -1) < 0 && errno == EINTR) continue;
+      (void)retry_eintr([&] { return ::poll(p, 2, -1); });  // on a lasting poll error, the read reports
       if (p[1].revents) return;  // the server went away
-      const ssize_t n = ::read(jobs_fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
+      const ssize_t n = retry_eintr([&] { return ::read(jobs_fd, buf, sizeof buf); });
+      if (n < 0 && errno == EAGAIN) continue;  // a non-blocking stdin: the poll above waits
       if (n < 0) {
         read_error = std::string("cannot read ") + source + ": " + std::strerror(errno);
         break;

@@ -6,17 +6,42 @@
 #include <cerrno>
 #include <cstring>
 #include <ringmaster/cli/job_source.hpp>
+#include <ringmaster/ipc/detail/eintr.hpp>
 
 namespace ringmaster::cli {
 
+// --- job_source
+
+input_wait wait_for_input(int fd, int stop_fd) noexcept {
+  pollfd p[2] = {{fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  if (ringmaster::detail::retry_eintr([&] { return ::poll(p, stop_fd >= 0 ? 2 : 1, -1); }) < 0)
+    return input_wait::error;
+  if (stop_fd >= 0 && (p[1].revents & POLLIN)) return input_wait::stopped;
+  return input_wait::ready;
+}
+
+bool job_source::next(job_entry& out) {
+  for (;;) {
+    switch (try_next(out)) {
+      case pull::job: return true;
+      case pull::request: continue;
+      case pull::end:
+      case pull::error: return false;
+      case pull::later:
+        if (wait_for_input(wake_fd(), stop_fd()) != input_wait::ready) return false;
+        continue;
+    }
+  }
+}
+
 // --- config_job_source
 
-bool config_job_source::next(job_entry& out) {
+job_source::pull config_job_source::try_next(job_entry& out) {
   while (job_ < config_.jobs.size() && copy_ >= config_.jobs[job_].repeat) {
     ++job_;
     copy_ = 0;
   }
-  if (job_ >= config_.jobs.size()) return false;
+  if (job_ >= config_.jobs.size()) return pull::end;
   const job_template& t = config_.jobs[job_];
   ++copy_;
   done_.fetch_add(1, std::memory_order_relaxed);
@@ -28,7 +53,7 @@ bool config_job_source::next(job_entry& out) {
   out.source = config_.path;
   out.line = t.line;
   out.rejection.clear();
-  return true;
+  return pull::job;
 }
 
 double config_job_source::fraction_read() const noexcept {
@@ -48,52 +73,56 @@ line_reader::line_reader(int fd, int stop_fd, std::size_t max_line)
   pollable_ = !(::fstat(fd, &st) == 0 && S_ISREG(st.st_mode));
 }
 
-bool line_reader::fill() {
-  if (eof_) {
-    last_ = status::end;
-    return false;
+line_reader::status line_reader::fill() {
+  if (pollable_) {
+    // Whatever the descriptor's O_NONBLOCK (stdin's is the shell's to set), a read is
+    // only made when poll() says it will not block.
+    pollfd p{fd_, POLLIN, 0};
+    const int ready = ringmaster::detail::retry_eintr([&] { return ::poll(&p, 1, 0); });
+    if (ready == 0) return status::later;
+    if (ready < 0) {
+      error_ = errno;
+      return status::error;
+    }
   }
   const std::span<char> room = lines_.space(read_size_);
-  for (;;) {
-    if (pollable_) {
-      pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-      if (::poll(p, stop_fd_ >= 0 ? 2 : 1, -1) < 0) {
-        if (errno == EINTR) continue;
-        error_ = errno;
-        last_ = status::error;
-        return false;
-      }
-      if (stop_fd_ >= 0 && (p[1].revents & POLLIN)) {
-        last_ = status::stopped;
-        return false;
-      }
-    }
-    const ssize_t got = ::read(fd_, room.data(), room.size());
-    if (got < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      error_ = errno;
-      last_ = status::error;
-      return false;
-    }
-    if (got == 0) {
-      eof_ = true;
-      last_ = status::end;
-      return false;
-    }
-    lines_.commit(static_cast<std::size_t>(got));
-    return true;
+  const ssize_t got = ringmaster::detail::retry_eintr([&] { return ::read(fd_, room.data(), room.size()); });
+  if (got < 0) {
+    // Readable a moment ago and not now (another reader of a shared stdin took it): wait
+    // again rather than read again at once.
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return status::later;
+    error_ = errno;
+    return status::error;
   }
+  if (got == 0) {
+    eof_ = true;
+    return status::end;
+  }
+  lines_.commit(static_cast<std::size_t>(got));
+  return status::line;
 }
 
-line_reader::status line_reader::next(std::string_view& line, bool& unterminated) {
+line_reader::status line_reader::try_next(std::string_view& line, bool& unterminated) {
   for (;;) {
     switch (lines_.next(line, unterminated, eof_)) {
       case line_splitter::piece::line: return status::line;
       case line_splitter::piece::too_long: return status::too_long;
       case line_splitter::piece::more:
         if (eof_) return status::end;
-        if (!fill() && last_ != status::end) return last_;
+        if (const status st = fill(); st != status::line && st != status::end) return st;
         break;
+    }
+  }
+}
+
+line_reader::status line_reader::next(std::string_view& line, bool& unterminated) {
+  for (;;) {
+    const status st = try_next(line, unterminated);
+    if (st != status::later) return st;
+    switch (wait_for_input(fd_, stop_fd_)) {
+      case input_wait::ready: break;
+      case input_wait::stopped: return status::stopped;
+      case input_wait::error: error_ = errno; return status::error;
     }
   }
 }
@@ -101,25 +130,35 @@ line_reader::status line_reader::next(std::string_view& line, bool& unterminated
 // --- jsonl_job_source
 
 jsonl_job_source::jsonl_job_source(int fd, std::string name, int stop_fd, std::size_t max_line, std::uint64_t size)
-    : reader_(fd, stop_fd, max_line), name_(std::move(name)), size_(size), max_line_(max_line) {}
+    : reader_(fd, stop_fd, max_line), name_(std::move(name)), size_(size) {}
 
 double jsonl_job_source::fraction_read() const noexcept {
   if (size_ == 0) return -1;
   return std::min(1.0, static_cast<double>(reader_.bytes_consumed()) / static_cast<double>(size_));
 }
 
-bool jsonl_job_source::next(job_entry& out) {
+void jsonl_job_source::rename(std::string name) {
+  name_ = std::move(name);
+  first_line_ = reader_.line_number();
+}
+
+job_source::pull jsonl_job_source::try_next(job_entry& out) {
   for (;;) {
     std::string_view line;
     bool unterminated = false;
-    const auto st = reader_.next(line, unterminated);
-    if (st == line_reader::status::end || st == line_reader::status::stopped) return false;
-    if (st == line_reader::status::error) {
-      read_error_ = name_ + ": read failed: " + std::strerror(reader_.error_code());
-      return false;
+    const auto st = reader_.try_next(line, unterminated);
+    switch (st) {
+      case line_reader::status::line:
+      case line_reader::status::too_long: break;
+      case line_reader::status::later: return pull::later;
+      case line_reader::status::end:
+      case line_reader::status::stopped: return pull::end;
+      case line_reader::status::error:
+        read_error_ = name_ + ": read failed: " + std::strerror(reader_.error_code());
+        return pull::error;
     }
     out.source = name_;
-    out.line = reader_.line_number();
+    out.line = reader_.line_number() - first_line_;
     out.rejection.clear();
     if (st == line_reader::status::too_long) {
       out.id.clear();
@@ -127,20 +166,28 @@ bool jsonl_job_source::next(job_entry& out) {
       out.pool.clear();
       out.type.clear();
       out.payload.clear();
-      out.rejection = "line longer than " + std::to_string(max_line_) + " bytes";
-      return true;
+      out.rejection = "line longer than " + std::to_string(reader_.max_line()) + " bytes";
+      return pull::job;
     }
+    if (requests_ && !line.empty() && line.back() == '\r') line.remove_suffix(1);
     // Blank lines separate nothing and mean nothing: skipped, as JSON Lines tools do.
     if (std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; })) continue;
+    if (requests_) {
+      if (auto r = parse_request(line)) {
+        request_ = std::move(*r);
+        return pull::request;
+      }
+    }
     std::string problem = parse_job_line(line, parsed_);
-    if (!problem.empty() && unterminated) problem = "truncated last line (no newline at the end, and " + problem + ")";
+    if (!problem.empty() && unterminated && !requests_)
+      problem = "truncated last line (no newline at the end, and " + problem + ")";
     out.id = std::move(parsed_.id);
     out.integer_id = parsed_.integer_id;
     out.pool = std::move(parsed_.pool);
     out.type = std::move(parsed_.type);
     out.payload = std::move(parsed_.payload);
     out.rejection = std::move(problem);
-    return true;
+    return pull::job;
   }
 }
 

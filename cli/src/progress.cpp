@@ -193,9 +193,10 @@ void progress_reporter::around_output(const std::function<void()>& write) {
 }
 
 void progress_reporter::run() {
-  // The bar is redrawn ten times a second; log lines are written every log_every_, and
-  // only then is anything measured (a status() query costs the dispatcher a moment).
-  // Slow jobs are looked for once a second with the bar, with each line otherwise.
+  // The bar is redrawn ten times a second, log lines are written every log_every_; each
+  // reads the counters (atomics, cheap). Slow jobs, which need a status() query (it
+  // reads /proc for every worker), are looked for once a second with the bar, with each
+  // line otherwise.
   const auto tick = mode_ == mode::bar ? std::chrono::milliseconds(100) : log_every_;
   const unsigned slow_every = mode_ == mode::bar ? 10 : 1;
   std::unique_lock lock(mutex_);

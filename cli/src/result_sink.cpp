@@ -141,13 +141,19 @@ void fd_result_sink::run() {
 
 // --- result_order
 
-std::optional<std::uint64_t> result_order::admit() {
+std::uint64_t result_order::note(std::uint64_t place) const {
+  std::lock_guard lock(mutex_);
+  if (place < head_ || place >= next_) return 0;
+  return places_[static_cast<std::size_t>(place - head_)].note;
+}
+
+std::optional<std::uint64_t> result_order::admit(std::uint64_t note) {
   std::unique_lock lock(mutex_);
   ++waiting_;
   room_.wait(lock, [this] { return closed_ || next_ - head_ < window_; });
   --waiting_;
   if (closed_) return std::nullopt;
-  places_.emplace_back();
+  places_.emplace_back().note = note;
   return next_++;
 }
 

@@ -10,6 +10,7 @@
 #include <ringmaster/cli/jsonl.hpp>
 #include <ringmaster/cli/resume.hpp>
 #include <ringmaster/cli/run.hpp>
+#include <ringmaster/ipc/detail/eintr.hpp>
 #include <system_error>
 
 namespace ringmaster::cli {
@@ -119,8 +120,10 @@ int write_final_results(const std::string& path) {
   const auto flush = [&] {
     std::size_t at = 0;
     while (at < out.size()) {
-      const ssize_t n = ::write(STDOUT_FILENO, out.data() + at, out.size() - at);
-      if (n < 0 && errno == EINTR) continue;
+      const ssize_t n =
+          ringmaster::detail::retry_eintr([&] { return ::write(STDOUT_FILENO, out.data() + at, out.size() - at); });
+      // A non-blocking stdout (shared with a shell that set O_NONBLOCK) waits, not fails.
+      if (n < 0 && errno == EAGAIN && ringmaster::detail::wait_ready(STDOUT_FILENO, POLLOUT)) continue;
       if (n <= 0) return false;
       at += static_cast<std::size_t>(n);
     }

@@ -1,7 +1,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spdlog/sinks/sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
@@ -31,6 +30,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "bar_log_routing.hpp"
+#include <ringmaster/cli/job_flow.hpp>
 #include "process_setup.hpp"
 #include "run_inputs.hpp"
 
@@ -39,6 +40,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
+using detail::bar_log_routing;
 using detail::block_signals;
 using detail::open_files;
 using detail::opened_inputs;
@@ -47,135 +49,68 @@ using detail::cli_logger;
 using detail::say;
 using detail::unique_fd;
 
-// A log sink that erases the progress bar around each line of this process's loggers.
-class around_bar_sink final : public spdlog::sinks::sink {
- public:
-  around_bar_sink(std::vector<spdlog::sink_ptr> inner, progress_reporter& reporter)
-      : inner_(std::move(inner)), reporter_(reporter) {}
-  void log(const spdlog::details::log_msg& msg) override {
-    reporter_.around_output([&] {
-      for (auto& s : inner_)
-        if (s->should_log(msg.level)) s->log(msg);
-    });
-  }
-  void flush() override {
-    for (auto& s : inner_) s->flush();
-  }
-  void set_pattern(const std::string& pattern) override {
-    for (auto& s : inner_) s->set_pattern(pattern);
-  }
-  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
-    for (auto& s : inner_) s->set_formatter(formatter->clone());
-  }
-
- private:
-  std::vector<spdlog::sink_ptr> inner_;
-  progress_reporter& reporter_;
-};
-
-// Routes the named loggers through around_bar_sink while it lives. Installed before any
-// thread but this one logs (the dispatcher is not started yet), removed after they stop.
-class bar_log_routing {
- public:
-  bar_log_routing(const std::vector<std::shared_ptr<spdlog::logger>>& loggers, progress_reporter& reporter) {
-    for (const auto& l : loggers) {
-      if (!l) continue;
-      saved_.emplace_back(l, l->sinks());
-      l->sinks() = {std::make_shared<around_bar_sink>(l->sinks(), reporter)};
-    }
-  }
-  ~bar_log_routing() {
-    for (auto& [l, sinks] : saved_) l->sinks() = sinks;
-  }
-  bar_log_routing(const bar_log_routing&) = delete;
-  bar_log_routing& operator=(const bar_log_routing&) = delete;
-
- private:
-  std::vector<std::pair<std::shared_ptr<spdlog::logger>, std::vector<spdlog::sink_ptr>>> saved_;
-};
-
-// What the completion callbacks reach: counts, the jobs not finished yet (so that a
-// second signal can report them), and the sink. Unfinished jobs live in a slab of slots
-// reused as jobs finish: no allocation or hashing per job once it has grown to the
-// number of jobs in flight (at most max_pending per pool). With --keep-order each job
-// also has its place in line (`order`), and lines go out in that order.
-class run_state {
+// What the completion callbacks reach: counts, the sink, and the order of lines with
+// --keep-order. A job's own record is the dispatcher's: what the run needs back from it
+// rides in its tag, so no table here mirrors the jobs in flight, and the callback
+// carries only this object's address (std::function's inline storage: no allocation
+// per job). The tag holds whether the job's id was an integer and either its origin
+// (source and line, to name a refusal by the library) or, with --keep-order, its place
+// in line, result_order keeping its origin beside it. As a result_sink it takes the
+// lines admission refuses (admit_entry).
+class run_state final : public result_sink {
  public:
   run_state(run_counters& counters, result_sink& sink, std::vector<std::string> source_names, result_order* order,
-            std::vector<std::string> pool_names, slow_job_watch& slow)
-      : counters_(counters),
-        sink_(sink),
-        source_names_(std::move(source_names)),
-        order_(order),
-        pool_names_(std::move(pool_names)),
-        slow_(slow) {}
+            slow_job_watch& slow)
+      : counters_(counters), sink_(sink), source_names_(std::move(source_names)), order_(order), slow_(slow) {}
 
-  // A job's place in the input: source index and line, packed.
+  // A job's place in the input: its source (0 or 1: the config, then the job lines) and
+  // its line, packed.
   static std::uint64_t where(std::size_t source, std::uint64_t line) noexcept {
-    return (static_cast<std::uint64_t>(source) << 56) | (line & ((std::uint64_t{1} << 56) - 1));
+    return (static_cast<std::uint64_t>(source) << 61) | (line & ((std::uint64_t{1} << 61) - 1));
   }
 
-  // Before submitting: the job's slot, or nullopt if the run was stopped at once
-  // meanwhile. The slot is what the completion callback carries (with this object's
-  // address it fits std::function's inline storage: no allocation per job). With
-  // --keep-order, waits for room in line first (the oldest job is slow).
-  std::optional<std::uint32_t> accept(const std::string& id, bool integer_id, std::uint64_t where, std::uint32_t pool) {
+  // Before submitting: the job's tag, or nullopt if the run was stopped at once
+  // meanwhile. With --keep-order, waits for room in line first (the oldest job is slow).
+  std::optional<std::uint64_t> accept(bool integer_id, std::uint64_t where) {
     std::uint64_t place = 0;
     if (order_) {
-      const auto p = order_->admit();
+      const auto p = order_->admit(where);
       if (!p) return std::nullopt;
       place = *p;
     }
     std::lock_guard lock(mutex_);
-    if (hard_stopped_) {
+    if (at_once_) {
       if (order_) order_->skip(place);
       return std::nullopt;
     }
-    std::uint32_t i;
-    if (free_.empty()) {
-      i = static_cast<std::uint32_t>(slots_.size());
-      slots_.emplace_back();
-    } else {
-      i = free_.back();
-      free_.pop_back();
-    }
-    slots_[i].id = id;
-    slots_[i].integer_id = integer_id;
-    slots_[i].where = where;
-    slots_[i].place = place;
-    slots_[i].pool = pool;
-    slots_[i].live = true;
-    return i;
+    return ((order_ ? place : where) << 1) | (integer_id ? 1 : 0);
   }
 
   // A final result, on the dispatcher thread (or the submitting one, for refusals).
-  // The line is queued under the lock, so that a second signal's stop_at_once() either
-  // sees the job finished with its line queued, or reports it stopped: never neither.
-  void finish(result r, std::uint32_t slot) {
-    std::lock_guard lock(mutex_);
-    if (hard_stopped_) return;  // already reported as stopped
-    job_slot& s = slots_[slot];
+  void finish(result r) {
+    const bool integer_id = (r.tag & 1) != 0;
+    const std::uint64_t place = r.tag >> 1;
     if (r.error == error_kind::rejected) {
-      // Refused by the library at submission (payload over max_message, no handler for
-      // the type): say which line it came from, as for malformed lines.
-      const auto source = static_cast<std::size_t>(s.where >> 56);
-      const std::uint64_t line = s.where & ((std::uint64_t{1} << 56) - 1);
-      if (source < source_names_.size())
-        r.value = rejection_message(source_names_[source], line, r.value);
+      const std::uint64_t at = order_ ? order_->note(place) : place;
+      if (const auto source = static_cast<std::size_t>(at >> 61); source < source_names_.size())
+        name_refusal(r, source_names_[source], at & ((std::uint64_t{1} << 61) - 1));
     }
-    s.live = false;
-    free_.push_back(slot);
-    if (r.worker >= 0 && s.pool < pool_names_.size()) slow_.record(pool_names_[s.pool], r.ms);
+    std::lock_guard lock(mutex_);
+    if (at_once_ && r.error == error_kind::stopped) {
+      r.value = "stopped at once by a second signal";
+      ++cut_;
+    }
+    if (r.worker >= 0) slow_.record(r.pool, r.ms);
     counters_.count(r);
-    emit_locked(std::move(r), s.integer_id, s.place);
+    if (order_)
+      order_->finish(place, std::move(r), integer_id);
+    else
+      sink_.push(std::move(r), false, integer_id);
   }
 
-  // A line refused before submission.
-  void reject(std::string id, bool integer_id, std::string message) {
-    result r;
-    r.id = std::move(id);
-    r.error = error_kind::rejected;
-    r.value = std::move(message);
+  // A line refused at admission.
+  void push(result r, bool may_wait, bool integer_id) override {
+    counters_.admitted.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t place = 0;
     if (order_) {
       const auto p = order_->admit();
@@ -184,7 +119,7 @@ class run_state {
     }
     {
       std::lock_guard lock(mutex_);
-      if (hard_stopped_) {
+      if (at_once_) {
         if (order_) order_->skip(place);
         return;
       }
@@ -193,57 +128,39 @@ class run_state {
     }
     // Outside the lock, and allowed to wait for the writer: a flood of rejections cannot
     // grow the queue without bound, and completions are not held up meanwhile.
-    sink_.push(std::move(r), true, integer_id);
+    sink_.push(std::move(r), may_wait, integer_id);
   }
+  void close() override {}
+  [[nodiscard]] std::string error() const override { return {}; }
 
-  // Second signal: every unfinished job is reported stopped, now; later results are
-  // dropped (their jobs already have their line).
-  std::size_t stop_at_once() {
-    std::lock_guard lock(mutex_);
-    hard_stopped_ = true;
-    std::size_t n = 0;
-    for (auto& s : slots_) {
-      if (!s.live) continue;
-      result r;
-      r.id = std::move(s.id);
-      r.error = error_kind::stopped;
-      r.value = "stopped at once by a second signal";
-      counters_.count(r);
-      emit_locked(std::move(r), s.integer_id, s.place);
-      s.live = false;
-      ++n;
+  // Second signal, before the stop at once: from now on a job ended `stopped` says so,
+  // and no new one is taken; a reader waiting for room in line gives up.
+  void begin_at_once() {
+    {
+      std::lock_guard lock(mutex_);
+      at_once_ = true;
     }
-    if (order_) order_->close();  // a reader waiting for room in line gives up
-    return n;
+    if (order_) order_->close();
+  }
+  [[nodiscard]] bool at_once() {
+    std::lock_guard lock(mutex_);
+    return at_once_;
+  }
+  // Jobs the stop at once ended.
+  [[nodiscard]] std::size_t cut() {
+    std::lock_guard lock(mutex_);
+    return cut_;
   }
 
  private:
-  struct job_slot {
-    std::string id;
-    std::uint64_t where = 0;
-    std::uint64_t place = 0;  // in line, with --keep-order
-    std::uint32_t pool = 0;   // index in the config's pools
-    bool integer_id = false;
-    bool live = false;
-  };
-
-  void emit_locked(result r, bool integer_id, std::uint64_t place) {
-    if (order_)
-      order_->finish(place, std::move(r), integer_id);
-    else
-      sink_.push(std::move(r), false, integer_id);
-  }
-
   run_counters& counters_;
   result_sink& sink_;
   std::vector<std::string> source_names_;
   result_order* order_;
-  std::vector<std::string> pool_names_;
   slow_job_watch& slow_;
   std::mutex mutex_;
-  std::vector<job_slot> slots_;
-  std::vector<std::uint32_t> free_;
-  bool hard_stopped_ = false;
+  bool at_once_ = false;
+  std::size_t cut_ = 0;
 };
 
 }  // namespace
@@ -334,10 +251,8 @@ static int run_body(const run_options& o) {
   run_counters counters;
   // No job_timeout is the default: a hung job would block the run without a word.
   slow_job_watch slow;
-  std::vector<std::string> pool_names;
   for (const auto& p : config.pools) {
     slow.watch_pool(p.name, p.options.job_timeout);
-    pool_names.push_back(p.name);
   }
   progress_reporter reporter(
       mode, counters,
@@ -350,30 +265,28 @@ static int run_body(const run_options& o) {
         if (f < 0) return -1.0;
         return (static_cast<double>(i) + f) / static_cast<double>(sources.size());
       },
-      [&] {
-        std::uint64_t n = 0;
-        for (const auto& p : sup->status().pools) n += p.retried;
-        return n;
-      },
+      [&] { return sup->counters().retried; },  // atomics: no status() (a /proc read per worker) per redraw
       [&](const std::string& line) { log->info("{}", line); }, std::chrono::seconds(5),
       [&] { return slow.check(sup->status()); }, [&](const std::string& line) { log->warn("{}", line); });
 
   std::atomic<bool> stopping{false};
   std::atomic<bool> interrupted{false};
   std::atomic<bool> output_failed{false};
-  std::mutex stopper_mutex;
-  std::thread stopper;
-  bool stopper_allowed = true;  // false once the run is over and the stopper joined
+  stop_ladder ladder(*sup);
+  std::mutex ladder_mutex;
+  bool run_over = false;  // the ladder's steps are over: a write error at the very end stops nothing
+  auto climb = [&] {
+    std::lock_guard lock(ladder_mutex);
+    if (!run_over) (void)ladder.stop();
+  };
   // First signal, or results that cannot be written: stop taking jobs, report queued ones
-  // as stopped, give running ones shutdown_timeout. stop() blocks, so it runs on a
-  // thread of its own and the signal thread stays free to hear a second signal.
+  // as stopped, give running ones shutdown_timeout (on the ladder's thread: the signal
+  // thread stays free to hear a second signal).
   auto request_stop = [&] {
     if (stopping.exchange(true)) return;
     const std::uint64_t one = 1;
     (void)!::write(stop_fd.get(), &one, sizeof one);
-    std::lock_guard lock(stopper_mutex);
-    // A write error while the last lines are written comes after the end: nothing to stop.
-    if (stopper_allowed) stopper = std::thread([&] { sup->stop(); });
+    climb();
   };
 
   const bool results_on_terminal = mode == progress_reporter::mode::bar && ::isatty(io.results_fd);
@@ -397,7 +310,7 @@ static int run_body(const run_options& o) {
     for (const auto& p : config.pools) window = std::max(window, p.options.max_pending);
     order.emplace(sink, window);
   }
-  run_state state(counters, sink, source_names, order ? &*order : nullptr, pool_names, slow);
+  run_state state(counters, sink, source_names, order ? &*order : nullptr, slow);
   std::optional<bar_log_routing> routing;
   if (mode == progress_reporter::mode::bar) routing.emplace(std::vector{spdlog::get("supervisor"), log}, reporter);
 
@@ -431,47 +344,41 @@ static int run_body(const run_options& o) {
         request_stop();
         continue;
       }
-      // A second signal: report what is unfinished as stopped, write every line, and go.
-      // The workers die with this process (the fork servers see their sockets close, and
-      // each worker has PR_SET_PDEATHSIG), so exiting here leaves nothing behind.
+      // A second signal: every running job is ended and reported stopped through its own
+      // callback (as serve's second stop does); the main thread then writes every line
+      // and goes.
       log->warn("{} again: stopping at once", name);
-      const std::size_t cut = state.stop_at_once();
-      sink.close();
-      reporter.stop();
-      say("ringmaster: stopped at once: " + std::to_string(cut) + " unfinished job(s) reported stopped; results: " +
-          io.results_name);
-      ::_exit(k_exit_failed);
+      state.begin_at_once();
+      climb();
+      return;
     }
   });
 
   // Feed: entries in input order; submit() blocks while the pool is full (backpressure).
   job_admission admission(config, o.resume || o.resume_failed ? &resume.done : nullptr,
                           o.resume_failed ? &resume.failed : nullptr);
-  std::unordered_map<std::string, std::pair<pool*, std::uint32_t>> pools;  // and its index
-  for (std::uint32_t i = 0; i < config.pools.size(); ++i)
-    pools[config.pools[i].name] = {sup->find_pool(config.pools[i].name), i};
+  std::unordered_map<std::string, pool*> pools;
+  for (const auto& p : config.pools) pools[p.name] = sup->find_pool(p.name);
   job_entry e;
   bool read_failed = false;
   for (std::size_t si = 0; si < sources.size() && !stopping; ++si) {
     current_source = si;
     while (!stopping && sources[si]->next(e)) {
-      switch (admission.admit(e)) {
-        case job_admission::verdict::skip:
+      switch (admit_entry(admission, e, state, true)) {
+        case admitted::skipped:
           (resume.done.contains(e.id) ? counters.skipped : counters.skipped_unfailed)
               .fetch_add(1, std::memory_order_relaxed);
           break;
-        case job_admission::verdict::reject:
-          counters.admitted.fetch_add(1, std::memory_order_relaxed);
-          state.reject(std::move(e.id), e.integer_id, std::move(e.rejection));
-          break;
-        case job_admission::verdict::submit: {
-          const auto& [target, pool_index] = pools.at(e.pool);
-          const auto slot = state.accept(e.id, e.integer_id, run_state::where(si, e.line), pool_index);
-          if (!slot) break;
+        case admitted::rejected: break;  // counted, and its line queued, by `state`
+        case admitted::submit: {
+          const auto tag = state.accept(e.integer_id, run_state::where(si, e.line));
+          if (!tag) break;
           counters.admitted.fetch_add(1, std::memory_order_relaxed);
           run_state* st = &state;
-          target->submit(e.type, e.payload, [st, s = *slot](result r) { st->finish(std::move(r), s); },
-                                   std::move(e.id));
+          // The payload is moved into the job's record, not copied; the next entry reuses e.
+          pools.at(e.pool)->submit(
+              job_spec{.type = std::move(e.type), .payload = std::move(e.payload), .id = std::move(e.id), .tag = *tag},
+              [st](result r) { st->finish(std::move(r)); });
           break;
         }
       }
@@ -484,21 +391,27 @@ static int run_body(const run_options& o) {
   }
   counters.input_done = true;
 
-  // --- 4. Finish: every accepted job gets its line.
-  if (!stopping) {
+  // --- 4. Finish: every accepted job gets its line (a stop a signal began is waited for).
+  if (!stopping && ladder.drain() == stop_ladder::step::running)
     log->debug("all input has been read: draining (the accepted jobs finish)");
-    sup->drain();
-  } else
-    sup->stop();  // idempotent: waits for the stop a signal began
+  ladder.wait();
   {
     const std::uint64_t one = 1;
     (void)!::write(quit_fd.get(), &one, sizeof one);
   }
   signals.join();
   {
-    std::lock_guard lock(stopper_mutex);
-    stopper_allowed = false;
-    if (stopper.joinable()) stopper.join();
+    std::lock_guard lock(ladder_mutex);
+    run_over = true;
+  }
+  ladder.wait();  // a stop at once the signal thread began last
+  if (state.at_once()) {
+    sink.close();
+    reporter.stop();
+    routing.reset();
+    say("ringmaster: stopped at once: " + std::to_string(state.cut()) + " unfinished job(s) reported stopped; results: " +
+        io.results_name);
+    return k_exit_failed;
   }
   const supervisor_status status = sup->status();
   const bool gave_up = sup->any_pool_gave_up();

@@ -21,19 +21,19 @@
 #include <ringmaster/cli/config.hpp>
 #include <ringmaster/cli/job_source.hpp>
 #include <ringmaster/cli/jsonl.hpp>
-#include <ringmaster/cli/line_splitter.hpp>
 #include <ringmaster/cli/protocol.hpp>
 #include <ringmaster/cli/run.hpp>
 #include <ringmaster/cli/serve.hpp>
+#include <ringmaster/ipc/detail/eintr.hpp>
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/demo_handlers.hpp>
 #include <ringmaster/worker/logging.hpp>
 #include <set>
-#include <span>
 #include <thread>
 #include <vector>
 
 #include "client_sink.hpp"
+#include <ringmaster/cli/job_flow.hpp>
 #include "pool_reload.hpp"
 #include "process_setup.hpp"
 #include "socket_place.hpp"
@@ -51,23 +51,25 @@ using clock_type = std::chrono::steady_clock;
 
 struct client {
   client(int fd_, const run_config& config, std::size_t max_line, int wake_fd)
-      : fd(fd_), sink(std::make_shared<detail::client_sink>(wake_fd)), lines(max_line), admission(config, nullptr) {}
+      : fd(fd_), sink(std::make_shared<detail::client_sink>(wake_fd)), input(fd_, "socket", -1, max_line, 0),
+        admission(config, nullptr) {
+    input.take_requests();
+  }
   unique_fd fd;
   pid_t pid = 0;
   std::uint64_t serial = 0;  // names it in logs
   std::shared_ptr<detail::client_sink> sink;  // its result lines: a callback may outlive the client
-  line_splitter lines;  // bytes read and not yet handled
+  jsonl_job_source input;  // its lines, job lines and requests, read as they are handled
   std::string out;  // bytes to write
   std::size_t out_sent = 0;
-  std::uint64_t line = 0;
-  std::shared_ptr<const std::string> source = std::make_shared<const std::string>("socket");
+  std::shared_ptr<const std::string> source = std::make_shared<const std::string>("socket");  // input's name, for callbacks
   job_admission admission;  // its ids, sequence numbers and duplicates: per client
   std::uint64_t submitted = 0, taken = 0, ok = 0, failed = 0;
   std::set<std::string> pools;
   std::optional<job_entry> parked;  // waiting for room in its pool
   bool end_requested = false;
   std::uint64_t ended_at = ~std::uint64_t{0};  // `submitted` when the last end line was sent
-  bool eof = false;          // it shut down its sending side: an implicit end
+  bool eof = false;          // its input ended (it shut down its sending side): an implicit end
   bool closing = false;      // close once `out` is written
   bool gone = false;         // to be removed
   std::uint32_t events = 0;  // as registered with epoll
@@ -83,14 +85,11 @@ class server {
  private:
   bool setup();
   void accept_clients();
-  bool read_client(client& c);  // false when nothing was read
   void process_input(client& c);
-  void handle_line(client& c, std::string_view line);
   void admit(client& c, job_entry& e);
   void handle_request(client& c, const request& r);
   void submit_job(client& c, job_entry& e);
   bool try_submit(client& c, job_entry& e);
-  void reject(client& c, std::string id, std::string message, bool integer_id = false);
   void take_results(client& c);
   void maybe_end(client& c);
   void flush(client& c);
@@ -116,10 +115,7 @@ class server {
   std::map<int, std::unique_ptr<client>> clients_;
   std::uint64_t next_serial_ = 1;
   const clock_type::time_point started_ = clock_type::now();
-  std::string state_ = "running";
-  std::thread shutdown_thread_;
-  std::vector<std::thread> escalations_;  // a stop over a drain, or a stop at once over a stop
-  std::atomic<bool> finished_{false};
+  std::optional<stop_ladder> ladder_;  // after sup_: its threads end before it goes
   int signals_ = 0;
 };
 
@@ -146,6 +142,10 @@ bool server::setup() {
     sup_.emplace(config_.supervisor);
     for (const auto& p : config_.pools) detail::add_config_pool(*sup_, p);
     sup_->start();
+    ladder_.emplace(*sup_, [this] {
+      const std::uint64_t one = 1;
+      (void)!::write(wake_fd_.get(), &one, sizeof one);
+    });
   } catch (const std::exception& e) {
     log_->error("cannot start: {}", e.what());
     return false;
@@ -204,7 +204,7 @@ int server::run() {
             continue;
           }
           ++signals_;
-          if (state_ != "stopping now") {
+          if (ladder_->now() != stop_ladder::step::stopping_now) {
             begin_shutdown(false, signals_ == 1 ? name : name + " again");
           } else {
             // The workers die with this process (PR_SET_PDEATHSIG; the fork servers see
@@ -223,14 +223,12 @@ int server::run() {
           // Gone for good (it can read nothing more): what it sent before it went is
           // still handled, as far as its window allows (a fire-and-forget `drain` works),
           // then it is dropped. Lines not handled were never accepted.
-          while (c.lines.held().size() < (std::size_t{16} << 20) && read_client(c)) {
-          }
           take_results(c);
           process_input(c);
           drop(c, "disconnected");
           continue;
         }
-        if (events[i].events & EPOLLIN) read_client(c);
+        // Readable: its lines are read as they are handled, below.
         if (events[i].events & EPOLLOUT) flush(c);
       }
     }
@@ -250,12 +248,11 @@ int server::run() {
       ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, kv.first, nullptr);
       return true;
     });
-    if (finished_.load()) break;
+    if (ladder_->finished()) break;
   }
   // Drained or stopped: every result is in the clients' sinks. Each client gets its lines (and
   // its end), bounded in time, then the connections close.
-  shutdown_thread_.join();
-  for (auto& t : escalations_) t.join();
+  ladder_->wait();
   const auto deadline = clock_type::now() + std::chrono::seconds(2);
   for (;;) {
     bool pending = false;
@@ -275,12 +272,13 @@ int server::run() {
   clients_.clear();
   remove_socket();
   log_->info("stopped");
-  return state_ == "stopping now" ? k_exit_failed : k_exit_ok;
+  return ladder_->now() == stop_ladder::step::stopping_now ? k_exit_failed : k_exit_ok;
 }
 
 void server::accept_clients() {
   for (;;) {
-    const int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    const int fd = ringmaster::detail::retry_eintr(
+        [&] { return ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK); });
     if (fd < 0) return;  // EAGAIN, or a client gone before it was accepted
     ucred cred{};
     socklen_t len = sizeof cred;
@@ -306,71 +304,32 @@ void server::accept_clients() {
   }
 }
 
-bool server::read_client(client& c) {
-  if (c.eof || c.gone) return false;
-  const std::span<char> room = c.lines.space(65536);
-  const ssize_t n = ::read(c.fd.get(), room.data(), room.size());
-  if (n > 0) {
-    c.lines.commit(static_cast<std::size_t>(n));
-    return true;
-  }
-  if (n == 0)
-    c.eof = true;  // it sent all it will: an implicit end, then it is closed
-  else if (errno != EAGAIN && errno != EINTR)
-    drop(c, std::strerror(errno));
-  return false;
-}
-
+// Pulls the client's lines while it has room: each job line admitted, each request
+// answered. Reading stops when it has nothing now (epoll says when it has more).
 void server::process_input(client& c) {
-  c.lines.set_max_line(max_job_line(config_));  // a reload may have changed it
-  while (!c.gone && !c.closing) {
+  c.input.set_max_line(max_job_line(config_));  // a reload may have changed it
+  job_entry e;
+  while (!c.gone && !c.closing && !c.eof) {
     if (c.parked) {
       if (!try_submit(c, *c.parked)) break;
       c.parked.reset();
     }
     if (blocked(c)) break;
-    std::string_view line;
-    bool unterminated = false;  // a last line without its newline is a line all the same
-    const auto piece = c.lines.next(line, unterminated, c.eof);
-    if (piece == line_splitter::piece::more) break;
-    ++c.line;
-    if (piece == line_splitter::piece::too_long) {
-      job_entry e;
-      e.rejection = "line longer than " + std::to_string(c.lines.max_line()) + " bytes";
-      admit(c, e);
-      continue;
+    switch (c.input.try_next(e)) {
+      case job_source::pull::job: admit(c, e); break;
+      case job_source::pull::request: handle_request(c, c.input.last_request()); break;
+      case job_source::pull::later: return;
+      case job_source::pull::end: c.eof = true; return;  // it sent all it will: an implicit end, then it is closed
+      case job_source::pull::error: drop(c, std::strerror(c.input.error_code())); return;
     }
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    handle_line(c, line);
   }
-}
-
-void server::handle_line(client& c, std::string_view line) {
-  if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank
-  if (auto r = parse_request(line)) return handle_request(c, *r);
-  parsed_job parsed;
-  job_entry e;
-  const std::string problem = parse_job_line(line, parsed);
-  e.id = std::move(parsed.id);
-  e.integer_id = parsed.integer_id;
-  e.pool = std::move(parsed.pool);
-  e.type = std::move(parsed.type);
-  e.payload = std::move(parsed.payload);
-  e.rejection = problem;
-  admit(c, e);
 }
 
 // Every job line, good or bad, counts once in `submitted` and gets one result line: its
 // rejection carries the line's sequence number as id when it has none, as in `run`.
 void server::admit(client& c, job_entry& e) {
-  e.source = *c.source;
-  e.line = c.line;
   ++c.submitted;
-  switch (c.admission.admit(e)) {
-    case job_admission::verdict::submit: submit_job(c, e); break;
-    case job_admission::verdict::reject: reject(c, std::move(e.id), std::move(e.rejection), e.integer_id); break;
-    case job_admission::verdict::skip: break;  // only with --resume, which serve has not
-  }
+  if (admit_entry(c.admission, e, *c.sink, false) == admitted::submit) submit_job(c, e);
 }
 
 void server::submit_job(client& c, job_entry& e) {
@@ -383,22 +342,24 @@ void server::submit_job(client& c, job_entry& e) {
 bool server::try_submit(client& c, job_entry& e) {
   pool* p = sup_->find_pool(e.pool);
   if (!p) {  // removed by a reload after the job was admitted
-    reject(c, e.id, rejection_message(e.source, e.line, "pool \"" + e.pool + "\" was removed"));
+    c.sink->push(rejected_result(e.id, rejection_message(e.source, e.line, "pool \"" + e.pool + "\" was removed")),
+                 false, e.integer_id);
     return true;
   }
-  auto done = [sink = c.sink, source = c.source, line = e.line, integer_id = e.integer_id](result r) {
-    if (r.error == error_kind::rejected) r.value = rejection_message(*source, line, r.value);
+  // The job's line and its id's kind ride in its tag, and come back in its result.
+  auto done = [sink = c.sink, source = c.source](result r) {
+    const bool integer_id = (r.tag & 1) != 0;
+    name_refusal(r, *source, r.tag >> 1);
     sink->push(std::move(r), false, integer_id);
   };
-  return p->try_submit(e.type, e.payload, std::move(done), e.id);
-}
-
-void server::reject(client& c, std::string id, std::string message, bool integer_id) {
-  result r;
-  r.id = std::move(id);
-  r.error = error_kind::rejected;
-  r.value = std::move(message);
-  c.sink->push(std::move(r), false, integer_id);
+  job_spec job{.type = std::move(e.type), .payload = std::move(e.payload), .id = std::move(e.id),
+               .tag = e.line << 1 | (e.integer_id ? 1 : 0)};
+  if (p->try_submit(std::move(job), std::move(done))) return true;
+  // No room: the job was given back untouched, to wait parked.
+  e.type = std::move(job.type);
+  e.payload = std::move(job.payload);
+  e.id = std::move(job.id);
+  return false;
 }
 
 void server::take_results(client& c) {
@@ -413,7 +374,6 @@ void server::take_results(client& c) {
 // summary, and for an ended input the connection closes.
 void server::maybe_end(client& c) {
   if (!(c.end_requested || c.eof) || c.closing || c.parked || c.taken != c.submitted) return;
-  if (c.eof && c.lines.held().find_first_not_of(" \t\r\n") != std::string_view::npos) return;  // lines left to handle
   if (c.eof && !c.end_requested && c.ended_at == c.submitted) {  // its `end` was answered: nothing new
     c.closing = true;
     return;
@@ -432,11 +392,10 @@ void server::maybe_end(client& c) {
 
 void server::flush(client& c) {
   while (!c.gone && c.out_sent < c.out.size()) {
-    const ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+    const ssize_t n = ringmaster::detail::retry_eintr(
+        [&] { return ::send(c.fd.get(), c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL); });
     if (n > 0) {
       c.out_sent += static_cast<std::size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
     } else {
       if (n < 0 && errno != EAGAIN) drop(c, std::strerror(errno));
       break;
@@ -475,36 +434,26 @@ void server::drop(client& c, const char* why) {
     log_->debug("client {} (pid {}) disconnected", c.serial, c.pid);
 }
 
+// A drain, a stop, or a stop over a stop (at once): stop_ladder says which.
 void server::begin_shutdown(bool drain, const std::string& why) {
-  if (state_ != "running") {
-    // Already ending: a stop over a drain stops (running jobs get shutdown_timeout), a
-    // stop over a stop stops at once (running jobs are reported stopped, every client
-    // still gets its lines). A drain over either changes nothing.
-    if (drain || state_ == "stopping now") return;
-    const bool now = state_ == "stopping";
-    state_ = now ? "stopping now" : "stopping";
-    if (now)
-      log_->warn("{}: stopping at once: running jobs are reported stopped", why);
-    else
-      log_->warn("{}: stopping: running jobs have {} ms to finish", why, config_.supervisor.shutdown_timeout.count());
-    escalations_.emplace_back([this, now] { now ? sup_->stop(std::chrono::milliseconds(0)) : sup_->stop(); });
+  using step = stop_ladder::step;
+  if (drain) {
+    // A drain over a stop, or over a drain, changes nothing.
+    if (ladder_->drain() == step::running)
+      log_->info("{}: draining: accepted jobs finish, new ones are refused; then the server exits", why);
     return;
   }
-  state_ = drain ? "draining" : "stopping";
-  if (drain)
-    log_->info("{}: draining: accepted jobs finish, new ones are refused; then the server exits", why);
-  else
-    log_->warn("{}: stopping: queued jobs are reported stopped, running ones have {} ms to finish", why,
-               config_.supervisor.shutdown_timeout.count());
-  shutdown_thread_ = std::thread([this, drain] {
-    if (drain)
-      sup_->drain();
-    else
-      sup_->stop();
-    finished_.store(true);
-    const std::uint64_t one = 1;
-    (void)!::write(wake_fd_.get(), &one, sizeof one);
-  });
+  switch (ladder_->stop()) {
+    case step::running:
+      log_->warn("{}: stopping: queued jobs are reported stopped, running ones have {} ms to finish", why,
+                 config_.supervisor.shutdown_timeout.count());
+      break;
+    case step::draining:
+      log_->warn("{}: stopping: running jobs have {} ms to finish", why, config_.supervisor.shutdown_timeout.count());
+      break;
+    case step::stopping: log_->warn("{}: stopping at once: running jobs are reported stopped", why); break;
+    case step::stopping_now: break;
+  }
 }
 
 void server::handle_request(client& c, const request& r) {
@@ -519,16 +468,17 @@ void server::handle_request(client& c, const request& r) {
       return;
     }
     if (!r.source.empty()) c.source = std::make_shared<const std::string>(r.source);
-    c.line = 0;  // the input's lines are numbered from the one after hello
+    c.input.rename(*c.source);  // the input's lines are numbered from the one after hello
   } else if (r.op == "end") {
     c.end_requested = true;
   } else if (r.op == "status") {
     const double up = std::chrono::duration<double>(clock_type::now() - started_).count();
-    c.out += status_line(sup_->status(), static_cast<int>(::getpid()), up, state_);
+    c.out += status_line(sup_->status(), static_cast<int>(::getpid()), up, to_string(ladder_->now()));
   } else if (r.op == "drain" || r.op == "stop") {
-    const std::string before = state_;
+    const auto before = ladder_->now();
     begin_shutdown(r.op == "drain", "requested by client " + std::to_string(c.serial) + " (pid " + std::to_string(c.pid) + ")");
-    c.out += reply_line("ok", json_field("message", state_ == before ? "already " + state_ : state_));
+    const std::string state = to_string(ladder_->now());
+    c.out += reply_line("ok", json_field("message", ladder_->now() == before ? "already " + state : state));
   } else if (r.op == "scale") {
     if (r.pool.empty() || r.workers < 1 || r.workers > 1024) {
       c.out += error_line("scale: expected {\"op\": \"scale\", \"pool\": NAME, \"workers\": 1-1024}");
@@ -565,9 +515,9 @@ std::string server::reload() {
     for (const auto& p : e.problems()) log_->error("{}", p);
     return error_line("invalid config " + options_.config + ": the running config stays", e.problems());
   }
-  if (state_ != "running") {
-    log_->warn("reload refused: the server is {}", state_);
-    return error_line("reload: the server is " + state_);
+  if (const auto now = ladder_->now(); now != stop_ladder::step::running) {
+    log_->warn("reload refused: the server is {}", to_string(now));
+    return error_line(std::string("reload: the server is ") + to_string(now));
   }
   detail::pool_changes changes;
   try {

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <cstring>
+#include <ringmaster/cli/job_flow.hpp>
 #include <ringmaster/cli/job_source.hpp>
 #include <ringmaster/cli/line_splitter.hpp>
 #include <ringmaster/cli/result_sink.hpp>
@@ -661,6 +663,176 @@ TEST(CliResultOrder, ASlowHeadMakesTheReaderWaitAndHoldsAtMostTheWindow) {
   }
   p.close_write();
   reader.join();
+}
+
+// --- The core run and serve share: pulls that never block, a connection's requests
+// among its job lines, the one admission path, refusals named by their line.
+
+// What thread `tid` of this process is blocked in (its system call number), or -1.
+long syscall_of(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long n = -1;
+  return in >> n ? n : -1;
+}
+bool waits_in_poll(pid_t tid) {
+  const long n = syscall_of(tid);
+#ifdef SYS_poll
+  if (n == SYS_poll) return true;
+#endif
+  return n == SYS_ppoll;
+}
+// User plus system CPU time of thread `tid`, in clock ticks.
+long cpu_ticks(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // the name may hold spaces
+  std::string f;
+  long utime = 0, stime = 0;
+  for (int i = 3; fields >> f; ++i) {
+    if (i == 14) utime = std::stol(f);
+    if (i == 15) {
+      stime = std::stol(f);
+      break;
+    }
+  }
+  return utime + stime;
+}
+
+run_config one_pool() {
+  run_config c;
+  c.path = "cfg.toml";
+  pool_config a;
+  a.name = "a";
+  c.pools = {a};
+  return c;
+}
+
+// Keeps what is pushed.
+struct kept_sink final : result_sink {
+  std::vector<result> results;
+  std::vector<bool> integer_ids;
+  void push(result r, bool, bool integer_id) override {
+    results.push_back(std::move(r));
+    integer_ids.push_back(integer_id);
+  }
+  void close() override {}
+  [[nodiscard]] std::string error() const override { return {}; }
+};
+
+TEST(CliJobSource, APipeWithNothingNowIsLaterAndItsDescriptorSaysWhenToPullAgain) {
+  pipe_pair p;
+  jsonl_job_source src(p.r, "in", -1, 1 << 20, 0);
+  job_entry e;
+  EXPECT_EQ(src.try_next(e), job_source::pull::later) << "an empty pipe must not block the pull";
+  EXPECT_EQ(src.wake_fd(), p.r);
+  p.write("{\"type\": \"echo\"}\n{\"type\"");
+  ASSERT_EQ(src.try_next(e), job_source::pull::job);
+  EXPECT_EQ(e.type, "echo");
+  EXPECT_EQ(src.try_next(e), job_source::pull::later) << "half a line is not a line";
+  p.write(": \"b\"}\n");
+  ASSERT_EQ(src.try_next(e), job_source::pull::job);
+  EXPECT_EQ(e.type, "b");
+  EXPECT_EQ(e.line, 2u);
+  p.close_write();
+  EXPECT_EQ(src.try_next(e), job_source::pull::end);
+}
+
+TEST(CliJobSource, ConfigJobsArePulledTheSameWay) {
+  run_config c = one_pool();
+  job_template t;
+  t.pool = "a";
+  t.type = "echo";
+  t.repeat = 2;
+  c.jobs = {t};
+  config_job_source src(c);
+  job_entry e;
+  EXPECT_EQ(src.try_next(e), job_source::pull::job);
+  EXPECT_EQ(src.try_next(e), job_source::pull::job);
+  EXPECT_EQ(src.try_next(e), job_source::pull::end);
+}
+
+// A reader of a non-blocking pipe (stdin that a shell left O_NONBLOCK) whose writer
+// pauses waits in poll() for the next bytes; it does not read again and again on EAGAIN:
+// its CPU time stays flat across the pause.
+TEST(CliLineReader, ANonBlockingPipeWhoseWriterPausesIsWaitedForNotSpunOn) {
+  pipe_pair p;
+  ASSERT_EQ(::fcntl(p.r, F_SETFL, ::fcntl(p.r, F_GETFL) | O_NONBLOCK), 0);
+  jsonl_job_source src(p.r, "stdin", -1, 1 << 20, 0);
+  std::atomic<pid_t> tid{0};
+  std::vector<std::string> types;
+  std::thread reader([&] {
+    tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    for (job_entry e; src.next(e);) types.push_back(e.type);
+  });
+  p.write("{\"type\": \"one\"}\n");
+  ASSERT_TRUE(test::eventually([&] { return tid != 0 && types.size() == 1 && waits_in_poll(tid); }, 20s));
+  const long before = cpu_ticks(tid);
+  std::this_thread::sleep_for(300ms);  // the writer's pause: a reader spinning on EAGAIN would burn it
+  EXPECT_TRUE(waits_in_poll(tid));
+  EXPECT_LE(cpu_ticks(tid) - before, 2) << "the reader used CPU while there was nothing to read";
+  p.write("{\"type\": \"two\"}\n");
+  p.close_write();
+  reader.join();
+  EXPECT_EQ(types, (std::vector<std::string>{"one", "two"}));
+  EXPECT_EQ(src.read_error(), "");
+}
+
+TEST(CliJobSource, AConnectionsRequestsComeOutAmongItsJobsAndHelloRenumbersItsLines) {
+  pipe_pair p;
+  jsonl_job_source src(p.r, "socket", -1, 1 << 20, 0);
+  src.take_requests();
+  p.write("{\"id\": 7, \"type\": \"echo\"}\r\n{\"op\": \"hello\", \"source\": \"mine\"}\n\n{\"pool\": 1}\n"
+          "{\"op\": \"end\"}\n{\"type\"");
+  p.close_write();
+  job_entry e;
+  ASSERT_EQ(src.try_next(e), job_source::pull::job);
+  EXPECT_EQ(e.id, "7");
+  EXPECT_TRUE(e.integer_id);
+  EXPECT_EQ(e.origin(), "socket:1");
+  ASSERT_EQ(src.try_next(e), job_source::pull::request);
+  EXPECT_EQ(src.last_request().op, "hello");
+  src.rename(src.last_request().source);
+  ASSERT_EQ(src.try_next(e), job_source::pull::job);
+  EXPECT_EQ(e.origin(), "mine:2") << "numbered from the line after hello, blank lines counted";
+  EXPECT_FALSE(e.rejection.empty());
+  ASSERT_EQ(src.try_next(e), job_source::pull::request);
+  EXPECT_EQ(src.last_request().op, "end");
+  ASSERT_EQ(src.try_next(e), job_source::pull::job);
+  EXPECT_EQ(e.rejection.find("truncated"), std::string::npos) << "serve words an unterminated line as any other";
+  EXPECT_EQ(src.try_next(e), job_source::pull::end);
+}
+
+TEST(CliJobFlow, ARejectedEntryGetsItsLineInTheSinkWithItsIdsKind) {
+  const run_config c = one_pool();
+  job_admission adm(c, nullptr);
+  kept_sink sink;
+  job_entry e;
+  e.id = "12";
+  e.integer_id = true;
+  e.pool = "nope";
+  e.type = "echo";
+  e.source = "jobs.jsonl";
+  e.line = 3;
+  EXPECT_EQ(admit_entry(adm, e, sink, false), admitted::rejected);
+  ASSERT_EQ(sink.results.size(), 1u);
+  EXPECT_EQ(sink.results[0].id, "12");
+  EXPECT_TRUE(sink.integer_ids[0]);
+  EXPECT_EQ(sink.results[0].error, error_kind::rejected);
+  EXPECT_EQ(sink.results[0].value.rfind("jobs.jsonl:3: unknown pool", 0), 0u) << sink.results[0].value;
+  e.id = "13";
+  e.pool = "a";
+  EXPECT_EQ(admit_entry(adm, e, sink, false), admitted::submit);
+  EXPECT_EQ(sink.results.size(), 1u);
+}
+
+TEST(CliJobFlow, ALibraryRefusalNamesItsLineAndOtherResultsAreLeftAlone) {
+  result refused = rejected_result("1", "payload of 9 bytes is over max_message");
+  name_refusal(refused, "in.jsonl", 4);
+  EXPECT_EQ(refused.value, "in.jsonl:4: payload of 9 bytes is over max_message");
+  result ok;
+  ok.value = "fine";
+  name_refusal(ok, "in.jsonl", 4);
+  EXPECT_EQ(ok.value, "fine");
 }
 
 }  // namespace

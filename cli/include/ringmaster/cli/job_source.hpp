@@ -1,19 +1,21 @@
-// ringmaster/cli/job_source.hpp — where a run's jobs come from, one at a time.
+// ringmaster/cli/job_source.hpp — where jobs come from, one at a time, for `run` and
+// `serve` alike.
 //
-// A job_source yields entries in order: the config's [[jobs]] (config_job_source), then
-// a JSON Lines file or stdin (jsonl_job_source). Sources are streams, never loaded whole:
-// the runner pulls an entry, submits it (blocking when the pool has max_pending jobs
-// unfinished) and pulls the next, so memory stays bounded however long the input is. The
-// runner does not know what kind of source it reads; a control socket or a durable
-// stream later is one more implementation of the same interface.
+// A job_source yields entries in order, and never blocks doing so: try_next() says here
+// is a job, nothing now (pull again once wake_fd() is readable), the end, or an error. So
+// run's sources (the config's [[jobs]], a JSON Lines file or stdin) and serve's clients
+// (a socket connection sending job lines and requests) are the same kind of thing: `run`
+// pulls with next(), which waits in poll() when a source has nothing now; `serve` pulls
+// from each client its epoll loop says is readable. Sources are streams, never loaded
+// whole: memory stays bounded however long the input is.
 //
-// job_admission then decides, for each entry, what the run does with it: submit it,
-// reject it (a result line of kind `rejected`), or skip it (--resume: already done).
+// job_admission then decides, for each entry, what is done with it: submit it, reject it
+// (a result line of kind `rejected`), or skip it (--resume: already done). job_flow.hpp
+// holds what follows, shared by both commands.
 //
 // A source is read by one thread; fraction_read() may be called from any other (the
-// progress display). jsonl_job_source's blocking reads end early when its stop
-// descriptor becomes readable (a signal arrived), so a run never waits on stdin to shut
-// down.
+// progress display). The blocking next() ends early when the source's stop descriptor
+// becomes readable (a signal arrived), so a run never waits on stdin to shut down.
 #pragma once
 
 #include <atomic>
@@ -27,6 +29,7 @@
 #include <ringmaster/cli/id_set.hpp>
 #include <ringmaster/cli/jsonl.hpp>
 #include <ringmaster/cli/line_splitter.hpp>
+#include <ringmaster/cli/protocol.hpp>
 
 namespace ringmaster::cli {
 
@@ -61,20 +64,43 @@ inline constexpr std::size_t k_max_rejection = 1000;
 class job_source {
  public:
   virtual ~job_source() = default;
-  /// Fills `out` with the next entry (reusing its strings' storage); false at the end of
-  /// the input, or when stopped. May block on input.
-  virtual bool next(job_entry& out) = 0;
+
+  enum class pull : std::uint8_t {
+    job,      ///< `out` holds the next entry
+    request,  ///< a protocol request line (only from a source that takes them): request()
+    later,    ///< nothing now: pull again once wake_fd() is readable
+    end,      ///< the end of the input
+    error,    ///< reading failed: error()
+  };
+  /// The next entry in `out` (reusing its strings' storage). Never blocks.
+  [[nodiscard]] virtual pull try_next(job_entry& out) = 0;
+  /// After `later`: the descriptor whose readability means there may be more.
+  [[nodiscard]] virtual int wake_fd() const noexcept { return -1; }
+  /// A descriptor (eventfd or pipe) whose readability ends next()'s waits, or -1.
+  [[nodiscard]] virtual int stop_fd() const noexcept { return -1; }
+  /// After `error`: what failed, naming the input ("jobs.jsonl: read failed: ...").
+  [[nodiscard]] virtual std::string error() const { return {}; }
   /// Fraction of the input consumed, 0..1, or a negative value when unknown (a pipe).
   /// Thread-safe.
   [[nodiscard]] virtual double fraction_read() const noexcept { return -1; }
+
+  /// try_next() that waits (in poll(), on wake_fd() and stop_fd()) while there is
+  /// nothing now. True with a job in `out`; false at the end, on an error, or once
+  /// stopped. Requests are not expected here and are passed over.
+  bool next(job_entry& out);
 };
+
+/// How a blocking read waits for its descriptor: until `fd` is readable (`ready`), or
+/// `stop_fd` (-1: none) is (`stopped`). EINTR is retried.
+enum class input_wait : std::uint8_t { ready, stopped, error };
+[[nodiscard]] input_wait wait_for_input(int fd, int stop_fd) noexcept;
 
 /// The config's [[jobs]], each repeated `repeat` times, expanded lazily: a repeat of a
 /// billion costs no memory. With an id and repeat > 1, copies get ids "ID-1" ... "ID-N".
 class config_job_source final : public job_source {
  public:
   explicit config_job_source(const run_config& config) : config_(config) {}
-  bool next(job_entry& out) override;
+  [[nodiscard]] pull try_next(job_entry& out) override;
   [[nodiscard]] double fraction_read() const noexcept override;
 
  private:
@@ -84,60 +110,94 @@ class config_job_source final : public job_source {
   std::atomic<std::uint64_t> done_{0};  // read by the progress thread
 };
 
-/// A descriptor's lines (line_splitter over blocking reads), holding at most one line
-/// (up to max_line bytes) and one read in memory.
+/// A descriptor's lines (line_splitter over its reads), holding at most one line (up to
+/// max_line bytes) and one read in memory. try_next() never blocks: a descriptor that
+/// may block (not a regular file) is polled before it is read, and a non-blocking one
+/// that has nothing (EAGAIN) is `later` too, never read again in a loop.
 class line_reader {
  public:
-  /// `fd` is read, not owned. `stop_fd` (an eventfd or pipe, or -1) ends blocking reads
+  /// `fd` is read, not owned. `stop_fd` (an eventfd or pipe, or -1) ends next()'s waits
   /// when readable.
   line_reader(int fd, int stop_fd, std::size_t max_line);
 
   enum class status : std::uint8_t {
     line,      ///< a line (without its '\n')
     too_long,  ///< a line over max_line bytes, skipped up to its newline
+    later,     ///< (try_next only) nothing to read now: wait for fd() to be readable
     end,       ///< end of input
-    stopped,   ///< stop_fd became readable
+    stopped,   ///< (next only) stop_fd became readable
     error,     ///< a read failed (errno is in error_code())
   };
-  /// The next line. `unterminated` is set for a last line that has no newline.
+  /// The next line, without waiting. `unterminated` is set for a last line that has no
+  /// newline.
+  status try_next(std::string_view& line, bool& unterminated);
+  /// The next line, waiting for input (or stop_fd) as long as it takes.
   status next(std::string_view& line, bool& unterminated);
   /// Number of the line last returned, from 1.
   [[nodiscard]] std::uint64_t line_number() const noexcept { return lines_.line_number(); }
   [[nodiscard]] std::uint64_t bytes_consumed() const noexcept { return lines_.bytes_consumed(); }
   [[nodiscard]] int error_code() const noexcept { return error_; }
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  [[nodiscard]] int stop_fd() const noexcept { return stop_fd_; }
+  void set_max_line(std::size_t max_line) noexcept { lines_.set_max_line(max_line); }
+  [[nodiscard]] std::size_t max_line() const noexcept { return lines_.max_line(); }
+  /// Bytes asked of each read from now on (by default up to 1 MiB).
+  void set_read_size(std::size_t n) noexcept { read_size_ = n; }
 
  private:
-  bool fill();  // reads more bytes; false at end, stop or error (status in last_)
+  status fill();  // reads what there is now: line (bytes came), later, end or error
 
   int fd_, stop_fd_;
-  bool pollable_;  // not a regular file: reads may block, so wait in poll() with stop_fd
+  bool pollable_;  // not a regular file: a read may block, so poll() first
   std::size_t read_size_;
   line_splitter lines_;
   bool eof_ = false;
-  status last_ = status::line;
   int error_ = 0;
 };
 
-/// Job lines from a descriptor (a file or stdin). Blank lines are skipped. A line that
-/// is not a well-formed job becomes an entry with `rejection` set, naming the line
-/// ("jobs.jsonl:17: not valid JSON: ..."); reading continues with the next line.
+/// Job lines from a descriptor (a file, stdin, a client's socket). Blank lines are
+/// skipped. A line that is not a well-formed job becomes an entry with `rejection` set,
+/// naming the line ("jobs.jsonl:17: not valid JSON: ..."); reading continues with the
+/// next line.
 class jsonl_job_source final : public job_source {
  public:
   /// `name` names the input in messages ("jobs.jsonl", or "stdin"). `size`: the file's
   /// size for progress estimates, 0 if unknown.
   jsonl_job_source(int fd, std::string name, int stop_fd, std::size_t max_line, std::uint64_t size);
-  bool next(job_entry& out) override;
+  [[nodiscard]] pull try_next(job_entry& out) override;
+  [[nodiscard]] int wake_fd() const noexcept override { return reader_.fd(); }
+  [[nodiscard]] int stop_fd() const noexcept override { return reader_.stop_fd(); }
+  [[nodiscard]] std::string error() const override { return read_error_; }
   [[nodiscard]] double fraction_read() const noexcept override;
   /// Why reading stopped early ("" if it did not): a read error.
   [[nodiscard]] const std::string& read_error() const noexcept { return read_error_; }
+  /// After `error`: the read's errno.
+  [[nodiscard]] int error_code() const noexcept { return reader_.error_code(); }
+
+  /// Serve's connections: a line that is a protocol request (protocol.hpp) is pulled as
+  /// `request`; a line's trailing '\r' is dropped; a malformed unterminated last line
+  /// is worded as any other; reads are of 64 KiB (one buffer per connection stays small).
+  void take_requests() noexcept {
+    requests_ = true;
+    reader_.set_read_size(65536);
+  }
+  /// The request last pulled.
+  [[nodiscard]] const request& last_request() const noexcept { return request_; }
+  /// From now on the input is called `name`, and its lines are numbered from the next
+  /// one (a client's hello names its input).
+  void rename(std::string name);
+  /// Lines longer than this are refused from now on (a reload changed max_message).
+  void set_max_line(std::size_t max_line) noexcept { reader_.set_max_line(max_line); }
 
  private:
   line_reader reader_;
   std::string name_;
   std::uint64_t size_;
-  std::size_t max_line_;
+  std::uint64_t first_line_ = 0;  // lines before the last rename()
   parsed_job parsed_;
   std::string read_error_;
+  bool requests_ = false;
+  request request_;
 };
 
 /// What the run does with each entry, in input order. Owns the run's sequence numbers

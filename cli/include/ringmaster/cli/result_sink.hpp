@@ -113,7 +113,10 @@ class result_order {
 
   /// The next place in line. Blocks while `window` places are outstanding; nullopt once
   /// close()d.
-  [[nodiscard]] std::optional<std::uint64_t> admit();
+  [[nodiscard]] std::optional<std::uint64_t> admit(std::uint64_t note = 0);
+  /// The `note` given with `place` at admit() (a job's origin, kept here so that the job
+  /// itself need not carry it), or 0 once its line is passed on.
+  [[nodiscard]] std::uint64_t note(std::uint64_t place) const;
   /// The result of the job at `place`: passed on now, with any held ones it unblocks,
   /// or held.
   void finish(std::uint64_t place, result r, bool integer_id);
@@ -133,6 +136,7 @@ class result_order {
     bool done = false;
     bool has_line = false;
     bool integer_id = false;
+    std::uint64_t note = 0;
     result r;
   };
   entry* find_locked(std::uint64_t place);
