@@ -29,6 +29,7 @@
 #include "fork_server.hpp"
 #include "policy/death_verdict.hpp"
 #include "policy/restart_intensity.hpp"
+#include "policy/shutdown_phase.hpp"
 
 namespace spdlog {
 class logger;
@@ -230,7 +231,6 @@ class dispatcher {
   void begin_shutdown(bool drain, std::chrono::milliseconds grace);
   void advance_shutdown();
   void hold_unstarted_jobs();
-  unsigned credits(const pool_state& p) const noexcept;
   static bool has_free_worker(const pool_state& p) noexcept;
   std::unique_ptr<job_record> new_job(pool_state& p, std::string_view type, std::string_view payload, std::string id);
   bool post(std::function<void()> command);
@@ -289,7 +289,8 @@ class dispatcher {
   std::unordered_map<std::uint64_t, slot_state*> spawning_;
   std::unordered_map<pid_t, slot_state*> by_pid_;
 
-  enum class phase { running, draining, stopping, stopping_workers, done };
+  using phase = shutdown_phase;
+  [[nodiscard]] bool stopping() const noexcept { return stops_jobs(phase_); }
   phase phase_ = phase::running;
   clock_type::time_point shutdown_deadline_{};
   std::vector<std::shared_ptr<std::promise<void>>> shutdown_waiters_;
