@@ -195,8 +195,9 @@ bool dispatcher::take_commands() {
     std::lock_guard lock(commands_mutex_);
     batch.swap(commands_);
   }
-  for (auto& c : batch) c();
-  // Pools added before start() are started on the first pass.
+  // Pools added before start() are started on the first pass, before the commands: a
+  // scale() posted right after start() applies to a pool that is live, not one that is
+  // not yet (apply_scale spawns through live_).
   std::vector<pool_state*> fresh;
   {
     std::lock_guard lock(pools_mutex_);
@@ -208,6 +209,7 @@ bool dispatcher::take_commands() {
     live_.push_back(p);
     start_pool(*p);
   }
+  for (auto& c : batch) c();
   removals_due_ |= !batch.empty();  // remove_pool posts a command
   return !batch.empty() || !fresh.empty();
 }

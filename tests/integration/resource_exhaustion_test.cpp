@@ -111,7 +111,7 @@ TEST(ResourceExhaustion, ForkFailingWithEagainIsRetriedWithBackoffAndReported) {
 TEST(ResourceExhaustion, PoolThatCannotForkAnyWorkerGivesUpAfterStartTimeout) {
   in_child([]() -> int {
     if (const int rc = ringmaster::test::become_nobody(); rc != 0) return rc;
-    const int limit = tasks_of(k_nobody) + 3;  // the 2 fork servers and the dispatcher thread
+    const int limit = tasks_of(k_nobody) + 4;  // the zygote, the 2 fork servers and the dispatcher thread
     const rlimit nproc{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
     CHILD_CHECK(::setrlimit(RLIMIT_NPROC, &nproc) == 0, "setrlimit");
     {
@@ -136,14 +136,14 @@ TEST(ResourceExhaustion, PoolThatCannotForkAnyWorkerGivesUpAfterStartTimeout) {
   });
 }
 
-// As nobody with RLIMIT_NPROC leaving room for the two fork servers and not for the
+// As nobody with RLIMIT_NPROC leaving room for the zygote and the two fork servers and not for the
 // dispatcher thread: start() throws a system_error that says so, and the supervisor is
 // left as if never started: status() answers, the job submitted gets `stopped` from the
 // destructor, which returns instead of waiting for a dispatcher that never ran.
 TEST(ResourceExhaustion, DispatcherThreadThatCannotBeCreatedFailsStartCleanly) {
   in_child([]() -> int {
     if (const int rc = ringmaster::test::become_nobody(); rc != 0) return rc;
-    const int limit = tasks_of(k_nobody) + 2;  // the 2 fork servers, no thread more
+    const int limit = tasks_of(k_nobody) + 3;  // the zygote and the 2 fork servers, no thread more
     const rlimit nproc{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
     CHILD_CHECK(::setrlimit(RLIMIT_NPROC, &nproc) == 0, "setrlimit");
     std::future<result> f;

@@ -22,6 +22,7 @@
 #include <fstream>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "cli_harness.hpp"
+#include "proc.hpp"
 #include "process_watch.hpp"
 #include "soak.hpp"
 #include "torture_jobs.hpp"
@@ -112,13 +114,14 @@ TEST(CliKillTorture, EveryJobGetsExactlyOneCorrectResultLineWhileWorkersAndForkS
   auto processes = [&](std::vector<pid_t>& workers, std::vector<pid_t>& servers) {
     workers.clear();
     servers.clear();
-    // Descendants of this process, not of the run: a promoted standby fork server is the
-    // orphan of the server it replaced, re-parented here (the harness is a subreaper).
-    // Both fork servers and workers lead their own process group; they are told apart by
-    // descriptor 3, a fork server's socket and a worker's segment (anything else, such as
-    // LeakSanitizer's helper at the run's exit, is left alone).
+    // Descendants of this process (the harness is a subreaper: anything orphaned would
+    // come here). Both fork servers and workers lead their own process group; they are
+    // told apart by descriptor 3, a fork server's socket and a worker's segment (anything
+    // else, such as LeakSanitizer's helper at the run's exit, is left alone). The run's
+    // own child is the zygote, which forks the fork servers: it is not what is killed here.
+    const std::set<pid_t> zygote = ringmaster::test::children_of(run.pid());
     for (pid_t p : ringmaster::test::descendants_of(::getpid())) {
-      if (p == run.pid() || !ringmaster::test::is_running(p)) continue;
+      if (p == run.pid() || zygote.count(p) || !ringmaster::test::is_running(p)) continue;
       std::error_code ec;
       const std::string fd3 = std::filesystem::read_symlink("/proc/" + std::to_string(p) + "/fd/3", ec).string();
       if (fd3.starts_with("socket:")) {
