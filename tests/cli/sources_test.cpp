@@ -759,13 +759,17 @@ TEST(CliLineReader, ANonBlockingPipeWhoseWriterPausesIsWaitedForNotSpunOn) {
   ASSERT_EQ(::fcntl(p.r, F_SETFL, ::fcntl(p.r, F_GETFL) | O_NONBLOCK), 0);
   jsonl_job_source src(p.r, "stdin", -1, 1 << 20, 0);
   std::atomic<pid_t> tid{0};
-  std::vector<std::string> types;
+  std::vector<std::string> types;  // the reader's own until it is joined
+  std::atomic<int> seen{0};
   std::thread reader([&] {
     tid = static_cast<pid_t>(::syscall(SYS_gettid));
-    for (job_entry e; src.next(e);) types.push_back(e.type);
+    for (job_entry e; src.next(e);) {
+      types.push_back(e.type);
+      ++seen;
+    }
   });
   p.write("{\"type\": \"one\"}\n");
-  ASSERT_TRUE(test::eventually([&] { return tid != 0 && types.size() == 1 && waits_in_poll(tid); }, 20s));
+  ASSERT_TRUE(test::eventually([&] { return tid != 0 && seen == 1 && waits_in_poll(tid); }, 20s));
   const long before = cpu_ticks(tid);
   std::this_thread::sleep_for(300ms);  // the writer's pause: a reader spinning on EAGAIN would burn it
   EXPECT_TRUE(waits_in_poll(tid));
