@@ -52,10 +52,11 @@ class CliServe : public testing::Test {
   std::unique_ptr<cli_process> server;
 
   // Starts `ringmaster serve config.toml --socket run/rm.sock` and waits until it answers.
-  void start(const std::string& toml) {
+  // `lifetime`: when the server is SIGKILLed if still running; it must cover the test's waits.
+  void start(const std::string& toml, std::chrono::seconds lifetime = 90s) {
     dir.write("config.toml", toml);
     server = std::make_unique<cli_process>(std::vector<std::string>{"serve", "config.toml", "--socket", socket}, dir,
-                                           cli_options{.timeout = 90s});
+                                           cli_options{.timeout = lifetime});
     ASSERT_TRUE(eventually([&] { return fs::exists(dir / socket) && status_json().contains("pools"); }, 20s))
         << server->err_so_far();
   }
@@ -252,7 +253,9 @@ TEST_F(CliServe, ScaleToThe1024WorkerMaximumRunsJobsAnswersStatusAndStopsOnSigte
   ::getrlimit(RLIMIT_NOFILE, &nofile);
   if (nofile.rlim_max < 3200) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit " << nofile.rlim_max << " is below what 1,024 workers need";
   // A small max_message keeps each worker's rings (reserved up front) small.
-  start("[pools.compute]\nworkers = 2\nmax_message = \"4KiB\"\nstart_timeout = \"120s\"\n");
+  // The server lives as long as the waits below add up to (slow under ThreadSanitizer,
+  // where each of the 1,024 forks copies its shadow memory).
+  start("[pools.compute]\nworkers = 2\nmax_message = \"4KiB\"\nstart_timeout = \"120s\"\n", 400s);
   const auto s = client({"scale", "compute", "1024"}, {.timeout = 60s});
   ASSERT_EQ(s.code, 0) << s.describe();
   ASSERT_TRUE(eventually([&] {
