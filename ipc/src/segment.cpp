@@ -246,6 +246,19 @@ segment segment::map_fd(int fd, std::error_code& ec) noexcept {
 
 int segment::fd() const noexcept { return impl_ ? impl_->fd : -1; }
 
+bool segment::exclude_from_forks() noexcept {
+  if (!impl_) return true;
+  return ::madvise(impl_->address(), impl_->size(), MADV_DONTFORK) == 0;
+}
+
+void segment::end_in_fork_child() noexcept {
+  if (!impl_) return;
+  // Not mapped here: nothing to unmap. (A Boost region cannot be told to forget its
+  // mapping; unmapping a range that holds nothing is harmless, so it ends as usual.)
+  if (impl_->fd >= 0) impl_->fd_map = nullptr;
+  impl_.reset();
+}
+
 std::span<std::byte> segment::bytes() const noexcept {
   if (!impl_) return {};
   auto* base = static_cast<std::byte*>(impl_->address());

@@ -244,6 +244,10 @@ void fork_server_process::spawned(const spawn_request& r, pid_t pid, int out_fd,
     if (const int copy = ::fcntl(r.segment_fd, F_DUPFD_CLOEXEC, 3); copy >= 0) {
       c.segment = ipc::segment::map_fd(copy, ec);
       if (ec) ::close(copy);
+      // Not copied into the workers forked after it: a fork then costs nothing per
+      // worker already running (with 1,024 workers, each new one would otherwise inherit
+      // and unmap a thousand segments).
+      c.segment_forked_away = c.segment.exclude_from_forks();
     }
   } catch (...) {
   }

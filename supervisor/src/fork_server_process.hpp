@@ -41,6 +41,7 @@ class fork_server_process {
     std::string out_line_job, err_line_job;  // the job that wrote its first bytes
     std::string tail;  // the last bytes of its stderr: a failure's own words
     ipc::segment segment;  // its slot, mapped to read the id of the job it runs
+    bool segment_forked_away = false;  // mapped MADV_DONTFORK: later children lack it
   };
 
   // The output relay and the loop (fork_server_process.cpp).

@@ -149,9 +149,16 @@ void fork_server_process::fork_worker(const spawn_request& r) noexcept {
 }
 
 // In a child of this server: the other workers' segments, mapped here for their job ids,
-// are not the child's to see (a worker is untrusted; a standby would keep them alive).
+// are not the child's to see (a worker is untrusted). They were mapped MADV_DONTFORK
+// (spawned()), so the child never had them: only the objects (and descriptors) end, at
+// no cost per segment; one that could not be so marked is unmapped.
 void fork_server_process::drop_mappings() noexcept {
-  for (auto& [pid, c] : children_) c.segment = {};
+  for (auto& [pid, c] : children_) {
+    if (c.segment_forked_away)
+      c.segment.end_in_fork_child();
+    else
+      c.segment = {};
+  }
 }
 
 [[noreturn]] void fork_server_process::become_worker(const spawn_request& r) noexcept {

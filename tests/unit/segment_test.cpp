@@ -56,6 +56,29 @@ TEST(Segment, FdBackedIsSharedThroughItsDescriptor) {
   EXPECT_STREQ(reinterpret_cast<const char*>(seg.bytes().data()), "via fd");
 }
 
+// What a fork server does with the workers' segments it maps: a child forked after
+// exclude_from_forks() has no such mapping (msync of its pages is ENOMEM, unmapped), and
+// ends the object without unmapping; the parent's mapping is untouched. One forked
+// before still shares the bytes.
+TEST(Segment, ExcludedFromForksIsAbsentInLaterChildrenAndEndsThereWithoutUnmapping) {
+  auto seg = ipc::segment::create_fd(1 << 16);
+  auto* page = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(seg.bytes().data()) &
+                                       ~static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE) - 1));
+  ASSERT_EQ(::msync(page, 4096, MS_ASYNC), 0) << "mapped here";
+  ASSERT_TRUE(seg.exclude_from_forks()) << std::strerror(errno);
+  auto child = ringmaster::test::fork_child([&] {
+    if (::msync(page, 4096, MS_ASYNC) == 0 || errno != ENOMEM) return 1;  // it was inherited
+    const int fd = seg.fd();
+    seg.end_in_fork_child();
+    if (seg.valid()) return 2;
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) return 3;  // its descriptor is closed
+    return 0;
+  });
+  ASSERT_EQ(child.wait_for(30s)->code(), 0);
+  std::memcpy(seg.bytes().data(), "still mapped", 13);
+  EXPECT_STREQ(reinterpret_cast<const char*>(seg.bytes().data()), "still mapped");
+}
+
 TEST(Segment, DescriptorWithoutSegmentHeaderIsRefused) {
   const int fd = ::memfd_create("not-a-segment", MFD_CLOEXEC);
   ASSERT_GE(fd, 0);

@@ -69,6 +69,14 @@ class segment {
   /// exists. Returns how many were removed. Never throws.
   static std::size_t sweep_stale() noexcept;
 
+  /// Keeps this mapping out of every process forked from now on (MADV_DONTFORK): a fork
+  /// server that maps each worker's segment then neither copies them into every new
+  /// worker nor has to unmap them there, one by one. False (errno set) if refused.
+  bool exclude_from_forks() noexcept;
+  /// In a process forked after exclude_from_forks(): ends this object without unmapping
+  /// the mapping this process never had (its descriptor, if any, is closed).
+  void end_in_fork_child() noexcept;
+
   /// The usable bytes: 64-byte aligned, after the segment header.
   [[nodiscard]] std::span<std::byte> bytes() const noexcept;
   [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
