@@ -173,10 +173,10 @@ bool dispatcher::any_gave_up() {
 }
 
 pid_t dispatcher::fork_server_pid() {
-  if (!started_.load() || std::this_thread::get_id() == thread_.get_id()) return active_.pid();
+  if (!started_.load() || std::this_thread::get_id() == thread_.get_id()) return servers_.pid();
   std::promise<pid_t> pid;
   auto f = pid.get_future();
-  if (!post([this, &pid] { pid.set_value(active_.pid()); })) return active_.pid();
+  if (!post([this, &pid] { pid.set_value(servers_.pid()); })) return servers_.pid();
   return f.get();
 }
 
@@ -219,11 +219,7 @@ supervisor_status dispatcher::status() {
       }
       st.pools.push_back(std::move(ps));
     }
-    st.fork_servers.active_pid = active_.valid() ? active_.pid() : 0;
-    st.fork_servers.standby_pid = standby_.valid() ? standby_.pid() : 0;
-    st.fork_servers.promotions = promotions_;
-    st.fork_servers.standby_failures = standby_failures_;
-    st.fork_servers.standby_error = standby_error_;
+    st.fork_servers = servers_.status();
     return st;
   };
   // RSS is read here, not on the dispatcher thread: /proc reads take microseconds each.

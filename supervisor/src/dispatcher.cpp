@@ -56,15 +56,14 @@ void raise_descriptor_limit() noexcept {
 
 }  // namespace
 
-dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)), log_(logger("supervisor")) {
+dispatcher::dispatcher(supervisor_options options)
+    : options_(std::move(options)), log_(logger("supervisor")), servers_(options_.name, log_) {
   if (const int threads = threads_of_this_process(); threads > 1)
     log_->warn("{}: created while this process has {} threads; the fork server copies only this one, so "
                "construct the supervisor before starting threads",
                options_.name, threads);
   raise_descriptor_limit();  // before the fork servers are forked: they inherit it
-  zygote_ = fork_server::start_zygote(options_.name);
-  active_ = zygote_.fork_standby(options_.name);
-  standby_ = zygote_.fork_standby(options_.name);
+  servers_.start();
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   deaths_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -74,11 +73,7 @@ dispatcher::dispatcher(supervisor_options options) : options_(std::move(options)
   ev.events = EPOLLIN;
   ev.data.u64 = 0;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
-  ev.data.u64 = 1;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
-  ev.data.u64 = 2;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, zygote_.socket_fd(), &ev);  // it speaks only to say it is gone
+  servers_.watch_in(epoll_fd_);  // tags 1 and 2
   ev.data.u64 = 3;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, deaths_fd_, &ev);
 }
@@ -104,9 +99,7 @@ dispatcher::~dispatcher() {
     for (job_record* j : left) complete(*p, j, failed(*j, error_kind::stopped, "supervisor destroyed before the job ran"));
   }
   // Closing the fork servers' sockets ends them; their destructors wait for that.
-  active_ = {};
-  standby_ = {};
-  zygote_ = {};
+  servers_.close();
   if (wake_fd_ >= 0) ::close(wake_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (deaths_fd_ >= 0) ::close(deaths_fd_);
@@ -337,10 +330,7 @@ bool dispatcher::has_free_worker(const pool_state& p) noexcept {
 bool dispatcher::handle_timers() {
   const auto now = clock_type::now();
   bool any = false;
-  if (now >= standby_retry_at_) {
-    replace_standby();
-    any = true;
-  }
+  any |= servers_.retry_due(now);
   for (std::size_t i = 0; i < live_.size(); ++i) {
     pool_state& p = *live_[i];
     for (auto& sp : p.slots) {
@@ -383,7 +373,7 @@ clock_type::time_point dispatcher::next_deadline() const {
   }
   if (phase_ == phase::stopping || phase_ == phase::stopping_workers) next = std::min(next, shutdown_deadline_);
   next = std::min(next, fork_server_deadline());
-  return std::min(next, standby_retry_at_);
+  return std::min(next, servers_.deadline());
 }
 
 // Nothing to do: spin briefly (a result or a submission is often microseconds away),
@@ -420,7 +410,7 @@ void dispatcher::idle_wait() {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count() + 1;
       timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1000));
     }
-    watch_active_socket();
+    servers_.watch_for_room();
     epoll_event events[8];
     const int n = ::epoll_wait(epoll_fd_, events, 8, timeout_ms);
     for (int i = 0; i < n; ++i) fork_events_due_ |= events[i].data.u64 != 0;  // a fork server spoke

@@ -26,7 +26,7 @@
 #include <variant>
 #include <vector>
 
-#include "fork_server.hpp"
+#include "fork_server_set.hpp"
 #include "policy/death_verdict.hpp"
 #include "policy/restart_intensity.hpp"
 #include "policy/shutdown_phase.hpp"
@@ -202,7 +202,6 @@ class dispatcher {
   bool handle_fork_events();
   void on_spawned(const fork_event& e);
   void on_spawn_failed(const fork_event& e);
-  void replace_standby();
   void on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died);
   void on_server_death();
   // A fork server that does not answer (stopped, wedged): what says so, and what is done.
@@ -210,7 +209,6 @@ class dispatcher {
   bool note_deaths();
   bool check_fork_server();
   clock_type::time_point fork_server_deadline() const;
-  void watch_active_socket();
   void check_descriptor_budget(const std::string& pool, std::size_t workers, const pool_state* existing) const;
   bool dispatch();
   bool dispatch_pool(pool_state& p);
@@ -248,19 +246,10 @@ class dispatcher {
 
   supervisor_options options_;
   std::shared_ptr<spdlog::logger> log_;
-  fork_server zygote_;  // forks active_ and standby_: declared first, so that it ends last
-  fork_server active_, standby_;
-  std::uint64_t server_id_ = 1;
-  // A standby that could not be forked is tried again with a capped backoff, so that one
-  // failure (EAGAIN, ENOMEM) does not leave the pools one fork-server death from giving up.
-  clock_type::time_point standby_retry_at_ = clock_type::time_point::max();
-  unsigned standby_failures_ = 0;
-  std::string standby_error_;
-  unsigned promotions_ = 0;
+  fork_server_set servers_;  // the zygote, the active fork server and the standby
   int wake_fd_ = -1;
   int epoll_fd_ = -1;
   int deaths_fd_ = -1;          // epoll of the workers' pidfds: a death as the kernel saw it
-  bool active_wants_out_ = false;  // the active server's socket is watched for room too
 
   // Sleep protocol with submitters (a Dekker pair, like the doorbells).
   std::atomic<bool> sleeping_{false};

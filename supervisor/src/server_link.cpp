@@ -1,5 +1,6 @@
-// The dispatcher's side of the fork servers: their events, the standby, a server's death,
-// and watching that the active one still answers.
+// The dispatcher's side of the fork servers: what their events and a server's death
+// mean for slots and pools, and watching that the active one still answers. The servers
+// themselves (the standby, promotion, their sockets) are fork_server_set.{hpp,cpp}.
 
 #include "dispatcher.hpp"
 #include "dispatcher_internal.hpp"
@@ -7,6 +8,7 @@
 
 #include "policy/attempt_outcome.hpp"
 #include "policy/backoff.hpp"
+#include "policy/fork_server_succession.hpp"
 #include "policy/restart_or_retire.hpp"
 #include "policy/start_failure.hpp"
 #include "policy/strategy.hpp"
@@ -56,14 +58,11 @@ std::string stderr_excerpt(std::string_view text) {
 }  // namespace
 
 bool dispatcher::handle_fork_events() {
-  if (!active_.valid()) return false;  // no server left: the pools have given up
+  if (!servers_.has_active()) return false;  // no server left: the pools have given up
   bool any = false;
-  std::error_code ec;
-  // Requests the socket did not take: sent as room appears (a failure is the server's
-  // death, which the receive below sees as end-of-file).
-  if (active_.has_queued()) active_.flush(ec);
   any |= note_deaths();
-  while (auto e = active_.try_receive(ec)) {
+  const fork_server_set::report report = servers_.poll();
+  for (auto e = report.events.cbegin(); e != report.events.cend(); ++e) {
     any = true;
     switch (e->what) {
       case fork_event::kind::spawned: on_spawned(*e); break;
@@ -79,57 +78,13 @@ bool dispatcher::handle_fork_events() {
         break;
     }
   }
-  if (ec) {
+  if (report.gone) {
     on_server_death();
     return true;
   }
   if (check_fork_server()) return true;
-  if (standby_.valid() && standby_.ended()) {
-    log_->warn("{}: the standby fork server (pid {}) died; forking another", options_.name, standby_.pid());
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, standby_.socket_fd(), nullptr);
-    standby_ = {};
-    replace_standby();
-    any = true;
-  }
-  if (zygote_.valid() && zygote_.ended()) {
-    log_->error("{}: the zygote (pid {}) died; the fork servers end with it, and no other can be forked", options_.name,
-                zygote_.pid());
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, zygote_.socket_fd(), nullptr);
-    zygote_ = {};
-    any = true;
-  }
+  any |= servers_.tend();  // a standby or the zygote that died
   return any;
-}
-
-// Asks the zygote for a new standby. A failure (the server cannot fork: EAGAIN,
-// ENOMEM) is logged and tried again after a delay that doubles from 100 ms up to 5 s;
-// status() shows it meanwhile.
-void dispatcher::replace_standby() {
-  standby_retry_at_ = k_forever;
-  if (standby_.valid() || !active_.valid() || !zygote_.valid()) return;
-  std::error_code ec;
-  if (auto s = zygote_.fork_standby(ec)) {
-    standby_ = std::move(*s);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = 2;
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, standby_.socket_fd(), &ev);
-    if (standby_failures_ > 0)
-      log_->info("{}: standby fork server (pid {}) forked after {} failed attempts", options_.name, standby_.pid(),
-                 standby_failures_);
-    standby_failures_ = 0;
-    standby_error_.clear();
-    return;
-  }
-  ++standby_failures_;
-  const char* name = ::strerrorname_np(ec.value());
-  standby_error_ = (name ? std::string(name) + ": " : std::string()) + ec.message();
-  const std::chrono::milliseconds delay =
-      std::min(k_stop_waits.standby_retry_first * (1 << std::min(standby_failures_ - 1, 6u)), k_stop_waits.standby_retry_max);
-  standby_retry_at_ = clock_type::now() + delay;
-  log_->warn("{}: cannot fork a standby fork server ({}, attempt {}); retrying in {}; until then a death of the "
-             "fork server (pid {}) gives up every pool",
-             options_.name, standby_error_, standby_failures_, format_ms(delay), active_.pid());
 }
 
 void dispatcher::on_spawned(const fork_event& e) {
@@ -145,7 +100,7 @@ void dispatcher::on_spawned(const fork_event& e) {
   live_[s.pool]->fork_failing_since = {};
   s.pid = e.pid;
   s.pidfd = e.pidfd;
-  s.server = server_id_;
+  s.server = servers_.active_id();
   by_pid_[e.pid] = &s;
   watch_pidfd(s);
   if (s.retired || s.end == ending::shutdown) pidfd_signal(s.pidfd, SIGKILL);
@@ -184,9 +139,8 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
 
 void dispatcher::on_server_death() {
   log_->error("{}: the fork server (pid {}) died; its workers die with it; promoting the standby", options_.name,
-              active_.pid());
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
-  const std::uint64_t dead = server_id_;
+              servers_.pid());
+  const std::uint64_t dead = servers_.active_id();
   // Every worker of the dead server dies of PR_SET_PDEATHSIG (and the zygote kills what
   // is left of it). Wait until it has (its pidfd says so), so that its rings can be
   // reset safely; requests it never answered are simply made again.
@@ -210,19 +164,7 @@ void dispatcher::on_server_death() {
     for (int fd : pidfds) pidfd_signal(fd, SIGKILL);
     (void)wait_all_ended(pidfds, wait_ms);
   }
-  active_ = std::move(standby_);
-  standby_ = {};
-  ++server_id_;
-  if (active_.valid()) {
-    ++promotions_;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = 1;
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, active_.socket_fd(), nullptr);
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, active_.socket_fd(), &ev);
-    active_wants_out_ = false;
-    replace_standby();
-  }
+  const succession next = servers_.promote();
   // Their deaths were not their jobs' fault: nothing is charged, and they restart at
   // once on the new server (or retire, if there is none). Each is a restart all the same,
   // counted (not toward restart intensity: the server's death is not the pool's doing).
@@ -247,7 +189,7 @@ void dispatcher::on_server_death() {
     const bool first = charged.insert(s->pool).second;
     on_exit(*s, W_EXITCODE(0, SIGKILL), 0, !first);  // the rest as victims: restarted at once, uncharged
   }
-  if (!active_.valid())
+  if (next.give_up)
     for (pool_state* p : live_) give_up(*p, "the fork server died and no standby was left");
 }
 
@@ -283,50 +225,52 @@ bool dispatcher::note_deaths() {
   return false;  // nothing changes until the report comes, or the deadline passes
 }
 
+namespace {
+
+// Calls f(pool, slot, is_death, since) for each answer the active server owes: the
+// report of a death that a worker's pidfd showed, or the answer to a spawn request.
+// Stops at the first f that returns true, and says whether one did. The one list of
+// both the deadline and the check below.
+template <class F>
+bool find_owed_answer(const std::vector<pool_state*>& pools, F&& f) {
+  for (const pool_state* p : pools)
+    for (auto& s : p->slots) {
+      if (s->alive() && s->death_seen_at != clock_type::time_point{} && f(*p, *s, true, s->death_seen_at)) return true;
+      if (s->spawn_request && f(*p, *s, false, s->spawned_at)) return true;
+    }
+  return false;
+}
+
+}  // namespace
+
 clock_type::time_point dispatcher::fork_server_deadline() const {
   auto next = clock_type::time_point::max();
-  for (const pool_state* p : live_)
-    for (auto& s : p->slots) {
-      if (s->alive() && s->death_seen_at != clock_type::time_point{})
-        next = std::min(next, s->death_seen_at + p->options.start_timeout);
-      if (s->spawn_request) next = std::min(next, s->spawned_at + p->options.start_timeout);
-    }
+  (void)find_owed_answer(live_, [&](const pool_state& p, const slot_state&, bool, clock_type::time_point since) {
+    next = std::min(next, answer_due(since, p.options.start_timeout));
+    return false;
+  });
   return next;
 }
 
 bool dispatcher::check_fork_server() {
-  if (!active_.valid()) return false;
+  if (!servers_.has_active()) return false;
   const auto now = clock_type::now();
   std::string why;
-  for (const pool_state* p : live_) {
-    for (auto& s : p->slots) {
-      if (s->alive() && s->death_seen_at != clock_type::time_point{} && now - s->death_seen_at > p->options.start_timeout) {
-        why = "did not report the death of worker " + p->name + "/" + std::to_string(s->index) + " (pid " +
-              std::to_string(s->pid) + ") within start_timeout of " + format_ms(p->options.start_timeout);
-      } else if (s->spawn_request && now - s->spawned_at > p->options.start_timeout) {
-        why = "did not answer a request to start worker " + p->name + "/" + std::to_string(s->index) +
-              " within start_timeout of " + format_ms(p->options.start_timeout);
-      }
-      if (!why.empty()) break;
-    }
-    if (!why.empty()) break;
-  }
-  if (why.empty()) return false;
-  log_->error("{}: the fork server (pid {}) {}: it is not working (stopped?); killing it", options_.name, active_.pid(), why);
-  active_.kill();
+  const bool overdue =
+      find_owed_answer(live_, [&](const pool_state& p, const slot_state& s, bool death, clock_type::time_point since) {
+        if (!answer_overdue(since, p.options.start_timeout, now)) return false;
+        why = death ? "did not report the death of worker " + p.name + "/" + std::to_string(s.index) + " (pid " +
+                          std::to_string(s.pid) + ") within start_timeout of " + format_ms(p.options.start_timeout)
+                    : "did not answer a request to start worker " + p.name + "/" + std::to_string(s.index) +
+                          " within start_timeout of " + format_ms(p.options.start_timeout);
+        return true;
+      });
+  if (!overdue) return false;
+  log_->error("{}: the fork server (pid {}) {}: it is not working (stopped?); killing it", options_.name, servers_.pid(),
+              why);
+  servers_.kill_active();
   on_server_death();
   return true;
-}
-
-// The active server's socket is watched for room while requests wait for it.
-void dispatcher::watch_active_socket() {
-  const bool want = active_.valid() && active_.has_queued();
-  if (want == active_wants_out_) return;
-  epoll_event ev{};
-  ev.events = static_cast<std::uint32_t>(EPOLLIN) | (want ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
-  ev.data.u64 = 1;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, active_.socket_fd(), &ev);
-  active_wants_out_ = want;
 }
 
 }  // namespace ringmaster::detail

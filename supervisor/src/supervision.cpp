@@ -271,7 +271,7 @@ void dispatcher::schedule_restart(slot_state& s, bool planned, bool was_ready) {
 
 void dispatcher::spawn(slot_state& s) {
   pool_state& p = *live_[s.pool];
-  if (!active_.valid()) {  // no fork server left: on_server_death gives the pools up
+  if (!servers_.has_active()) {  // no fork server left: on_server_death gives the pools up
     s.state = worker_state::stopped;
     s.retired = true;
     return;
@@ -320,7 +320,7 @@ void dispatcher::spawn(slot_state& s) {
   r.segment_fd = s.segment.fd();
   r.wake_fd = wake_fd_;
   std::error_code ec;
-  active_.spawn(r, ec);
+  servers_.spawn(r, ec);
   // A failed send means the fork server died: its socket's end-of-file is handled next.
   if (ec) log_->warn("{}: cannot reach the fork server: {}", options_.name, ec.message());
 }
