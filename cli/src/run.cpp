@@ -174,8 +174,9 @@ static int run_body(const run_options& o) {
   std::string level;
   if (!detail::load_for_start(o.config, o.log_level, config, level)) return k_exit_usage;
   if (o.workers) {
-    if (*o.workers > 1024) {
-      say("ringmaster: --workers: expected an integer from 0 to 1024 (0: one per core), got " + std::to_string(*o.workers));
+    if (*o.workers > k_max_workers) {
+      say("ringmaster: --workers: expected an integer from 0 to " + std::to_string(k_max_workers) +
+          " (0: one per core), got " + std::to_string(*o.workers));
       return k_exit_usage;
     }
     for (auto& p : config.pools) p.options.workers = *o.workers;

@@ -480,8 +480,9 @@ void server::handle_request(client& c, const request& r) {
     const std::string state = to_string(ladder_->now());
     c.out += reply_line("ok", json_field("message", ladder_->now() == before ? "already " + state : state));
   } else if (r.op == "scale") {
-    if (r.pool.empty() || r.workers < 1 || r.workers > 1024) {
-      c.out += error_line("scale: expected {\"op\": \"scale\", \"pool\": NAME, \"workers\": 1-1024}");
+    if (r.pool.empty() || r.workers < 1 || r.workers > k_max_workers) {
+      c.out += error_line("scale: expected {\"op\": \"scale\", \"pool\": NAME, \"workers\": 1-" +
+                          std::to_string(k_max_workers) + "}");
       return;
     }
     pool* p = sup_->find_pool(r.pool);

@@ -323,7 +323,8 @@ bool dispatcher::submit(pool_state& p, std::unique_ptr<job_record>& job, bool bl
     return true;
   }
   if (job->type.empty() || job->type.size() > wire::k_max_name || job->id.size() > wire::k_max_name) {
-    refuse(error_kind::rejected, "job type must be 1-1024 bytes and id at most 1024 bytes");
+    refuse(error_kind::rejected, "job type must be 1-" + std::to_string(wire::k_max_name) + " bytes and id at most " +
+                                     std::to_string(k_max_id) + " bytes");
     return true;
   }
   if (p.fork_handlers && !p.types.count(job->type)) {
