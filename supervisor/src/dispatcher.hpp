@@ -62,12 +62,11 @@ struct job_record {
   std::variant<std::monostate, std::promise<result>, completion_callback, completion_queue*, reply_target> target;
 };
 
-// A slot's phase, and why a worker is on its way out (`ending`, policy/death_verdict.hpp):
-// slot_phase.hpp, changed only through dispatcher::enter.
-
 struct slot_state {
   int index = 0;
   std::size_t pool = 0;
+  // Its phase, and what the phase carries (why it is on its way out, whether it said
+  // ready): slot_phase.hpp. Changed only through dispatcher::enter.
   slot_lifecycle life;
   ipc::segment segment;
   wire::link_view view;
