@@ -205,16 +205,16 @@ supervisor_status dispatcher::status() {
         worker_status ws;
         ws.slot = s->index;
         ws.pid = s->pid;
-        ws.state = s->state;
+        ws.state = s->state();
         ws.jobs_done = s->jobs_done;
         ws.jobs_failed = s->jobs_failed;
         ws.restarts = s->restarts;
         ws.restarts_by_cause = s->restarts_by_cause;
-        if (s->state == worker_state::busy && !s->in_flight.empty()) {
+        if (ws.state == worker_state::busy) {
           ws.current_job = s->in_flight.front()->id;
           ws.current_job_ms = ms_since(s->front_started);
         }
-        if (s->ready && s->alive()) ws.uptime_ms = ms_since(s->ready_at);
+        if (s->life.said_ready && s->alive()) ws.uptime_ms = ms_since(s->ready_at);
         ps.workers.push_back(std::move(ws));
       }
       st.pools.push_back(std::move(ps));

@@ -249,13 +249,7 @@ bool dispatcher::dispatch() {
     pool_state& p = *live_[i];
     for (auto& s : p.slots) {
       if (!s->outbox.empty() && s->alive()) any |= flush_outbox(*s);
-      if (s->stop_due && s->alive() && !wire::encode(s->jobs, {.type = wire::kind::stop})) {
-        // Behind the jobs it holds: the worker runs them, then exits cleanly.
-        s->jobs.publish();
-        s->stop_due = false;
-        s->stop_sent = true;
-        any = true;
-      }
+      if (s->life.stop_due && s->alive()) any |= send_stop(*s);
     }
     if (!p.queue.empty() && !p.gave_up) any |= dispatch_pool(p);
   }
@@ -273,7 +267,7 @@ bool dispatcher::dispatch_pool(pool_state& p) {
     for (auto& sp : p.slots) {
       slot_state& s = *sp;
       if (p.queue.empty()) break;
-      if (!s.alive() || !s.ready || s.stop_sent || s.end != ending::none || s.in_flight.size() >= limit) continue;
+      if (!s.in(slot_phase::ready) || s.in_flight.size() >= limit) continue;
       // A handler waiting for a job of its own pool runs nothing else meanwhile: a job
       // sent ahead to it would wait behind it, and if that job is the one it waits for,
       // until the call times out. So it gets jobs only while no other worker can.
@@ -305,14 +299,11 @@ bool dispatcher::dispatch_pool(pool_state& p) {
       s.in_flight.push_back(j);
       j->sent = true;
       p.in_flight.fetch_add(1, std::memory_order_relaxed);
-      s.state = worker_state::busy;
       if (touched.empty() || touched.back() != &s) touched.push_back(&s);
       progress = any = true;
       if (p.options.max_jobs_per_worker > 0 && ++s.jobs_sent >= p.options.max_jobs_per_worker) {
         // Recycling: the worker exits after this job, cleanly, and is replaced.
-        (void)wire::encode(s.jobs, {.type = wire::kind::stop});
-        s.stop_sent = true;
-        s.end = ending::recycle;
+        ask_to_stop(s, ending::recycle);
       }
     }
   }
@@ -323,7 +314,7 @@ bool dispatcher::dispatch_pool(pool_state& p) {
 // A worker of `p` that waits for no job of `p` and can take jobs, now or once started.
 bool dispatcher::has_free_worker(const pool_state& p) noexcept {
   return std::any_of(p.slots.begin(), p.slots.end(), [](const auto& s) {
-    return !s->retired && !s->stop_sent && s->end == ending::none && s->awaiting_own_pool == 0;
+    return will_take_jobs(s->life) && s->awaiting_own_pool == 0;
   });
 }
 
@@ -383,7 +374,7 @@ void dispatcher::idle_wait() {
   auto ready_slot = [this] {
     for (std::size_t i = 0; i < live_.size(); ++i)
       for (auto& s : live_[i]->slots)
-        if (s->alive() && s->end != ending::hostile && s->results.readable()) return true;
+        if (s->alive() && !is_hostile(s->life) && s->results.readable()) return true;
     return false;
   };
   const auto spin_until = clock_type::now() + std::chrono::microseconds(20);
@@ -396,7 +387,7 @@ void dispatcher::idle_wait() {
   bool ready = submissions_.load(std::memory_order_seq_cst) != submissions_seen_;
   for (std::size_t i = 0; i < live_.size() && !ready; ++i)
     for (auto& s : live_[i]->slots) {
-      if (!s->alive() || s->end == ending::hostile) continue;
+      if (!s->alive() || is_hostile(s->life)) continue;
       if (!s->results.announce_sleep()) {
         ready = true;
         break;

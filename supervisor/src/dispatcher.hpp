@@ -31,6 +31,8 @@
 #include "policy/restart_intensity.hpp"
 #include "policy/shutdown_phase.hpp"
 #include "refusal.hpp"
+#include "slot_phase.hpp"
+#include "worker_events.hpp"
 
 namespace spdlog {
 class logger;
@@ -60,13 +62,12 @@ struct job_record {
   std::variant<std::monostate, std::promise<result>, completion_callback, completion_queue*, reply_target> target;
 };
 
-// Why a worker is on its way out, decided by the supervisor before it died: `ending`,
-// in policy/death_verdict.hpp.
-
 struct slot_state {
   int index = 0;
   std::size_t pool = 0;
-  worker_state state = worker_state::starting;
+  // Its phase, and what the phase carries (why it is on its way out, whether it said
+  // ready): slot_phase.hpp. Changed only through dispatcher::enter.
+  slot_lifecycle life;
   ipc::segment segment;
   wire::link_view view;
   ipc::ring_writer jobs;
@@ -75,12 +76,6 @@ struct slot_state {
   int pidfd = -1;
   std::uint64_t server = 0;         // which fork server started it
   std::uint64_t spawn_request = 0;  // pending spawn, 0 if none
-  bool ready = false;               // sent `ready` since its last spawn
-  bool stop_sent = false;
-  bool retired = false;             // never to be restarted (temporary, pool gave up, shutdown)
-  bool scaled_out = false;          // retired by pool::scale: removed from the pool once gone
-  bool stop_due = false;            // a stop message waits for room in the job ring
-  ending end = ending::none;
   std::deque<job_record*> in_flight;
   struct reply {
     std::uint64_t request;
@@ -102,8 +97,13 @@ struct slot_state {
   clock_type::time_point death_seen_at{};
 
   [[nodiscard]] bool alive() const noexcept { return pid > 0; }
+  [[nodiscard]] bool in(slot_phase p) const noexcept { return life.phase == p; }
+  /// Never to be restarted (temporary, pool gave up, scaled out, shutdown).
+  [[nodiscard]] bool retired() const noexcept { return is_retired(life); }
   /// Not on its way out (a pending recycle still counts: the job it runs is timed).
-  [[nodiscard]] bool running_normally() const noexcept { return end == ending::none || end == ending::recycle; }
+  [[nodiscard]] bool running_normally() const noexcept { return detail::running_normally(life); }
+  /// As status() shows it.
+  [[nodiscard]] worker_state state() const noexcept { return shown_state(life, !in_flight.empty()); }
 };
 
 struct pool_state {
@@ -198,7 +198,10 @@ class dispatcher {
   bool collect_results();
   bool collect(slot_state& s);
   void handle_message(slot_state& s, const wire::message& m);
-  void handle_worker_submit(slot_state& s, const wire::message& m);
+  void on_worker_ready(slot_state& s, const worker_ready& e);
+  void on_worker_result(slot_state& s, const worker_result& e);
+  void on_violation(slot_state& s, std::string_view why);
+  void handle_worker_submit(slot_state& s, const worker_submit& m);
   bool handle_fork_events();
   void on_spawned(const fork_event& e);
   void on_spawn_failed(const fork_event& e);
@@ -220,6 +223,12 @@ class dispatcher {
   void spawn(slot_state& s);
   void schedule_restart(slot_state& s, bool planned, bool was_ready);
   void terminate(slot_state& s, ending why, int sig);
+  // The slot's next phase (slot_phase.hpp); `what` names the transition for the log of
+  // an illegal one (asserted in debug builds; the slot keeps its phase otherwise).
+  void enter(slot_state& s, next_phase next, const char* what);
+  // A `stop` behind the jobs it holds, sent now or once its ring has room (send_stop).
+  void ask_to_stop(slot_state& s, ending why);
+  bool send_stop(slot_state& s);
   void give_up(pool_state& p, std::string reason);
   void complete(pool_state& p, job_record* job, result r);
   void keep_callback_exception(pool_state& p, std::exception_ptr e);  // waiters.cpp

@@ -28,13 +28,10 @@ void pidfd_signal(int pidfd, int sig) noexcept;
 
 result failed(const job_record& j, error_kind kind, std::string message, int worker = -1, double ms = 0);
 
-/// A slot's timers (worker_slot.hpp) from its state and its pool's options: the one
+/// A slot's timers (worker_slot.hpp) from its phase and its pool's options: the one
 /// source of both handle_timers and next_deadline.
 inline slot_deadlines deadlines_of(const slot_state& s, const pool_options& o) noexcept {
-  return deadlines_of(slot_clock{.in_backoff = s.state == worker_state::backoff && !s.retired,
-                                 .alive = s.alive(),
-                                 .ready = s.ready,
-                                 .running_normally = s.running_normally(),
+  return deadlines_of(slot_clock{.life = s.life,
                                  .has_job = !s.in_flight.empty(),
                                  .restart_at = s.restart_at,
                                  .kill_at = s.kill_at,

@@ -33,13 +33,13 @@ namespace ringmaster::detail {
 
 // A handler submitted a job (job::post / job::submit). Routed like any other job; a
 // reply, if asked for, goes back to this very worker process, or nowhere.
-void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
-  const reply_target asker{s.pool, s.index, s.jobs.generation(), m.token};
+void dispatcher::handle_worker_submit(slot_state& s, const worker_submit& m) {
+  const reply_target asker{s.pool, s.index, s.jobs.generation(), m.request};
   pool_state* target = nullptr;
   for (std::size_t i = 0; i < live_.size(); ++i)
     if (live_[i]->name == m.pool && (!target || target->removed.load())) target = live_[i];
   auto refuse = [&](error_kind kind, std::string why) {
-    if (m.token == 0) {
+    if (m.request == 0) {
       // Nobody waits for a posted job, so its refusal is logged; at the 1st, 2nd, 4th, 8th
       // ... refusal only, so that a worker posting in a loop cannot flood the log.
       static std::atomic<std::uint64_t> refused_posts{0};
@@ -58,7 +58,7 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
   if (target->gave_up) return refuse(error_kind::stopped, target->gave_up_reason);
   // A worker waiting for a job of its own one-worker pool waits for itself: said at once
   // rather than at the call's timeout. (A posted job just runs after the handler.)
-  if (m.token != 0 && target == live_[s.pool] && target->options.workers == 1)
+  if (m.request != 0 && target == live_[s.pool] && target->options.workers == 1)
     return refuse(error_kind::rejected, "pool '" + target->name +
                                             "' has one worker, the very one waiting for this reply: a handler cannot call "
                                             "its own one-worker pool (post the job, or give the pool more workers)");
@@ -66,7 +66,7 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
   // work, so only a stop refuses them.
   if (stopping())
     return refuse(error_kind::stopped, "pool '" + target->name + "' is not accepting jobs: supervisor stopping");
-  if (m.body.size() > target->options.max_message)
+  if (m.payload.size() > target->options.max_message)
     return refuse(error_kind::rejected, "payload exceeds max_message of pool '" + target->name + "'");
   if (target->fork_handlers && !target->types.count(m.job_type))
     return refuse(error_kind::rejected, "pool '" + target->name + "' has no handler for job type '" + std::string(m.job_type) + "'");
@@ -76,9 +76,9 @@ void dispatcher::handle_worker_submit(slot_state& s, const wire::message& m) {
   if (target->unfinished.load() >= target->options.max_pending)
     return refuse(error_kind::rejected, "pool '" + target->name + "' is full (" +
                                             std::to_string(target->options.max_pending) + " jobs unfinished, max_pending)");
-  auto j = new_job(*target, m.job_type, m.body, std::string(m.id));
+  auto j = new_job(*target, m.job_type, m.payload, std::string(m.id));
   j->token = next_token_++;
-  if (m.token != 0) {
+  if (m.request != 0) {
     j->target = asker;
     if (target == live_[s.pool]) ++s.awaiting_own_pool;  // until its reply (deliver_reply)
   }

@@ -46,17 +46,11 @@ refusal dispatcher::apply_scale(pool_state& p, unsigned workers) {
   p.options.workers = workers;
   for (std::size_t i = 0; i < std::min<std::size_t>(workers, p.slots.size()); ++i) {
     slot_state& s = *p.slots[i];
-    if (!s.scaled_out) continue;
-    s.scaled_out = false;
-    s.retired = false;
-    if (s.alive()) {
-      // Its stop message not sent yet: it simply stays. Sent: it exits cleanly after its
-      // jobs and is replaced (as a recycled worker is).
-      if (s.stop_due) s.stop_due = false, s.end = ending::none, s.state = s.in_flight.empty() ? worker_state::ready : worker_state::busy;
-      if (!s.ready) s.state = worker_state::starting;
-    } else if (s.spawn_request == 0) {
-      spawn(s);
-    }
+    if (!s.life.scaled_out) continue;
+    // Its stop message not sent yet: it simply stays. Sent: it exits cleanly after its
+    // jobs and is replaced (as a recycled worker is). Gone: started again.
+    enter(s, on_scale_back(s.life), "scale back");
+    if (s.in(slot_phase::down)) spawn(s);
   }
   while (p.slots.size() < workers) {
     auto s = std::make_unique<slot_state>();
@@ -79,24 +73,16 @@ refusal dispatcher::apply_scale(pool_state& p, unsigned workers) {
 }
 
 void dispatcher::retire_for_scale(slot_state& s) {
-  if (s.scaled_out) return;
-  s.scaled_out = true;
-  s.retired = true;
+  if (s.life.scaled_out) return;
   if (s.spawn_request) {  // never started: on_spawned kills it if it comes
     spawning_.erase(s.spawn_request);
     s.spawn_request = 0;
-    s.state = worker_state::stopped;
-  } else if (s.alive()) {
-    // Healthy: a stop message behind the jobs it holds, so they finish first. Already on
-    // its way out (timeout, strategy): it goes as planned and is not replaced.
-    if (s.running_normally()) {
-      s.end = ending::recycle;
-      if (!s.stop_sent) s.stop_due = true;
-      s.state = worker_state::stopping;
-    }
-  } else {
-    s.state = worker_state::stopped;
   }
+  // Healthy: a stop message behind the jobs it holds, so they finish first. Already on
+  // its way out (timeout, strategy): it goes as planned and is not replaced. Dead (or
+  // never started): stopped.
+  enter(s, on_scale_in(s.life), "scale in");
+  if (s.life.stop_due) send_stop(s);
 }
 
 // Scaled-out slots at the end of their pool go once their process has.
@@ -106,7 +92,7 @@ void dispatcher::trim_slots() {
     std::lock_guard lock(pools_mutex_);
     while (!p->slots.empty()) {
       const slot_state& s = *p->slots.back();
-      if (!s.scaled_out || s.alive() || s.spawn_request != 0) break;
+      if (!s.life.scaled_out || s.alive() || s.spawn_request != 0) break;
       p->slots.pop_back();
     }
   }
@@ -131,14 +117,11 @@ void dispatcher::advance_removals() {
     else
       log_->info("{}: pool '{}' removed", options_.name, p.name);
     for (auto& s : p.slots) {
-      s->retired = true;
       if (s->spawn_request) spawning_.erase(s->spawn_request), s->spawn_request = 0;
       if (!s->alive()) {
-        s->state = worker_state::stopped;
-      } else if (s->ready && s->in_flight.empty() && s->running_normally()) {
-        s->end = ending::shutdown;
-        if (!s->stop_sent) s->stop_due = true;
-        s->state = worker_state::stopping;
+        enter(*s, on_retire(s->life, worker_state::stopped), "retire");
+      } else if (s->life.said_ready && s->in_flight.empty() && s->running_normally()) {
+        ask_to_stop(*s, ending::shutdown);
       } else {
         terminate(*s, ending::shutdown, SIGKILL);
       }

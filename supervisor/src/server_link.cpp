@@ -71,7 +71,7 @@ bool dispatcher::handle_fork_events() {
         if (auto it = by_pid_.find(e->pid); it != by_pid_.end()) {
           slot_state& s = *it->second;
           // A worker that never became ready: its last line on stderr says why.
-          if (!s.ready && s.start_error.empty()) s.start_error = last_line(e->message);
+          if (!s.life.said_ready && s.start_error.empty()) s.start_error = last_line(e->message);
           s.stderr_tail = stderr_excerpt(e->message);  // for the failure of the job it ran
           on_exit(s, e->status, e->max_rss_kib, false);
         }
@@ -103,7 +103,7 @@ void dispatcher::on_spawned(const fork_event& e) {
   s.server = servers_.active_id();
   by_pid_[e.pid] = &s;
   watch_pidfd(s);
-  if (s.retired || s.end == ending::shutdown) pidfd_signal(s.pidfd, SIGKILL);
+  enter(s, detail::on_spawned(s.life), "spawned");  // (the transition, not this member)
 }
 
 void dispatcher::on_spawn_failed(const fork_event& e) {
@@ -129,6 +129,7 @@ void dispatcher::on_spawn_failed(const fork_event& e) {
       return;
     }
     log_->warn("{}: pool '{}' cannot fork worker {} ({}); retrying", options_.name, p.name, s.index, e.message);
+    enter(s, on_death(s.life), "spawn failed");
     schedule_restart(s, false, false);
     return;
   }
@@ -170,7 +171,7 @@ void dispatcher::on_server_death() {
   // counted (not toward restart intensity: the server's death is not the pool's doing).
   for (slot_state* s : victims) {
     pool_state& p = *live_[s->pool];
-    if (!s->retired && phase_ == phase::running) {
+    if (!s->retired() && phase_ == phase::running) {
       ++p.restarts;
       ++s->restarts;
       s->restarts_by_cause["fork server died"]++;

@@ -90,7 +90,6 @@ void dispatcher::hold_unstarted_jobs() {
       for (auto it = first_unstarted; it != s.in_flight.end(); ++it)
         complete(*pp, *it, failed(**it, error_kind::stopped, "supervisor stopped before the job ran"));
       s.in_flight.erase(first_unstarted, s.in_flight.end());
-      if (s.in_flight.empty() && s.state == worker_state::busy) s.state = worker_state::ready;
     }
 }
 
@@ -115,16 +114,13 @@ void dispatcher::advance_shutdown() {
     shutdown_deadline_ = now + k_stop_waits.shutdown_kill_after;
     for (std::size_t i = 0; i < live_.size(); ++i)
       for (auto& s : live_[i]->slots) {
-        s->retired = true;
         if (s->spawn_request) spawning_.erase(s->spawn_request), s->spawn_request = 0;
-        if (s->state == worker_state::backoff) s->state = worker_state::stopped;
+        // Dead and coming back (or on its way back): stopped. Dead for good: as it ended.
+        if (s->in(slot_phase::down) || s->in(slot_phase::spawning) || s->in(slot_phase::backoff))
+          enter(*s, on_retire(s->life, worker_state::stopped), "retire");
         if (!s->alive()) continue;
-        if (s->in_flight.empty() && s->ready) {
-          (void)wire::encode(s->jobs, {.type = wire::kind::stop});
-          s->jobs.publish();
-          s->stop_sent = true;
-          s->end = ending::shutdown;
-          s->state = worker_state::stopping;
+        if (s->in_flight.empty() && s->life.said_ready && !s->in(slot_phase::terminating)) {
+          ask_to_stop(*s, ending::shutdown);
         } else {
           terminate(*s, ending::shutdown, SIGKILL);
         }

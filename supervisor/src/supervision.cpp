@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -92,20 +93,26 @@ void dispatcher::complete(pool_state& p, job_record* job, result r) {
 // the slot is reset and restarted as the pool's restart type, intensity and backoff say.
 void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_kib, bool server_died) {
   pool_state& p = *live_[s.pool];
-  while (s.alive() && s.end != ending::hostile && collect(s)) {
+  // A spawn the dead server never answered, of a slot retired since (its pool gave up).
+  if (!s.alive() && !s.in(slot_phase::spawning)) return;
+  while (s.alive() && !is_hostile(s.life) && collect(s)) {
   }
   if (s.pid > 0) by_pid_.erase(s.pid);
   if (s.pidfd >= 0) ::close(s.pidfd);
   const pid_t pid = s.pid;
   s.pid = 0;
   s.pidfd = -1;
+  // What it was doing when it died (why it was ended, whether it was ready) decides the
+  // rest; the slot itself is down until that is decided.
+  const slot_lifecycle was = s.life;
+  enter(s, on_death(s.life), "death");
 
   // What killed it, as the user will read it (policy/death_verdict.hpp).
   const death_verdict verdict = classify({.wait_status = wait_status,
                                           .max_rss_kib = max_rss_kib,
                                           .out_of_memory = s.view.control && s.view.control->out_of_memory.load() != 0,
                                           .memory_limit = p.options.memory_limit,
-                                          .why = s.end,
+                                          .why = was.why,
                                           .server_died = server_died});
   const error_kind kind = verdict.kind;
   const std::string& cause = verdict.cause;
@@ -114,13 +121,13 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
   if (kind == error_kind::memory)
     message = "exceeded memory_limit of " + format_bytes(p.options.memory_limit) +
               (WIFSIGNALED(wait_status) ? " (" + signal_name(WTERMSIG(wait_status)) + ")" : "");
-  if (s.end == ending::hostile) message = "worker violated the ring protocol";
-  if (s.ready && !s.stderr_tail.empty()) message += "; its stderr ended: " + s.stderr_tail;
+  if (was.why == ending::hostile) message = "worker violated the ring protocol";
+  if (was.said_ready && !s.stderr_tail.empty()) message += "; its stderr ended: " + s.stderr_tail;
   s.stderr_tail.clear();
 
   const bool abnormal = verdict.abnormal;
   const bool planned = verdict.planned;
-  const bool stopping = this->stopping() || s.end == ending::shutdown;
+  const bool stopping = this->stopping() || was.why == ending::shutdown;
 
   // Attribution: the job the worker said it was running (if it holds it), or for a
   // timeout the one we timed. The worker's word is only used to pick among its own jobs.
@@ -130,7 +137,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     tokens.reserve(s.in_flight.size());
     for (job_record* j : s.in_flight) tokens.push_back(j->token);
     const std::uint64_t current = s.view.control ? s.view.control->current_job.load() : 0;
-    if (const auto i = charged_job(tokens, current, verdict, s.end)) running = s.in_flight[*i];
+    if (const auto i = charged_job(tokens, current, verdict, was.why)) running = s.in_flight[*i];
   }
   // For restart intensity: whether a job is charged, and with its first death (read now:
   // the loop below may complete the job).
@@ -174,35 +181,29 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     s.view.control->last_started.store(0);
     s.view.control->out_of_memory.store(0);
   }
-  const bool was_ready = s.ready;
-  s.ready = false;
-  s.stop_sent = false;
-  const ending why = s.end;
-  s.end = ending::none;
+  const bool was_ready = was.said_ready;
   s.kill_at = k_forever;
   if (pid > 0) {
     const auto level = (planned || stopping) ? spdlog::level::debug : spdlog::level::warn;
     log_->log(level, "{}: worker {}/{} (pid {}) ended: {}", options_.name, p.name, s.index, pid, message);
   }
 
-  if (stopping || s.retired || p.gave_up) {
-    s.state = WIFSIGNALED(wait_status) ? worker_state::signaled : worker_state::stopped;
-    if (s.scaled_out) s.state = worker_state::stopped;
-    s.retired = true;
-    trim_due_ |= s.scaled_out;
+  if (stopping || is_retired(was) || p.gave_up) {
+    const bool signaled = WIFSIGNALED(wait_status) && !s.life.scaled_out;
+    enter(s, on_retire(s.life, signaled ? worker_state::signaled : worker_state::stopped), "retire");
+    trim_due_ |= s.life.scaled_out;
     return;
   }
-  if (why == ending::recycle && !abnormal) {
+  if (was.why == ending::recycle && !abnormal) {
     s.restarts_by_cause["recycled"]++;
     spawn(s);
     return;
   }
   const restart_type rt = p.options.restart;
   if (!planned && !restarts(rt, abnormal)) {
-    s.state = WIFSIGNALED(wait_status) ? worker_state::signaled : worker_state::exited;
-    s.retired = true;
+    enter(s, on_retire(s.life, WIFSIGNALED(wait_status) ? worker_state::signaled : worker_state::exited), "retire");
     // The pool's queued jobs still need a worker.
-    const bool any_left = std::any_of(p.slots.begin(), p.slots.end(), [](auto& o) { return !o->retired; });
+    const bool any_left = std::any_of(p.slots.begin(), p.slots.end(), [](auto& o) { return !o->retired(); });
     if (!any_left) give_up(p, "pool '" + p.name + "' has no workers left (restart = " + std::string(to_string(rt)) + ")");
     return;
   }
@@ -265,15 +266,14 @@ void dispatcher::schedule_restart(slot_state& s, bool planned, bool was_ready) {
     return;
   }
   thread_local std::mt19937 rng(std::random_device{}());
-  s.state = worker_state::backoff;
+  enter(s, on_back_off(s.life), "back off");
   s.restart_at = now + backoff_delay(n, bp, backoff_jitter(rng));
 }
 
 void dispatcher::spawn(slot_state& s) {
   pool_state& p = *live_[s.pool];
   if (!servers_.has_active()) {  // no fork server left: on_server_death gives the pools up
-    s.state = worker_state::stopped;
-    s.retired = true;
+    enter(s, on_retire(s.life, worker_state::stopped), "retire");
     return;
   }
   if (p.gave_up) return;
@@ -295,11 +295,8 @@ void dispatcher::spawn(slot_state& s) {
       return;
     }
   }
-  s.state = worker_state::starting;
-  s.ready = false;
+  enter(s, on_spawn(s.life), "spawn");
   s.start_error.clear();
-  s.end = ending::none;
-  s.stop_sent = false;
   s.jobs_sent = 0;
   s.death_seen_at = {};
   s.spawned_at = clock_type::now();
@@ -327,11 +324,34 @@ void dispatcher::spawn(slot_state& s) {
 
 void dispatcher::terminate(slot_state& s, ending why, int sig) {
   // A decision already taken stands, except that recycling (a clean exit after this
-  // job) yields to anything that ends the worker sooner.
-  if (s.end == ending::none || s.end == ending::recycle || why == ending::hostile || why == ending::shutdown) s.end = why;
-  if (s.state != worker_state::backoff) s.state = worker_state::stopping;
+  // job) yields to anything that ends the worker sooner (on_terminate).
+  enter(s, on_terminate(s.life, why), "terminate");
   pidfd_signal(s.pidfd, sig);
   if (sig == SIGTERM) s.kill_at = clock_type::now() + live_[s.pool]->options.kill_grace;
+}
+
+void dispatcher::enter(slot_state& s, next_phase next, const char* what) {
+  assert(next && "an illegal worker-slot transition (slot_phase.hpp)");
+  if (next) {
+    s.life = *next;
+    return;
+  }
+  log_->error("{}: worker {}/{}: illegal slot transition '{}' from {} (a bug: the slot keeps its phase)", options_.name,
+              live_[s.pool]->name, s.index, what, to_string(s.life.phase));
+}
+
+void dispatcher::ask_to_stop(slot_state& s, ending why) {
+  enter(s, on_stop_asked(s.life, why), "ask to stop");
+  if (s.life.stop_due) send_stop(s);
+}
+
+// Behind the jobs it holds: the worker runs them, then exits cleanly. A full ring keeps
+// it due (dispatch tries again each pass).
+bool dispatcher::send_stop(slot_state& s) {
+  if (wire::encode(s.jobs, {.type = wire::kind::stop})) return false;
+  s.jobs.publish();
+  enter(s, on_stop_sent(s.life), "stop sent");
+  return true;
 }
 
 void dispatcher::requeue_front(pool_state& p, job_record* job) {
@@ -351,10 +371,9 @@ void dispatcher::give_up(pool_state& p, std::string reason) {
     p.room.notify_all();
   }
   for (auto& s : p.slots) {
-    s->retired = true;
     if (s->alive()) terminate(*s, ending::shutdown, SIGKILL);
     if (s->spawn_request) spawning_.erase(s->spawn_request), s->spawn_request = 0;
-    if (!s->alive()) s->state = worker_state::stopped;
+    if (!s->alive()) enter(*s, on_retire(s->life, worker_state::stopped), "retire");
     for (job_record* j : s->in_flight) complete(p, j, failed(*j, error_kind::stopped, reason));
     s->in_flight.clear();
   }

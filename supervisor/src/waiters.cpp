@@ -33,7 +33,7 @@ void dispatcher::answer_ready_waiters() {
     if (now || p->removed.load()) continue;  // a removed pool is no longer waited for
     if (p->gave_up) now = readiness::gave_up;
     for (const auto& s : p->slots)  // a retired slot (temporary, scaled out) is not coming back
-      if (!s->retired && !(s->alive() && s->ready)) every_worker_ready = false;
+      if (!s->retired() && !(s->alive() && s->life.said_ready)) every_worker_ready = false;
   }
   if (!now && every_worker_ready) now = readiness::ready;
   if (!now) return;

@@ -36,7 +36,7 @@ bool dispatcher::collect_results() {
   bool any = false;
   for (std::size_t i = 0; i < live_.size(); ++i)
     for (auto& s : live_[i]->slots)
-      if (s->alive() && s->end != ending::hostile) any |= collect(*s);
+      if (s->alive() && !is_hostile(s->life)) any |= collect(*s);
   return any;
 }
 
@@ -66,88 +66,84 @@ bool dispatcher::collect(slot_state& s) {
     }
     handle_message(s, *m);
     any = true;
-    if (s.end == ending::hostile) break;
+    if (is_hostile(s.life)) break;
   }
   s.results.release();
   return any;
 }
 
+// The rules of what a worker may send when are read_worker_message's (worker_events.hpp);
+// here each event is acted on.
 void dispatcher::handle_message(slot_state& s, const wire::message& m) {
-  pool_state& p = *live_[s.pool];
-  switch (m.type) {
-    case wire::kind::ready: {
-      if (s.ready || m.token != s.jobs.generation()) {
-        log_->error("{}: worker {}/{} sent a stale or repeated ready; killing it", options_.name, p.name, s.index);
-        terminate(s, ending::hostile, SIGKILL);
-        return;
-      }
-      s.ready = true;
-      s.ready_at = clock_type::now();
-      if (s.state == worker_state::starting) s.state = worker_state::ready;
-      p.start_failures_in_a_row = 0;
-      if (!p.fork_handlers && p.types.empty()) {
-        std::string_view names = m.body;
-        while (!names.empty()) {
-          const auto nl = std::min(names.find('\n'), names.size());
-          if (nl > 0) p.types.emplace(names.substr(0, nl));
-          names.remove_prefix(std::min(nl + 1, names.size()));
+  const link_facts facts{.said_ready = s.life.said_ready,
+                         .generation = s.jobs.generation(),
+                         .front = s.in_flight.empty() ? std::nullopt : std::optional(s.in_flight.front()->token)};
+  std::visit(
+      [&](const auto& e) {
+        using E = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<E, worker_ready>) {
+          on_worker_ready(s, e);
+        } else if constexpr (std::is_same_v<E, worker_result>) {
+          on_worker_result(s, e);
+        } else if constexpr (std::is_same_v<E, worker_submit>) {
+          handle_worker_submit(s, e);
+        } else if constexpr (std::is_same_v<E, worker_fatal>) {
+          // Not judged by start_error: the fork server's exit event may have set it first.
+          s.start_error.assign(e.why);
+          log_->error("{}: worker {}/{} cannot start: {}", options_.name, live_[s.pool]->name, s.index, s.start_error);
+        } else {
+          on_violation(s, e.why);
         }
-      }
-      log_->debug("{}: worker {}/{} ready (pid {})", options_.name, p.name, s.index, s.pid);
-      return;
+      },
+      read_worker_message(facts, m));
+}
+
+void dispatcher::on_violation(slot_state& s, std::string_view why) {
+  log_->error("{}: worker {}/{} {}; killing it", options_.name, live_[s.pool]->name, s.index, why);
+  terminate(s, ending::hostile, SIGKILL);
+}
+
+void dispatcher::on_worker_ready(slot_state& s, const worker_ready& e) {
+  pool_state& p = *live_[s.pool];
+  enter(s, on_ready(s.life), "ready");
+  s.ready_at = clock_type::now();
+  p.start_failures_in_a_row = 0;
+  if (!p.fork_handlers && p.types.empty()) {
+    std::string_view names = e.handler_names;
+    while (!names.empty()) {
+      const auto nl = std::min(names.find('\n'), names.size());
+      if (nl > 0) p.types.emplace(names.substr(0, nl));
+      names.remove_prefix(std::min(nl + 1, names.size()));
     }
-    case wire::kind::result: {
-      if (s.in_flight.empty() || s.in_flight.front()->token != m.token) {
-        log_->error("{}: worker {}/{} answered a job it does not hold; killing it", options_.name, p.name, s.index);
-        terminate(s, ending::hostile, SIGKILL);
-        return;
-      }
-      job_record* j = s.in_flight.front();
-      s.in_flight.pop_front();
-      s.front_started = clock_type::now();
-      if (s.in_flight.empty() && s.state == worker_state::busy) s.state = worker_state::ready;
-      const double us = m.run_us;
-      p.avg_job_us = p.avg_job_us == 0 ? us : 0.9 * p.avg_job_us + 0.1 * us;
-      const auto kind = static_cast<error_kind>(m.status);
-      const bool known = kind == error_kind::none || kind == error_kind::exception || kind == error_kind::memory ||
-                         kind == error_kind::rejected;
-      result r;
-      r.id = j->id;
-      r.error = known ? kind : error_kind::exception;
-      r.value.assign(m.body);
-      r.attempts = j->attempts + 1;
-      r.worker = s.index;
-      r.ms = us / 1000.0;
-      if (!r.ok()) ++s.jobs_failed;
-      ++s.jobs_done;
-      if (r.ok()) p.intensity.job_succeeded();  // the pool works: its jobs' deaths were theirs
-      if (retries_failed_result(r.error, p.options.retry_on_error, r.attempts, p.options.max_attempts, stopping())) {
-        j->attempts = r.attempts;
-        j->last_error = r.error;
-        j->last_message = r.value;
-        ++p.retried;
-        requeue_front(p, j);
-      } else {
-        complete(p, j, std::move(r));
-      }
-      return;
-    }
-    case wire::kind::submit: handle_worker_submit(s, m); return;
-    case wire::kind::fatal:
-      // Said by a worker that cannot start, never after ready (a ready worker sending it
-      // would keep its job and write error lines of its choosing into our log). Not
-      // judged by start_error: the fork server's exit event may have set it first.
-      if (s.ready) {
-        log_->error("{}: worker {}/{} sent fatal after ready; killing it", options_.name, p.name, s.index);
-        terminate(s, ending::hostile, SIGKILL);
-        return;
-      }
-      s.start_error.assign(m.body.substr(0, 2000));
-      log_->error("{}: worker {}/{} cannot start: {}", options_.name, p.name, s.index, s.start_error);
-      return;
-    default:
-      log_->error("{}: worker {}/{} sent a message only a supervisor may send; killing it", options_.name, p.name, s.index);
-      terminate(s, ending::hostile, SIGKILL);
+  }
+  log_->debug("{}: worker {}/{} ready (pid {})", options_.name, p.name, s.index, s.pid);
+}
+
+void dispatcher::on_worker_result(slot_state& s, const worker_result& e) {
+  pool_state& p = *live_[s.pool];
+  job_record* j = s.in_flight.front();
+  s.in_flight.pop_front();
+  s.front_started = clock_type::now();
+  const double us = e.run_us;
+  p.avg_job_us = p.avg_job_us == 0 ? us : 0.9 * p.avg_job_us + 0.1 * us;
+  result r;
+  r.id = j->id;
+  r.error = e.error;
+  r.value.assign(e.value);
+  r.attempts = j->attempts + 1;
+  r.worker = s.index;
+  r.ms = us / 1000.0;
+  if (!r.ok()) ++s.jobs_failed;
+  ++s.jobs_done;
+  if (r.ok()) p.intensity.job_succeeded();  // the pool works: its jobs' deaths were theirs
+  if (retries_failed_result(r.error, p.options.retry_on_error, r.attempts, p.options.max_attempts, stopping())) {
+    j->attempts = r.attempts;
+    j->last_error = r.error;
+    j->last_message = r.value;
+    ++p.retried;
+    requeue_front(p, j);
+  } else {
+    complete(p, j, std::move(r));
   }
 }
 

@@ -1,9 +1,12 @@
-// worker_slot.hpp — the timers of one worker slot, and the fixed waits of ending workers.
-// Pure (no clock reads: `now` is the caller's), so that the dispatcher's timer handling
-// and its sleep compute the same deadlines from one function.
+// worker_slot.hpp — the timers of one worker slot (derived from its phase, slot_phase.hpp),
+// and the fixed waits of ending workers. Pure (no clock reads: `now` is the caller's), so
+// that the dispatcher's timer handling and its sleep compute the same deadlines from one
+// function.
 #pragma once
 
 #include <chrono>
+
+#include "slot_phase.hpp"
 
 namespace ringmaster::detail {
 
@@ -11,11 +14,8 @@ using slot_time = std::chrono::steady_clock::time_point;
 
 /// What a slot's timers depend on, read from the slot.
 struct slot_clock {
-  bool in_backoff = false;        ///< waiting to be restarted (and not retired)
-  bool alive = false;             ///< its process runs
-  bool ready = false;             ///< it sent `ready` since its last spawn
-  bool running_normally = false;  ///< not on its way out (a pending recycle still counts)
-  bool has_job = false;           ///< a job is in flight to it
+  slot_lifecycle life;   ///< its phase (slot_phase.hpp)
+  bool has_job = false;  ///< a job is in flight to it
   slot_time restart_at{}, kill_at = slot_time::max(), spawned_at{}, front_started{};
 };
 
@@ -37,11 +37,11 @@ struct slot_deadlines {
 constexpr slot_deadlines deadlines_of(const slot_clock& s, std::chrono::milliseconds start_timeout,
                                       std::chrono::milliseconds job_timeout) noexcept {
   slot_deadlines d;
-  if (s.in_backoff) d.restart = s.restart_at;
-  if (!s.alive) return d;
-  d.kill = s.kill_at;
-  if (!s.ready && s.running_normally) d.start_timeout = s.spawned_at + start_timeout;
-  if (job_timeout.count() > 0 && s.running_normally && s.has_job) d.job_timeout = s.front_started + job_timeout;
+  if (s.life.phase == slot_phase::backoff) d.restart = s.restart_at;
+  if (s.life.phase == slot_phase::terminating) d.kill = s.kill_at;  // armed by a SIGTERM
+  if (!has_process(s.life.phase) || !running_normally(s.life)) return d;
+  if (!s.life.said_ready) d.start_timeout = s.spawned_at + start_timeout;
+  if (job_timeout.count() > 0 && s.has_job) d.job_timeout = s.front_started + job_timeout;
   return d;
 }
 

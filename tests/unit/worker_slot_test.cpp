@@ -1,5 +1,5 @@
-// A worker slot's timers (supervisor/src/worker_slot.hpp): which are armed, and when each
-// fires. handle_timers and next_deadline both read them, so this table is what they agree on.
+// A worker slot's timers (supervisor/src/worker_slot.hpp), per phase (slot_phase.hpp):
+// which are armed, and when each fires. handle_timers and next_deadline both read them, so this table is what they agree on.
 #include <gtest/gtest.h>
 
 #include <worker_slot.hpp>
@@ -24,18 +24,24 @@ struct deadline_case {
   slot_deadlines expected;
 };
 
-// A live slot whose fields are all set, so each case shows which of them count.
-constexpr slot_clock live(bool ready, bool running_normally, bool has_job, slot_time kill_at = never) {
-  return {.in_backoff = false,
-          .alive = true,
-          .ready = ready,
-          .running_normally = running_normally,
+// A slot in `life` whose times are all set, so each case shows which of them count.
+constexpr slot_clock in(slot_lifecycle life, bool has_job, slot_time kill_at = never) {
+  return {.life = life,
           .has_job = has_job,
-          .restart_at = t0,
+          .restart_at = t0 + 5s,
           .kill_at = kill_at,
           .spawned_at = t0 + 1s,
           .front_started = t0 + 2s};
 }
+
+using sp = slot_phase;
+constexpr slot_lifecycle starting{.phase = sp::starting};
+constexpr slot_lifecycle ready{.phase = sp::ready, .said_ready = true};
+constexpr slot_lifecycle recycling{.phase = sp::stopping, .why = ending::recycle, .said_ready = true};
+constexpr slot_lifecycle recycling_unready{.phase = sp::stopping, .why = ending::recycle, .stop_due = true, .scaled_out = true};
+constexpr slot_lifecycle shutting_down{.phase = sp::stopping, .why = ending::shutdown, .said_ready = true};
+constexpr slot_lifecycle timed_out{.phase = sp::terminating, .why = ending::timeout, .said_ready = true};
+constexpr slot_lifecycle killed_starting{.phase = sp::terminating, .why = ending::start_timeout};
 
 class SlotDeadlines : public testing::TestWithParam<deadline_case> {};
 
@@ -60,33 +66,27 @@ TEST_P(SlotDeadlines, EarliestIsTheFirstArmedTimer) {
 INSTANTIATE_TEST_SUITE_P(
     Table, SlotDeadlines,
     testing::Values(
-        deadline_case{"InBackoffRestartsAtItsTime",
-                      {.in_backoff = true, .restart_at = t0 + 5s},
-                      job_timeout,
-                      {.restart = t0 + 5s}},
-        deadline_case{"DeadAndNotInBackoffHasNoTimer", {.restart_at = t0, .kill_at = t0}, job_timeout, {}},
-        deadline_case{"StartingIsTimedFromItsSpawn",
-                      live(false, true, false),
-                      job_timeout,
-                      {.start_timeout = t0 + 1s + start_timeout}},
+        deadline_case{"InBackoffRestartsAtItsTime", in({.phase = sp::backoff}, false), job_timeout, {.restart = t0 + 5s}},
+        deadline_case{"NewHasNoTimer", in({}, false, t0), job_timeout, {}},
+        deadline_case{"SpawningHasNoTimerHere", in({.phase = sp::spawning}, false, t0), job_timeout, {}},
+        deadline_case{"RetiredHasNoTimer", in({.phase = sp::exited}, false, t0), job_timeout, {}},
+        deadline_case{"StartingIsTimedFromItsSpawn", in(starting, false), job_timeout, {.start_timeout = t0 + 1s + start_timeout}},
         deadline_case{"StartingWithAJobSentAheadTimesBoth",
-                      live(false, true, true),
+                      in(starting, true),
                       job_timeout,
                       {.start_timeout = t0 + 1s + start_timeout, .job_timeout = t0 + 2s + job_timeout}},
-        deadline_case{"ReadyAndIdleHasNoTimer", live(true, true, false), job_timeout, {}},
-        deadline_case{"ReadyWithAJobIsTimedFromThatJobsStart",
-                      live(true, true, true),
+        deadline_case{"ReadyAndIdleHasNoTimer", in(ready, false), job_timeout, {}},
+        deadline_case{"ReadyWithAJobIsTimedFromThatJobsStart", in(ready, true), job_timeout, {.job_timeout = t0 + 2s + job_timeout}},
+        deadline_case{"NoJobTimeoutWhenItIsZero", in(ready, true), 0ms, {}},
+        deadline_case{"RecyclingItsLastJobIsStillTimed", in(recycling, true), job_timeout, {.job_timeout = t0 + 2s + job_timeout}},
+        deadline_case{"ScaledOutBeforeReadyIsStillTimedToStart",
+                      in(recycling_unready, false),
                       job_timeout,
-                      {.job_timeout = t0 + 2s + job_timeout}},
-        deadline_case{"NoJobTimeoutWhenItIsZero", live(true, true, true), 0ms, {}},
-        deadline_case{"OnItsWayOutOnlyTheKillCounts",
-                      live(false, false, true, t0 + 7s),
-                      job_timeout,
-                      {.kill = t0 + 7s}},
-        deadline_case{"TerminatedWithAJobIsKilledAfterTheGrace",
-                      live(true, false, true, t0 + 4s),
-                      job_timeout,
-                      {.kill = t0 + 4s}}),
+                      {.start_timeout = t0 + 1s + start_timeout}},
+        deadline_case{"ShuttingDownHasNoTimerOfItsOwn", in(shutting_down, true), job_timeout, {}},
+        deadline_case{"TerminatedWithAJobIsKilledAfterTheGrace", in(timed_out, true, t0 + 4s), job_timeout, {.kill = t0 + 4s}},
+        deadline_case{"TerminatedBeforeReadyOnlyTheKillCounts", in(killed_starting, false, t0 + 7s), job_timeout, {.kill = t0 + 7s}},
+        deadline_case{"AKillTimeOutsideTerminatingIsNotArmed", in(ready, false, t0 + 7s), job_timeout, {}}),
     [](const testing::TestParamInfo<deadline_case>& tc) { return std::string(tc.param.name); });
 
 // The waits are one table; each stays what the documentation says.
