@@ -18,7 +18,8 @@ enum class worker_state : std::uint8_t {
   starting,  ///< spawn requested, or started and not yet ready
   ready,     ///< idle, waiting for a job
   busy,      ///< running a job
-  stopping,  ///< told to stop (recycling, drain, timeout) and not yet gone
+  stopping,  ///< told to stop or signalled (shutdown, scale-in, removal, timeout) and not yet
+             ///< gone; one recycled after max_jobs_per_worker shows busy, then ready, until it goes
   backoff,   ///< dead, waiting for its restart delay
   exited,    ///< ended by an exit code and not restarted
   signaled,  ///< ended by a signal and not restarted
