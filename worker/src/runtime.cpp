@@ -1,5 +1,6 @@
-// The worker's main loop: attach to the slot's rings, report ready, run jobs one at a
-// time, send each result back, never let a handler's exception end the process.
+// The worker runtime (detail/runtime.hpp): attach to the slot's rings, report ready, take
+// jobs one at a time, send each result back; and the loop that serves them with a
+// handlers object, never letting a handler's exception end the process.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -17,6 +18,7 @@
 #include <ringmaster/worker/detail/handlers_access.hpp>
 #include <ringmaster/worker/detail/launch.hpp>
 #include <ringmaster/worker/detail/log.hpp>
+#include <ringmaster/worker/detail/runtime.hpp>
 #include <ringmaster/worker/detail/wire.hpp>
 #include <stdexcept>
 #include <unordered_map>
@@ -24,8 +26,6 @@
 namespace ringmaster::detail {
 
 namespace {
-
-using clock_type = std::chrono::steady_clock;
 
 // Set while a job runs, so that a failed allocation is recorded where the supervisor
 // can see it even if the process dies of it before it can report.
@@ -88,202 +88,269 @@ void wait_output_read() noexcept {
   }
 }
 
-// A job or reply read while a handler waited for a reply: kept until its turn.
-struct deferred_message {
-  wire::kind type;
-  std::uint8_t status;
-  std::uint32_t attempt;
-  std::uint64_t token;
-  std::string job_type, id, body;
-};
-
 }  // namespace
 
-class worker_runtime {
- public:
-  worker_runtime(const worker_launch& launch, ipc::segment seg, const handlers* h)
-      : launch_(launch), segment_(std::move(seg)), handlers_(h) {
-    if (launch.log_level >= 0) spdlog::set_level(static_cast<spdlog::level::level_enum>(launch.log_level));
-    log_ = logger("worker " + launch.pool + "/" + std::to_string(launch.slot));
-  }
-
-  // Attaches to the rings; on failure returns the reason.
-  std::string attach() {
-    layout_ = wire::link_layout::for_body(launch_.max_body);
-    if (segment_.bytes().size() < layout_.total) return "segment smaller than the slot layout";
-    view_ = wire::link_view::in(segment_.bytes(), layout_);
+std::unique_ptr<worker_runtime> worker_runtime::open(const worker_launch& launch, std::string& error,
+                                                     int& exit_code) noexcept {
+  // stdout is a pipe to the fork server, which writes each line to the log: line-buffered,
+  // so that a handler's lines go out as it writes them and are not lost if it crashes.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  watch_output();
+  exit_code = k_exit_cannot_serve;
+  try {
     std::error_code ec;
-    jobs_ = ipc::ring_reader::attach(view_.job_ring, layout_.rings, ec);
-    if (ec) return "cannot attach job ring: " + ec.message();
-    results_ = ipc::ring_writer::attach(view_.result_ring, layout_.rings, ec);
-    if (ec) return "cannot attach result ring: " + ec.message();
-    results_.wake_through(launch_.wake_fd);
-    view_.control->pid.store(::getpid(), std::memory_order_relaxed);
-    return {};
-  }
-
-  // Reports a start failure to the supervisor.
-  void fatal(std::string_view why) {
-    log_->error("cannot serve: {}", why);
-    if (!results_.valid()) return;
-    send({.type = wire::kind::fatal, .body = why});
-    results_.publish();
-  }
-
-  int run() {
-    if (const auto& hook = handlers_access::start_hook(*handlers_)) {
-      try {
-        hook(launch_.slot);
-      } catch (const std::exception& e) {
-        fatal(std::string("on_start failed: ") + e.what());
-        return k_exit_cannot_serve;
-      }
-    }
-    std::string names;
-    for (const auto& n : handlers_->names()) names += (names.empty() ? "" : "\n") + n;
-    send({.type = wire::kind::ready, .token = jobs_.generation(), .body = names});
-    results_.publish();
-    log_->debug("ready, generation {}", jobs_.generation());
-    g_control = view_.control;
-    std::set_new_handler(note_allocation_failure);
-
-    while (!stop_) {
-      deferred_message m;
-      if (!next_message(m, clock_type::time_point::max())) return k_exit_protocol;
-      switch (m.type) {
-        case wire::kind::job:
-          // A stop starts none of the jobs sent ahead: the supervisor has answered them
-          // (see worker_control::stopping; both sides seq_cst, as a Dekker pair).
-          view_.control->last_started.store(m.token, std::memory_order_seq_cst);
-          if (view_.control->stopping.load(std::memory_order_seq_cst) == 0) execute(m);
-          break;
-        case wire::kind::stop: stop_ = true; break;
-        default: break;  // a reply nobody waits for any more
-      }
-    }
-    results_.publish();
-    if (const auto& hook = handlers_access::stop_hook(*handlers_)) {
-      try {
-        hook(launch_.slot);
-      } catch (const std::exception& e) {
-        log_->error("on_stop failed: {}", e.what());
-      }
-    }
-    log_->debug("stopped after {} job(s)", view_.control->jobs_done.load());
-    std::fflush(nullptr);  // the process ends with _exit: nothing else flushes stdio
-    return k_exit_stopped;
-  }
-
-  // --- used by job (the handler's side)
-
-  std::uint64_t submit(std::string_view pool, std::string_view type, std::string_view payload, bool wants_reply) {
-    const std::uint64_t token = wants_reply ? next_request_++ : 0;
-    const wire::message m{.type = wire::kind::submit, .token = token, .pool = pool, .job_type = type, .body = payload};
-    if (auto ec = send(m)) throw std::runtime_error("cannot submit to pool '" + std::string(pool) + "': " + ec.message());
-    results_.publish();
-    return token;
-  }
-
-  result wait(std::uint64_t token, std::chrono::milliseconds timeout) {
-    const auto deadline = timeout.count() >= std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24 * 365)).count()
-                              ? clock_type::time_point::max()
-                              : clock_type::now() + timeout;
-    for (;;) {
-      if (auto it = replies_.find(token); it != replies_.end()) {
-        result r = std::move(it->second);
-        replies_.erase(it);
-        return r;
-      }
-      deferred_message m;
-      if (!read_ring(m, deadline)) {
-        result r;
-        r.error = clock_type::now() >= deadline ? error_kind::timeout : error_kind::stopped;
-        r.value = r.error == error_kind::timeout ? "no reply within " + std::to_string(timeout.count()) + " ms"
-                                                  : "supervisor connection broken";
-        return r;
-      }
-      if (m.type == wire::kind::reply) {
-        result r;
-        r.error = static_cast<error_kind>(m.status);
-        r.value = std::move(m.body);
-        r.attempts = m.attempt;
-        replies_.emplace(m.token, std::move(r));
-      } else {
-        backlog_.push_back(std::move(m));  // a job, or stop: after the handler returns
-      }
-    }
-  }
-
- private:
-  std::error_code send(const wire::message& m) {
-    auto ec = wire::encode(results_, m);
-    if (ec == ipc::errc::full) {
-      // Blocks only while the dispatcher is behind; it never stops reading a live worker.
-      results_.publish();
-      if (!results_.wait_writable(layout_.rings.max_message, clock_type::now() + std::chrono::hours(1)))
-        return ipc::errc::timed_out;
-      ec = wire::encode(results_, m);
-    }
-    return ec;
-  }
-
-  // The next message: one kept back while a handler waited, else from the ring.
-  bool next_message(deferred_message& m, clock_type::time_point deadline) {
-    if (!backlog_.empty()) {
-      m = std::move(backlog_.front());
-      backlog_.pop_front();
-      return true;
-    }
-    return read_ring(m, deadline);
-  }
-
-  // Reads one message from the job ring, copying it out so that its space goes back to
-  // the supervisor at once. Publishes staged results before any wait. False on a broken
-  // ring or the deadline.
-  bool read_ring(deferred_message& out, clock_type::time_point deadline) {
-    std::span<const std::byte> bytes;
-    auto ec = jobs_.try_read(bytes);
-    if (ec == ipc::errc::empty) {
-      results_.publish();
-      while ((ec = jobs_.read(bytes, std::min(deadline, clock_type::now() + std::chrono::seconds(1)), wait_policy_)) ==
-             ipc::errc::timed_out) {
-        if (clock_type::now() >= deadline) return false;
-      }
-    }
+    auto seg = ipc::segment::map_fd(launch.segment_fd, ec);
     if (ec) {
-      log_->error("job ring unusable: {}", ec.message());
-      return false;
+      error = "cannot map its segment (fd " + std::to_string(launch.segment_fd) + "): " + ec.message();
+      return nullptr;
     }
-    auto m = wire::decode(bytes);
-    if (!m) {
-      log_->error("malformed message from the supervisor");
-      return false;
+    auto rt = std::make_unique<worker_runtime>(launch, std::move(seg));
+    if (auto why = rt->attach(); !why.empty()) {
+      rt->fatal(why);
+      error = why;
+      return nullptr;
     }
-    out.type = m->type;
-    out.status = m->status;
-    out.attempt = m->attempt;
-    out.token = m->token;
-    out.job_type.assign(m->job_type);
-    out.id.assign(m->id);
-    out.body.assign(m->body);
-    jobs_.release();
+    exit_code = k_exit_stopped;
+    return rt;
+  } catch (const std::exception& e) {
+    error = e.what();
+    return nullptr;
+  }
+}
+
+worker_runtime::worker_runtime(const worker_launch& launch, ipc::segment seg) : launch_(launch), segment_(std::move(seg)) {
+  if (launch.log_level >= 0) spdlog::set_level(static_cast<spdlog::level::level_enum>(launch.log_level));
+  log_ = logger("worker " + launch.pool + "/" + std::to_string(launch.slot));
+}
+
+std::string worker_runtime::attach() {
+  layout_ = wire::link_layout::for_body(launch_.max_body);
+  if (segment_.bytes().size() < layout_.total) return "segment smaller than the slot layout";
+  view_ = wire::link_view::in(segment_.bytes(), layout_);
+  std::error_code ec;
+  jobs_ = ipc::ring_reader::attach(view_.job_ring, layout_.rings, ec);
+  if (ec) return "cannot attach job ring: " + ec.message();
+  results_ = ipc::ring_writer::attach(view_.result_ring, layout_.rings, ec);
+  if (ec) return "cannot attach result ring: " + ec.message();
+  results_.wake_through(launch_.wake_fd);
+  view_.control->pid.store(::getpid(), std::memory_order_relaxed);
+  return {};
+}
+
+void worker_runtime::fatal(std::string_view why) {
+  log_->error("cannot serve: {}", why);
+  if (!results_.valid()) return;
+  send({.type = wire::kind::fatal, .body = why});
+  results_.publish();
+}
+
+void worker_runtime::ready(std::string_view names) {
+  send({.type = wire::kind::ready, .token = jobs_.generation(), .body = names});
+  results_.publish();
+  log_->debug("ready, generation {}", jobs_.generation());
+  g_control = view_.control;
+  std::set_new_handler(note_allocation_failure);
+}
+
+bool worker_runtime::next_job(deferred_message& m) {
+  while (!stop_) {
+    if (!next_message(m, clock_type::time_point::max())) return false;
+    switch (m.type) {
+      case wire::kind::job:
+        // A stop starts none of the jobs sent ahead: the supervisor has answered them
+        // (see worker_control::stopping; both sides seq_cst, as a Dekker pair).
+        view_.control->last_started.store(m.token, std::memory_order_seq_cst);
+        if (view_.control->stopping.load(std::memory_order_seq_cst) == 0) {
+          auto& control = *view_.control;
+          held_started_ = wire::monotonic_ns();
+          control.started_ns.store(held_started_, std::memory_order_relaxed);
+          control.current_job.store(m.token, std::memory_order_release);
+          wire::set_job_id(control, m.id);  // the fork server labels our output lines with it
+          holding_ = true;
+          held_token_ = m.token;
+          return true;
+        }
+        break;
+      case wire::kind::stop: stop_ = true; break;
+      default: break;  // a reply nobody waits for any more
+    }
+  }
+  return false;
+}
+
+bool worker_runtime::complete(error_kind status, std::string_view value) {
+  auto& control = *view_.control;
+  holding_ = false;
+  control.out_of_memory.store(0, std::memory_order_relaxed);
+  std::string why;
+  if (status == error_kind::none && value.size() > launch_.max_body) {
+    status = error_kind::rejected;
+    why = "result of " + std::to_string(value.size()) + " bytes exceeds max_message (" + std::to_string(launch_.max_body) +
+          " bytes)";
+    value = why;
+  }
+  const auto micros =
+      static_cast<std::uint32_t>(std::min<std::int64_t>((wire::monotonic_ns() - held_started_) / 1000, UINT32_MAX));
+  auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .run_us = micros, .token = held_token_, .body = value});
+  if (ec == ipc::errc::message_too_large) {
+    why = "result of " + std::to_string(value.size()) + " bytes exceeds max_message";
+    ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .run_us = micros, .token = held_token_, .body = why});
+  }
+  control.current_job.store(0, std::memory_order_release);
+  // What the handler left in stdout's buffer goes out while its job id is still shown
+  // (no system call when the buffer is empty).
+  std::fflush(stdout);
+  wait_output_read();
+  wire::set_job_id(control, {});
+  control.jobs_done.fetch_add(1, std::memory_order_relaxed);
+  if (ec) {
+    log_->error("cannot send a result: {}", ec.message());
+    stop_ = true;
+    return false;
+  }
+  // Published at once: a result held back while the next handler runs would be late
+  // if that handler is slow, and lost (its job run again) if it kills the process.
+  results_.publish();
+  return true;
+}
+
+int worker_runtime::finish() {
+  results_.publish();
+  log_->debug("stopped after {} job(s)", view_.control->jobs_done.load());
+  std::fflush(nullptr);  // the process ends with _exit: nothing else flushes stdio
+  return k_exit_stopped;
+}
+
+// --- used by job (the handler's side) and the C ABI
+
+std::uint64_t worker_runtime::submit(std::string_view pool, std::string_view type, std::string_view payload,
+                                     bool wants_reply) {
+  std::uint64_t token = 0;
+  if (auto ec = try_submit(pool, type, payload, wants_reply, token))
+    throw std::runtime_error("cannot submit to pool '" + std::string(pool) + "': " + ec.message());
+  return token;
+}
+
+std::error_code worker_runtime::try_submit(std::string_view pool, std::string_view type, std::string_view payload,
+                                           bool wants_reply, std::uint64_t& token) {
+  token = wants_reply ? next_request_++ : 0;
+  const wire::message m{.type = wire::kind::submit, .token = token, .pool = pool, .job_type = type, .body = payload};
+  if (auto ec = send(m)) return ec;
+  results_.publish();
+  return {};
+}
+
+result worker_runtime::wait(std::uint64_t token, std::chrono::milliseconds timeout) {
+  const auto deadline = timeout.count() >= std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24 * 365)).count()
+                            ? clock_type::time_point::max()
+                            : clock_type::now() + timeout;
+  for (;;) {
+    if (auto it = replies_.find(token); it != replies_.end()) {
+      result r = std::move(it->second);
+      replies_.erase(it);
+      return r;
+    }
+    deferred_message m;
+    if (!read_ring(m, deadline)) {
+      result r;
+      r.error = clock_type::now() >= deadline ? error_kind::timeout : error_kind::stopped;
+      r.value = r.error == error_kind::timeout ? "no reply within " + std::to_string(timeout.count()) + " ms"
+                                                : "supervisor connection broken";
+      return r;
+    }
+    if (m.type == wire::kind::reply) {
+      result r;
+      r.error = static_cast<error_kind>(m.status);
+      r.value = std::move(m.body);
+      r.attempts = m.attempt;
+      replies_.emplace(m.token, std::move(r));
+    } else {
+      backlog_.push_back(std::move(m));  // a job, or stop: after the handler returns
+    }
+  }
+}
+
+std::error_code worker_runtime::send(const wire::message& m) {
+  auto ec = wire::encode(results_, m);
+  if (ec == ipc::errc::full) {
+    // Blocks only while the dispatcher is behind; it never stops reading a live worker.
+    results_.publish();
+    if (!results_.wait_writable(layout_.rings.max_message, clock_type::now() + std::chrono::hours(1)))
+      return ipc::errc::timed_out;
+    ec = wire::encode(results_, m);
+  }
+  return ec;
+}
+
+// The next message: one kept back while a handler waited, else from the ring.
+bool worker_runtime::next_message(deferred_message& m, clock_type::time_point deadline) {
+  if (!backlog_.empty()) {
+    m = std::move(backlog_.front());
+    backlog_.pop_front();
     return true;
   }
+  return read_ring(m, deadline);
+}
 
-  void execute(deferred_message& m) {
-    const handler* fn = handlers_->find(m.job_type);
-    auto& control = *view_.control;
-    const std::int64_t started = wire::monotonic_ns();
-    control.started_ns.store(started, std::memory_order_relaxed);
-    control.current_job.store(m.token, std::memory_order_release);
-    wire::set_job_id(control, m.id);  // the fork server labels our output lines with it
+// Reads one message from the job ring, copying it out so that its space goes back to
+// the supervisor at once. Publishes staged results before any wait. False on a broken
+// ring or the deadline.
+bool worker_runtime::read_ring(deferred_message& out, clock_type::time_point deadline) {
+  std::span<const std::byte> bytes;
+  auto ec = jobs_.try_read(bytes);
+  if (ec == ipc::errc::empty) {
+    results_.publish();
+    while ((ec = jobs_.read(bytes, std::min(deadline, clock_type::now() + std::chrono::seconds(1)), wait_policy_)) ==
+           ipc::errc::timed_out) {
+      if (clock_type::now() >= deadline) return false;
+    }
+  }
+  if (ec) {
+    log_->error("job ring unusable: {}", ec.message());
+    return false;
+  }
+  auto m = wire::decode(bytes);
+  if (!m) {
+    log_->error("malformed message from the supervisor");
+    return false;
+  }
+  out.type = m->type;
+  out.status = m->status;
+  out.attempt = m->attempt;
+  out.token = m->token;
+  out.job_type.assign(m->job_type);
+  out.id.assign(m->id);
+  out.body.assign(m->body);
+  jobs_.release();
+  return true;
+}
+
+namespace {
+
+// Serves jobs with the handlers `h`: the hooks, ready with their names, then each job
+// run by its handler, a handler's exception becoming its job's failure.
+int serve_handlers(worker_runtime& rt, const handlers& h) {
+  if (const auto& hook = handlers_access::start_hook(h)) {
+    try {
+      hook(rt.slot());
+    } catch (const std::exception& e) {
+      rt.fatal(std::string("on_start failed: ") + e.what());
+      return k_exit_cannot_serve;
+    }
+  }
+  std::string names;
+  for (const auto& n : h.names()) names += (names.empty() ? "" : "\n") + n;
+  rt.ready(names);
+  deferred_message m;
+  while (rt.next_job(m)) {
+    const handler* fn = h.find(m.job_type);
     error_kind status = error_kind::none;
     std::string value;
     if (!fn) {
       status = error_kind::rejected;
       value = "no handler for job type '" + m.job_type + "' in this worker";
     } else {
-      job j({.runtime = this, .type = m.job_type, .payload = m.body, .id = m.id, .attempt = m.attempt, .slot = launch_.slot});
+      job j({.runtime = &rt, .type = m.job_type, .payload = m.body, .id = m.id, .attempt = m.attempt, .slot = rt.slot()});
       try {
         value = (*fn)(j);
       } catch (const std::bad_alloc&) {
@@ -297,74 +364,35 @@ class worker_runtime {
         value = "unknown exception";
       }
     }
-    control.out_of_memory.store(0, std::memory_order_relaxed);
-    if (status == error_kind::none && value.size() > launch_.max_body) {
-      status = error_kind::rejected;
-      value = "result of " + std::to_string(value.size()) + " bytes exceeds max_message (" +
-              std::to_string(launch_.max_body) + " bytes)";
-    }
-    const auto micros = static_cast<std::uint32_t>(std::min<std::int64_t>((wire::monotonic_ns() - started) / 1000, UINT32_MAX));
-    auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .run_us = micros, .token = m.token, .body = value});
-    if (ec == ipc::errc::message_too_large) {
-      const std::string why = "result of " + std::to_string(value.size()) + " bytes exceeds max_message";
-      ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .run_us = micros, .token = m.token, .body = why});
-    }
-    control.current_job.store(0, std::memory_order_release);
-    // What the handler left in stdout's buffer goes out while its job id is still shown
-    // (no system call when the buffer is empty).
-    std::fflush(stdout);
-    wait_output_read();
-    wire::set_job_id(control, {});
-    control.jobs_done.fetch_add(1, std::memory_order_relaxed);
-    if (ec) {
-      log_->error("cannot send a result: {}", ec.message());
-      stop_ = true;
-      return;
-    }
-    // Published at once: a result held back while the next handler runs would be late
-    // if that handler is slow, and lost (its job run again) if it kills the process.
-    results_.publish();
+    if (!rt.complete(status, value)) break;
   }
+  if (!rt.stopped()) return k_exit_protocol;
+  if (const auto& hook = handlers_access::stop_hook(h)) {
+    try {
+      hook(rt.slot());
+    } catch (const std::exception& e) {
+      rt.log().error("on_stop failed: {}", e.what());
+    }
+  }
+  return rt.finish();
+}
 
-  worker_launch launch_;
-  ipc::segment segment_;
-  const handlers* handlers_;
-  std::shared_ptr<spdlog::logger> log_;
-  wire::link_layout layout_;
-  wire::link_view view_;
-  ipc::ring_reader jobs_;
-  ipc::ring_writer results_;
-  // A short spin: on a machine with as many workers as cores, a longer one takes CPU
-  // from the dispatcher that would feed it.
-  ipc::wait_policy wait_policy_{std::chrono::microseconds(20), std::chrono::milliseconds(50)};
-  std::deque<deferred_message> backlog_;
-  std::unordered_map<std::uint64_t, result> replies_;
-  std::uint64_t next_request_ = 1;
-  bool stop_ = false;
-};
+}  // namespace
 
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept {
-  // stdout is a pipe to the fork server, which writes each line to the log: line-buffered,
-  // so that a handler's lines go out as it writes them and are not lost if it crashes.
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  watch_output();
   try {
-    std::error_code ec;
-    auto seg = ipc::segment::map_fd(launch.segment_fd, ec);
-    if (ec) {
-      std::fprintf(stderr, "ringmaster worker: cannot map its segment (fd %d): %s\n", launch.segment_fd, ec.message().c_str());
-      return k_exit_cannot_serve;
-    }
-    worker_runtime rt(launch, std::move(seg), h);
-    if (auto why = rt.attach(); !why.empty()) {
-      rt.fatal(why);
-      return k_exit_cannot_serve;
+    std::string error;
+    int code = 0;
+    auto rt = worker_runtime::open(launch, error, code);
+    if (!rt) {
+      std::fprintf(stderr, "ringmaster worker: %s\n", error.c_str());
+      return code;
     }
     if (!handlers_error.empty() || h == nullptr) {
-      rt.fatal(handlers_error.empty() ? "no handlers" : handlers_error);
+      rt->fatal(handlers_error.empty() ? "no handlers" : handlers_error);
       return k_exit_cannot_serve;
     }
-    return rt.run();
+    return serve_handlers(*rt, *h);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringmaster worker: %s\n", e.what());
     return k_exit_cannot_serve;

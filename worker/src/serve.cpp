@@ -58,29 +58,46 @@ std::optional<worker_launch> worker_launch::from_env(std::string_view text, std:
   return l;
 }
 
-}  // namespace detail
-
-int serve(int argc, char** argv, const handlers& h) noexcept {
-  const char* env = std::getenv(detail::k_launch_env);
+int launch_from_environment(const char* program, const std::vector<std::string>& names, worker_launch& out) noexcept {
+  const char* env = std::getenv(k_launch_env);
   if (env == nullptr) {
     std::fprintf(stderr,
                  "%s: a ringmaster worker; a supervisor runs it (a pool with command = [\"%s\"]).\n"
                  "job types served:",
-                 argc > 0 ? argv[0] : "worker", argc > 0 ? argv[0] : "worker");
-    for (const auto& n : h.names()) std::fprintf(stderr, " %s", n.c_str());
+                 program, program);
+    for (const auto& n : names) std::fprintf(stderr, " %s", n.c_str());
     std::fprintf(stderr, "\n");
-    return detail::k_exit_not_launched;
+    return k_exit_not_launched;
   }
   std::string error;
-  auto launch = detail::worker_launch::from_env(env, error);
-  if (!launch) {
-    std::fprintf(stderr, "ringmaster worker: malformed %s: %s\n", detail::k_launch_env, error.c_str());
-    return detail::k_exit_cannot_serve;
+  try {
+    auto launch = worker_launch::from_env(env, error);
+    if (!launch) {
+      std::fprintf(stderr, "ringmaster worker: malformed %s: %s\n", k_launch_env, error.c_str());
+      return k_exit_cannot_serve;
+    }
+    out = std::move(*launch);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ringmaster worker: %s\n", e.what());
+    return k_exit_cannot_serve;
   }
   // The launcher set PR_SET_PDEATHSIG before exec; it survives exec for a non-setuid
   // program. Nothing else to do here.
-  ::unsetenv(detail::k_launch_env);  // not inherited by whatever the handlers start
-  return detail::run_worker(*launch, &h, {});
+  ::unsetenv(k_launch_env);  // not inherited by whatever the handlers start
+  return 0;
+}
+
+}  // namespace detail
+
+int serve(int argc, char** argv, const handlers& h) noexcept {
+  detail::worker_launch launch;
+  try {
+    if (int code = detail::launch_from_environment(argc > 0 ? argv[0] : "worker", h.names(), launch)) return code;
+  } catch (const std::exception& e) {  // names() allocates
+    std::fprintf(stderr, "ringmaster worker: %s\n", e.what());
+    return detail::k_exit_cannot_serve;
+  }
+  return detail::run_worker(launch, &h, {});
 }
 
 }  // namespace ringmaster

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ringmaster {
 class handlers;
@@ -37,6 +38,13 @@ struct worker_launch {
 };
 
 inline constexpr const char* k_launch_env = "RINGMASTER_WORKER";
+
+/// Reads the launch from RINGMASTER_WORKER and removes the variable (nothing the worker
+/// starts inherits it): 0 with `out` filled. Not set (not launched by a supervisor):
+/// prints on stderr what `program` is and the job types `names`, and returns
+/// k_exit_not_launched. Malformed: prints why, returns k_exit_cannot_serve. serve() and
+/// the C ABI's rm_worker_open() alike.
+int launch_from_environment(const char* program, const std::vector<std::string>& names, worker_launch& out) noexcept;
 
 /// The worker's main loop. `handlers_error`, when not empty, is reported to the
 /// supervisor as this worker's start failure instead of serving. Returns the exit code.
