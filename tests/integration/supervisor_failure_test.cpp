@@ -201,7 +201,7 @@ class supervised : public testing::Test {
 
 struct crash_case {
   const char* name;
-  bool exec;            // the exec'd test_worker, else forked workers running the demo handlers
+  const char* command;  // an exec'd test worker (C++ or C), else nullptr: forked workers running the demo handlers
   const char* type;
   const char* payload;
   const char* cause;    // as the result message and restarts_by_cause name it
@@ -214,8 +214,8 @@ TEST_P(Crash, IsChargedToItsJobAloneAndRetriedUpToMaxAttempts) {
   const crash_case& c = GetParam();
   const auto& demo = ringmaster::demo_handlers();
   ringmaster::supervisor sup(supervisor_opts());
-  auto& pool = c.exec ? sup.add_pool("crashy", {.workers = 2, .command = {RINGMASTER_TEST_WORKER}, .max_attempts = 3})
-                      : sup.add_pool("crashy", demo, {.workers = 2, .max_attempts = 3});
+  auto& pool = c.command ? sup.add_pool("crashy", {.workers = 2, .command = {c.command}, .max_attempts = 3})
+                         : sup.add_pool("crashy", demo, {.workers = 2, .max_attempts = 3});
   sup.start();
   auto watcher = watch(sup);
   ASSERT_TRUE(all_workers_ready(sup)) << "the workers did not start";
@@ -257,10 +257,13 @@ INSTANTIATE_TEST_SUITE_P(
     Workers, Crash,
     // ForkedSegv is the wiring of the rules (a forked worker); the exec'd rows are real
     // process behaviour (std::terminate and a stack overflow end the worker by a signal,
-    // not a hang). Which cause each wait status gets is the DeathVerdict table's.
-    testing::Values(crash_case{"ForkedSegv", false, "crash", R"({"signal":"SEGV"})", "SIGSEGV"},
-                    crash_case{"ExecTerminate", true, "terminate", "", "SIGABRT"},
-                    crash_case{"ExecStackOverflow", true, "overflow", "", "SIGSEGV"}),
+    // not a hang; a C worker on the C ABI dies as any process does). Which cause each
+    // wait status gets is the DeathVerdict table's.
+    testing::Values(crash_case{"ForkedSegv", nullptr, "crash", R"({"signal":"SEGV"})", "SIGSEGV"},
+                    crash_case{"ExecTerminate", RINGMASTER_TEST_WORKER, "terminate", "", "SIGABRT"},
+                    crash_case{"ExecStackOverflow", RINGMASTER_TEST_WORKER, "overflow", "", "SIGSEGV"},
+                    crash_case{"CSegv", RINGMASTER_C_TEST_WORKER, "crash", R"({"signal":"SEGV"})", "SIGSEGV"},
+                    crash_case{"CAbort", RINGMASTER_C_TEST_WORKER, "crash", R"({"signal":"ABRT"})", "SIGABRT"}),
     [](const testing::TestParamInfo<crash_case>& p) { return std::string(p.param.name); });
 
 // Jobs a worker finished before it crashed are not charged, not run again and not made
@@ -443,11 +446,21 @@ TEST_F(Timeout, HungJobIsStoppedChargedAndItsWorkerReplaced) {
   EXPECT_FALSE(st.gave_up);
 }
 
-TEST_F(Timeout, WorkerIgnoringSigtermIsKilledAfterKillGrace) {
+// The exec'd test workers, C++ (serve()) and C (worker.h), for tests of a real executable.
+struct exec_case {
+  const char* name;
+  const char* command;
+};
+const auto k_exec_workers = testing::Values(exec_case{"Exec", RINGMASTER_TEST_WORKER}, exec_case{"C", RINGMASTER_C_TEST_WORKER});
+std::string exec_case_name(const testing::TestParamInfo<exec_case>& p) { return p.param.name; }
+
+class TimeoutLadder : public supervised, public testing::WithParamInterface<exec_case> {};
+
+TEST_P(TimeoutLadder, WorkerIgnoringSigtermIsKilledAfterKillGrace) {
   // Arrange: one exec'd worker; "stubborn" ignores SIGTERM, "hang" does not.
   ringmaster::supervisor sup(supervisor_opts());
   auto& pool = sup.add_pool("stubborn", {.workers = 1,
-                                         .command = {RINGMASTER_TEST_WORKER},
+                                         .command = {GetParam().command},
                                          .max_attempts = 1,
                                          .job_timeout = 300ms,
                                          .kill_grace = 800ms});
@@ -480,6 +493,8 @@ TEST_F(Timeout, WorkerIgnoringSigtermIsKilledAfterKillGrace) {
   EXPECT_EQ(restarts_for(st, "timeout"), 2u) << causes(st);
 }
 
+INSTANTIATE_TEST_SUITE_P(Workers, TimeoutLadder, k_exec_workers, exec_case_name);
+
 TEST_F(Timeout, AppliesToTheLastJobBeforeRecycling) {
   // Arrange: a worker recycled after every job, so each job is sent with a stop message.
   const auto& demo = ringmaster::demo_handlers();
@@ -506,7 +521,7 @@ TEST_F(Timeout, AppliesToTheLastJobBeforeRecycling) {
 
 struct memory_case {
   const char* name;
-  bool exec;
+  const char* command;  // an exec'd test worker (C++ or C), else nullptr: forked demo handlers
 };
 
 class Memory : public supervised, public testing::WithParamInterface<memory_case> {};
@@ -523,8 +538,8 @@ TEST_P(Memory, HogIsReportedAsMemoryAndTheWorkerKeepsServing) {
   ringmaster::supervisor sup(supervisor_opts());
   const ringmaster::pool_options o{.workers = 1, .max_attempts = 1, .memory_limit = std::size_t{256} << 20};
   auto with_command = o;
-  with_command.command = {RINGMASTER_TEST_WORKER};
-  auto& pool = GetParam().exec ? sup.add_pool("hog", with_command) : sup.add_pool("hog", demo, o);
+  if (GetParam().command) with_command.command = {GetParam().command};
+  auto& pool = GetParam().command ? sup.add_pool("hog", with_command) : sup.add_pool("hog", demo, o);
   sup.start();
   auto watcher = watch(sup);
   ASSERT_TRUE(all_workers_ready(sup)) << "the workers did not start";
@@ -547,7 +562,10 @@ TEST_P(Memory, HogIsReportedAsMemoryAndTheWorkerKeepsServing) {
   EXPECT_TRUE(ra->ok()) << ra->value;
 }
 
-INSTANTIATE_TEST_SUITE_P(Workers, Memory, testing::Values(memory_case{"Forked", false}, memory_case{"Exec", true}),
+// C: malloc returning NULL under the limit, answered with rm_fail(RM_FAIL_MEMORY).
+INSTANTIATE_TEST_SUITE_P(Workers, Memory,
+                         testing::Values(memory_case{"Forked", nullptr}, memory_case{"Exec", RINGMASTER_TEST_WORKER},
+                                         memory_case{"C", RINGMASTER_C_TEST_WORKER}),
                          [](const testing::TestParamInfo<memory_case>& p) { return std::string(p.param.name); });
 
 // =======================================================================================
@@ -1039,7 +1057,7 @@ TEST_F(StartFailure, HandlersRegisteredAfterTheSupervisorGiveUpWithTheWorkersOwn
 
 struct recycle_case {
   const char* name;
-  bool exec;
+  const char* command;  // an exec'd test worker (C++ or C), else nullptr: forked pid handlers
 };
 
 class Recycling : public supervised, public testing::WithParamInterface<recycle_case> {};
@@ -1049,8 +1067,8 @@ TEST_P(Recycling, ReplacesWorkersAfterMaxJobsWithoutLosingAny) {
   ringmaster::supervisor sup(supervisor_opts());
   const ringmaster::pool_options o{.workers = 2, .max_jobs_per_worker = 5};
   auto with_command = o;
-  with_command.command = {RINGMASTER_TEST_WORKER};
-  auto& pool = GetParam().exec ? sup.add_pool("recycle", with_command) : sup.add_pool("recycle", pid_handlers(), o);
+  if (GetParam().command) with_command.command = {GetParam().command};
+  auto& pool = GetParam().command ? sup.add_pool("recycle", with_command) : sup.add_pool("recycle", pid_handlers(), o);
   sup.start();
   auto watcher = watch(sup);
   ASSERT_TRUE(all_workers_ready(sup)) << "the workers did not start";
@@ -1090,7 +1108,9 @@ TEST_P(Recycling, ReplacesWorkersAfterMaxJobsWithoutLosingAny) {
   EXPECT_EQ(st.failed, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Workers, Recycling, testing::Values(recycle_case{"Forked", false}, recycle_case{"Exec", true}),
+INSTANTIATE_TEST_SUITE_P(Workers, Recycling,
+                         testing::Values(recycle_case{"Forked", nullptr}, recycle_case{"Exec", RINGMASTER_TEST_WORKER},
+                                         recycle_case{"C", RINGMASTER_C_TEST_WORKER}),
                          [](const testing::TestParamInfo<recycle_case>& p) { return std::string(p.param.name); });
 
 // =======================================================================================
