@@ -18,7 +18,7 @@ targets="$pkg/ringmaster-targets.cmake"
 # The package exports the three libraries, and nothing of ringmaster's own build: not the
 # warnings target, not the header-only dependencies; spdlog only to link with
 # ($<LINK_ONLY:...>), never as a usage requirement (include directories, definitions).
-for t in ipc worker supervisor; do
+for t in ipc worker supervisor worker_c; do
   grep -Eq "add_library\(ringmaster::$t (STATIC|SHARED) IMPORTED\)" "$targets" || fail "ringmaster::$t is not exported"
 done
 if grep -rn "ringmaster_warnings\|nlohmann" "$pkg"; then
@@ -64,3 +64,21 @@ done
 cmake -S "$src/tests/install/consumer" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
 "$work/build/my_program" "$work/build/my_worker"
+
+# The C ABI from the prefix alone, as a user without CMake builds against it (a Makefile,
+# cgo, Zig): the header compiles as strict C99, and a C worker links the installed
+# libringmaster_worker_c.so by its SONAME and runs (by hand: it says what it serves and
+# exits 64, as worker.h promises).
+"${CC:-cc}" -std=c99 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -I"$inc" -x c - <<<'#include <ringmaster/worker.h>' ||
+  fail "installed ringmaster/worker.h is not valid C99"
+libdir=$(dirname "$(find "$work/prefix" -name 'libringmaster_worker_c.so' | head -n1)")
+[ -f "$libdir/libringmaster_worker_c.so.1" ] || fail "no libringmaster_worker_c.so.1 (the SONAME) installed"
+"${CC:-cc}" -std=c99 -Wall -Wextra -Werror -I"$inc" "$src/examples/c_worker.c" -o "$work/c_worker" \
+  -L"$libdir" -lringmaster_worker_c -Wl,-rpath,"$libdir" || fail "a C worker does not build against the installed library"
+readelf -d "$work/c_worker" | grep -q 'NEEDED.*libringmaster_worker_c.so.1' || fail "the C worker does not need the SONAME"
+set +e
+by_hand=$(env -u RINGMASTER_WORKER "$work/c_worker" 2>&1)
+code=$?
+set -e
+[ "$code" = 64 ] || fail "the C worker run by hand exited $code, not 64: $by_hand"
+grep -q "job types served: reverse word_count whoami" <<<"$by_hand" || fail "the C worker run by hand said: $by_hand"
