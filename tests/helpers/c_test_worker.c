@@ -29,6 +29,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+/* As test_worker.cpp: under AddressSanitizer a crash stays the plain signal death a real
+ * worker has (ASan would otherwise catch SIGSEGV and exit with code 1). */
+const char* __asan_default_options(void);
+const char* __asan_default_options(void) { return "handle_segv=0:handle_sigbus=0:handle_abort=0"; }
+#endif
+#if defined(__SANITIZE_THREAD__)
+const char* __tsan_default_options(void);
+const char* __tsan_default_options(void) { return "handle_segv=0:handle_sigbus=0:handle_abort=0"; }
+#endif
+
 static int is(const char* type, const char* name) { return strcmp(type, name) == 0; }
 
 /* The payload as a NUL-terminated copy (the ABI's payload has a length, no NUL). */
