@@ -996,14 +996,16 @@ TEST_F(StartFailure, WorkerThatExitsBeforeReadyGivesUpFast) {
   expect_gives_up_fast(*sup, pool, {"cannot start", "exit code 3"});
 }
 
-TEST_F(StartFailure, ReasonQuotesTheWorkersOwnErrorText) {
+class StartFailureReason : public supervised, public testing::WithParamInterface<exec_case> {};
+
+TEST_P(StartFailureReason, QuotesTheWorkersOwnErrorText) {
   // The design: "a pool that can never start fails fast with the worker's own error
   // text". An exec'd worker that fails before it can attach has only stderr to say why.
   ::setenv("RINGMASTER_TEST_WORKER_FAIL_START", "no licence for this machine", 1);
   std::optional<ringmaster::supervisor> sup;
   sup.emplace(supervisor_opts());
   ::unsetenv("RINGMASTER_TEST_WORKER_FAIL_START");
-  auto& pool = sup->add_pool("nostart", {.workers = 1, .command = {RINGMASTER_TEST_WORKER}});
+  auto& pool = sup->add_pool("nostart", {.workers = 1, .command = {GetParam().command}});
   sup->start();
   auto watcher = watch(*sup);
 
@@ -1014,6 +1016,7 @@ TEST_F(StartFailure, ReasonQuotesTheWorkersOwnErrorText) {
   EXPECT_TRUE(contains(r->value, "no licence for this machine"));
   EXPECT_TRUE(contains(sup->status().pools[0].gave_up_reason, "no licence for this machine"));
 }
+INSTANTIATE_TEST_SUITE_P(Workers, StartFailureReason, k_exec_workers, exec_case_name);
 
 TEST_F(StartFailure, WorkerThatNeverReportsReadyIsKilledAtStartTimeout) {
   // `sleep` runs but never speaks the protocol: without a bound on readiness its pool
