@@ -19,6 +19,9 @@ inline constexpr int k_exit_stopped = 0;
 inline constexpr int k_exit_not_launched = 64;
 inline constexpr int k_exit_cannot_serve = 70;
 inline constexpr int k_exit_protocol = 71;
+/// A user's program (adapter.hpp) ended before it took its first job: a start failure,
+/// though its worker had said ready, and the job it was given goes back uncharged.
+inline constexpr int k_exit_program_not_started = 72;
 
 /// What a worker needs to reach its supervisor: given in memory by the fork server to a
 /// forked worker, and as the RINGMASTER_WORKER environment variable to an exec'd one.
