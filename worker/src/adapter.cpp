@@ -266,20 +266,22 @@ class line_program {
     ::_exit(k_exit_protocol);
   }
 
-  // A program that ended without reading its first job (its line could not be written,
-  // or all `sent` bytes of it are still in the pipe) never started, and its stderr says
-  // why; one that read a job and died is charged it.
+  // A program that died without reading its job (its line could not be written, or all
+  // `sent` bytes of it are still in the pipe) is not charged it, as a native worker is
+  // not charged the jobs sent ahead to it. If that was its first job and it ended by
+  // itself, it never started, and its stderr says why; SIGKILLed from outside (an
+  // operator, the OOM killer; a shell wrapper reports that as exit code 137) says nothing
+  // of whether it starts.
   [[noreturn]] void program_died(const job& j, bool written, std::size_t sent) noexcept {
     int left = 0;
     const bool unread = !written || (::ioctl(to_, FIONREAD, &left) == 0 && static_cast<std::size_t>(left) == sent);
-    const bool never_started = replies_ == 0 && unread;
     close_fd(to_);
-    if (never_started) {
-      (void)wait_for(pid_);
-      ::_exit(k_exit_program_not_started);
-    }
-    const std::string doing = "while it held job " + std::string(j.id());
-    end_like(wait_for(pid_), argv_[0], doing);
+    const int status = wait_for(pid_);
+    const bool killed = (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
+                        (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
+    if (unread) release_current_job();
+    if (replies_ == 0 && unread && !killed) ::_exit(k_exit_program_not_started);
+    end_like(status, argv_[0], "while it held job " + std::string(j.id()));
   }
 
   program_protocol protocol_;

@@ -343,6 +343,10 @@ class worker_runtime {
   bool stop_ = false;
 };
 
+void release_current_job() noexcept {
+  if (g_control) g_control->current_job.store(0, std::memory_order_release);
+}
+
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept {
   // stdout is a pipe to the fork server, which writes each line to the log: line-buffered,
   // so that a handler's lines go out as it writes them and are not lost if it crashes.

@@ -45,4 +45,9 @@ inline constexpr const char* k_launch_env = "RINGMASTER_WORKER";
 /// supervisor as this worker's start failure instead of serving. Returns the exit code.
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept;
 
+/// In a handler: the job it runs is no longer shown as running (worker_control's
+/// current_job), so that if this worker dies now the job goes back uncharged. For the
+/// adapter (adapter.hpp), whose program died without reading the job.
+void release_current_job() noexcept;
+
 }  // namespace ringmaster::detail
