@@ -4,6 +4,7 @@
 // and nothing is left running.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -149,6 +150,25 @@ TEST_F(CliProtocols, LinesSedFilterServesManyJobsFromOneProcess) {
   ASSERT_EQ(lines.size(), 200u);
   for (int i = 0; i < 200; ++i)
     EXPECT_EQ((*find_id(lines, "j" + std::to_string(i)))["result"], "V" + std::to_string(i));
+}
+
+// max_jobs_per_worker restarts the program: each process answers at most that many jobs.
+TEST_F(CliProtocols, JsonlProgramIsRestartedAfterMaxJobsPerWorker) {
+  dir.write("worker.py", R"(import json, os, sys
+for line in sys.stdin:
+    print(json.dumps({"result": os.getpid()}), flush=True)
+)");
+  std::string jobs;
+  for (int i = 0; i < 12; ++i) jobs += "{\"id\": \"j" + std::to_string(i) + "\", \"type\": \"t\", \"payload\": \"\"}\n";
+  const auto r = run_jobs("[pools.py]\ncommand = [\"python3\", \"worker.py\"]\nprotocol = \"jsonl\"\nworkers = 1\n"
+                          "max_jobs_per_worker = 3\n",
+                          jobs);
+  EXPECT_EQ(r.code, 0) << r.describe();
+  EXPECT_CLEAN(r);
+  std::map<std::string, int> by_pid;
+  for (const auto& l : results()) ++by_pid[l["result"].get<std::string>()];
+  EXPECT_EQ(by_pid.size(), 4u);
+  for (const auto& [pid, n] : by_pid) EXPECT_EQ(n, 3) << pid;
 }
 
 TEST_F(CliProtocols, ExecInterpretsNothingInThePayload) {
