@@ -152,6 +152,31 @@ TEST_F(CliProtocols, LinesSedFilterServesManyJobsFromOneProcess) {
     EXPECT_EQ((*find_id(lines, "j" + std::to_string(i)))["result"], "V" + std::to_string(i));
 }
 
+// A reply when the program holds no job breaks the protocol: the program is killed when
+// it is next given a job, and that job is retried on a new one.
+TEST_F(CliProtocols, JsonlReplyWithoutAJobBreaksTheProtocol) {
+  dir.write("worker.py", R"(import json, sys
+for line in sys.stdin:
+    job = json.loads(line)
+    reply = json.dumps({"result": job["id"]}) + "\n"
+    sys.stdout.write(reply * (2 if job["type"] == "twice" else 1))
+    sys.stdout.flush()
+)");
+  const auto r = run_jobs("[pools.py]\ncommand = [\"python3\", \"worker.py\"]\nprotocol = \"jsonl\"\nworkers = 1\n"
+                          "max_attempts = 2\n",
+                          "{\"id\": \"a\", \"type\": \"twice\", \"payload\": \"\"}\n"
+                          "{\"id\": \"b\", \"type\": \"once\", \"payload\": \"\"}\n");
+  EXPECT_EQ(r.code, 0) << r.describe();
+  EXPECT_CLEAN(r);
+  const auto lines = results();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ((*find_id(lines, "a"))["result"], "a");
+  EXPECT_EQ((*find_id(lines, "b"))["result"], "b");
+  EXPECT_EQ((*find_id(lines, "b"))["attempts"], 2);
+  EXPECT_NE(r.err.find("broke the jsonl protocol: wrote when it held no job: {\"result\": \"a\"}"), std::string::npos)
+      << r.err;
+}
+
 // max_jobs_per_worker restarts the program: each process answers at most that many jobs.
 TEST_F(CliProtocols, JsonlProgramIsRestartedAfterMaxJobsPerWorker) {
   dir.write("worker.py", R"(import json, os, sys

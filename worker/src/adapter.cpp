@@ -156,11 +156,14 @@ class line_program {
   }
 
   std::string run(const job& j) {
-    // A line waiting before the job was written is a reply when the program held none.
+    // Bytes waiting before the job was written are a reply when the program held none.
+    // Only what is there is read (a line it has not finished must not make us wait).
     int waiting = 0;
     if (!buffer_.empty() || (::ioctl(from_, FIONREAD, &waiting) == 0 && waiting > 0)) {
-      read_line();
-      broke_protocol("wrote a line when it held no job: " + excerpt(line_));
+      char chunk[256];
+      const ssize_t n = buffer_.empty() ? ::read(from_, chunk, sizeof chunk) : 0;
+      if (n > 0) buffer_.append(chunk, static_cast<std::size_t>(n));
+      broke_protocol("wrote when it held no job: " + excerpt(buffer_));
     }
     line_.clear();
     if (protocol_ == program_protocol::jsonl) {
