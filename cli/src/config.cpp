@@ -353,11 +353,29 @@ void read_command(checker& c, const toml::node& v, const std::string& key, const
   pool.options.command = std::move(argv);
 }
 
+// A program's protocol needs its command; `{}` is replaced only by exec.
+void check_protocol(checker& c, const std::string& prefix, const toml::node* protocol, const toml::node* command,
+                    const pool_options& o) {
+  if (protocol && o.protocol != ringmaster::worker_protocol::ringmaster && !command)
+    c.problem(protocol->source(), prefix + "protocol",
+              "a pool with a command = [...] (the program that protocol " + quote_text(std::string(to_string(o.protocol))) +
+                  " talks to)",
+              "no command");
+  if (!command || o.protocol == ringmaster::worker_protocol::exec || !command->as_array()) return;
+  const toml::array& a = *command->as_array();
+  for (std::size_t i = 1; i < a.size(); ++i)
+    if (a.get(i)->is_string() && a.get(i)->as_string()->get().find("{}") != std::string::npos)
+      c.problem(a.get(i)->source(), prefix + "command[" + std::to_string(i) + "]",
+                "an argument without {} (only protocol = \"exec\" replaces {} with the payload)", describe(*a.get(i)));
+}
+
 void read_pool(checker& c, const std::string& name, const toml::table& t, const fs::path& base_dir,
                std::string_view path_env, pool_config& pool) {
   pool_options& o = pool.options;
   const std::string prefix = "pools." + key_text(name) + ".";
   const toml::node* backoff_max = nullptr;
+  const toml::node* protocol = nullptr;
+  const toml::node* command = nullptr;
   for (const auto& [kp, vp] : in_file_order(t)) {
     const toml::key& k = *kp;
     const toml::node& v = *vp;
@@ -367,14 +385,17 @@ void read_pool(checker& c, const std::string& name, const toml::table& t, const 
     if (!spec) {
       c.unknown_key(k, key, k_pool_keys);
     } else if (spec->kind == option_kind::argv) {  // command
+      command = &v;
       read_command(c, v, key, base_dir, path_env, pool);
     } else {
       if (read_option(c, *spec, v, key, o)) {
         if (n == "workers") pool.workers_defaulted = false;
         if (n == "backoff_max") backoff_max = &v;
+        if (n == "protocol") protocol = &v;
       }
     }
   }
+  check_protocol(c, prefix, protocol, command, o);
   if (o.backoff_max < o.backoff_initial) {
     const std::string expected = "a duration of at least backoff_initial (" + format_duration(o.backoff_initial) + ")";
     if (backoff_max)

@@ -2,6 +2,10 @@
 // is split into): formatting for messages, and the result of a job that failed.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <ringmaster/worker/detail/launch.hpp>
+
 #include "dispatcher.hpp"
 #include "worker_slot.hpp"
 
@@ -25,6 +29,12 @@ std::string format_ms(std::chrono::milliseconds d);
 double ms_since(clock_type::time_point t);
 
 void pidfd_signal(int pidfd, int sig) noexcept;
+
+/// Whether a worker ended because the user's program it ran ended before it took its
+/// first job (worker/detail/adapter.hpp): a start failure, though the worker said ready.
+inline bool program_not_started(int wait_status) noexcept {
+  return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == k_exit_program_not_started;
+}
 
 result failed(const job_record& j, error_kind kind, std::string message, int worker = -1, double ms = 0);
 

@@ -173,6 +173,7 @@ void fork_server::spawn(const spawn_request& r, std::error_code& ec) noexcept {
     h.argc = static_cast<std::uint32_t>(r.command.size());
     h.pool_len = static_cast<std::uint32_t>(r.pool.size());
     h.log_level = r.log_level;
+    h.protocol = r.protocol;
     std::string packet;
     append(packet, h);
     packet += r.pool;

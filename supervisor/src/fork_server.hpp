@@ -56,6 +56,9 @@ struct spawn_request {
   int slot = -1;
   std::string pool;
   std::vector<std::string> command;  ///< empty: fork and run the handlers below
+  /// 0: exec `command` (a serve() worker); else fork a worker that runs `command` as its
+  /// child in this program_protocol (worker/detail/adapter.hpp).
+  std::uint32_t protocol = 0;
   std::uint32_t handlers_id = 0;
   std::uint64_t handlers_fingerprint = 0;
   std::size_t max_body = 0;

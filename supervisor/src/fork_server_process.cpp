@@ -208,6 +208,7 @@ void fork_server_process::handle(std::string_view bytes, std::vector<int>& fds) 
   r.max_body = h.max_body;
   r.memory_limit = h.memory_limit;
   r.log_level = h.log_level;
+  r.protocol = h.protocol;
   std::size_t at = sizeof h;
   if (h.pool_len > bytes.size() - at) return;
   r.pool.assign(bytes.substr(at, h.pool_len));
@@ -224,7 +225,7 @@ void fork_server_process::handle(std::string_view bytes, std::vector<int>& fds) 
   }
   r.segment_fd = fds[0];
   r.wake_fd = fds[1];
-  if (r.command.empty())
+  if (r.command.empty() || r.protocol != 0)
     fork_worker(r);
   else
     exec_worker(r);

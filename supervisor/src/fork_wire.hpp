@@ -31,6 +31,8 @@ struct request_header {
   std::uint32_t argc;
   std::uint32_t pool_len;
   std::int32_t log_level;
+  std::uint32_t protocol;
+  std::uint32_t reserved;
 };
 
 struct event_header {

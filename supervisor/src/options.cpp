@@ -3,8 +3,14 @@
 #include <ringmaster/supervisor/detail/option_table.hpp>
 #include <ringmaster/supervisor/errc.hpp>
 #include <ringmaster/supervisor/options.hpp>
+#include <ringmaster/worker/detail/adapter.hpp>
 #include <ringmaster/worker/detail/enum_names.hpp>
 #include <ringmaster/worker/detail/wire.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "refusal.hpp"
 
@@ -18,6 +24,13 @@ static_assert(detail::names_every_enumerator<restart_type>(detail::k_restart_typ
               "restart_type and its names differ");
 static_assert(detail::names_every_enumerator<restart_strategy>(detail::k_strategy_names),
               "restart_strategy and its names differ");
+static_assert(detail::names_every_enumerator<worker_protocol>(detail::k_protocol_names),
+              "worker_protocol and its names differ");
+// The adapter (worker/detail/adapter.hpp) takes the protocol by value.
+static_assert(static_cast<int>(worker_protocol::jsonl) == static_cast<int>(detail::program_protocol::jsonl) &&
+                  static_cast<int>(worker_protocol::lines) == static_cast<int>(detail::program_protocol::lines) &&
+                  static_cast<int>(worker_protocol::exec) == static_cast<int>(detail::program_protocol::exec),
+              "worker_protocol and program_protocol differ");
 
 namespace {
 
@@ -38,6 +51,24 @@ std::string size_text(std::uint64_t b) {
 
 std::string bound_text(const detail::pool_option& spec, std::uint64_t v) {
   return spec.kind == detail::option_kind::size ? size_text(v) : std::to_string(v);
+}
+
+// Whether `program` names an executable file: itself if it has a `/`, else in PATH.
+bool executable(const std::string& program) {
+  const auto runnable = [](const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+  };
+  if (program.find('/') != std::string::npos) return runnable(program);
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path ? path : "/usr/bin:/bin";
+  while (true) {
+    const auto colon = dirs.find(':');
+    const std::string_view dir = dirs.substr(0, colon);
+    if (!program.empty() && runnable((dir.empty() ? std::string(".") : std::string(dir)) + "/" + program)) return true;
+    if (colon == std::string_view::npos) return false;
+    dirs.remove_prefix(colon + 1);
+  }
 }
 
 class supervisor_category_impl final : public std::error_category {
@@ -81,6 +112,10 @@ std::optional<restart_type> restart_type_from_string(std::string_view s) noexcep
 std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept {
   return parse<restart_strategy>(detail::k_strategy_names, s);
 }
+std::string_view to_string(worker_protocol p) noexcept { return detail::k_protocol_names[static_cast<std::size_t>(p)]; }
+std::optional<worker_protocol> worker_protocol_from_string(std::string_view s) noexcept {
+  return parse<worker_protocol>(detail::k_protocol_names, s);
+}
 
 const std::error_category& supervisor_category() noexcept {
   static const supervisor_category_impl category;
@@ -95,6 +130,19 @@ void check_pool_request(const std::string& name, bool has_handlers, const pool_o
                                                    " characters of [A-Za-z0-9_.-]");
   if (!has_handlers && o.command.empty())
     throw invalid_request(errc::invalid_option, "pool '" + name + "' needs handlers or a command");
+  if (o.protocol != worker_protocol::ringmaster) {
+    const std::string protocol(to_string(o.protocol));
+    if (o.command.empty())
+      throw invalid_request(errc::invalid_option, "pool '" + name + "': protocol " + protocol + " needs a command");
+    if (!executable(o.command[0]))
+      throw invalid_request(errc::invalid_option, "pool '" + name + "': command '" + o.command[0] +
+                                                      "' is not an executable file (a bare name is looked up in PATH)");
+  }
+  if (o.protocol != worker_protocol::exec)
+    for (std::size_t i = 1; i < o.command.size(); ++i)
+      if (o.command[i].find("{}") != std::string::npos)
+        throw invalid_request(errc::invalid_option, "pool '" + name + "': command argument " + std::to_string(i) +
+                                                        " has {}, which only protocol exec replaces");
   for (const pool_option& spec : k_pool_options) {
     if (!spec.get || (spec.library_min == 0 && spec.library_max == k_unbounded)) continue;
     const std::uint64_t v = spec.get(o);

@@ -70,7 +70,9 @@ bool dispatcher::handle_fork_events() {
       case fork_event::kind::exited:
         if (auto it = by_pid_.find(e->pid); it != by_pid_.end()) {
           slot_state& s = *it->second;
-          // A worker that never became ready: its last line on stderr says why.
+          // A worker that never became ready: its last line on stderr says why. A user's
+          // program that never took a job: the tail of its stderr (adapter.hpp).
+          if (program_not_started(e->status) && s.start_error.empty()) s.start_error = stderr_excerpt(e->message);
           if (!s.life.said_ready && s.start_error.empty()) s.start_error = last_line(e->message);
           s.stderr_tail = stderr_excerpt(e->message);  // for the failure of the job it ran
           on_exit(s, e->status, e->max_rss_kib, false);

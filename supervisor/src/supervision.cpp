@@ -122,7 +122,11 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     message = "exceeded memory_limit of " + format_bytes(p.options.memory_limit) +
               (WIFSIGNALED(wait_status) ? " (" + signal_name(WTERMSIG(wait_status)) + ")" : "");
   if (was.why == ending::hostile) message = "worker violated the ring protocol";
-  if (was.said_ready && !s.stderr_tail.empty()) message += "; its stderr ended: " + s.stderr_tail;
+  // A user's program that ended before it took its first job: a start failure, though
+  // the worker said ready, and the job it was given goes back uncharged.
+  const bool not_started = program_not_started(wait_status) && was.why == ending::none;
+  if (not_started) message = "its program ended before it took its first job";
+  if (was.said_ready && !not_started && !s.stderr_tail.empty()) message += "; its stderr ended: " + s.stderr_tail;
   s.stderr_tail.clear();
 
   const bool abnormal = verdict.abnormal;
@@ -132,7 +136,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
   // Attribution: the job the worker said it was running (if it holds it), or for a
   // timeout the one we timed. The worker's word is only used to pick among its own jobs.
   job_record* running = nullptr;
-  if (!planned && !s.in_flight.empty()) {
+  if (!planned && !not_started && !s.in_flight.empty()) {
     std::vector<std::uint64_t> tokens;
     tokens.reserve(s.in_flight.size());
     for (job_record* j : s.in_flight) tokens.push_back(j->token);
@@ -181,7 +185,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     s.view.control->last_started.store(0);
     s.view.control->out_of_memory.store(0);
   }
-  const bool was_ready = was.said_ready;
+  const bool was_ready = was.said_ready && !not_started;
   s.kill_at = k_forever;
   if (pid > 0) {
     const auto level = (planned || stopping) ? spdlog::level::debug : spdlog::level::warn;
@@ -221,7 +225,7 @@ void dispatcher::on_exit(slot_state& s, int wait_status, std::int64_t max_rss_ki
     if (is_start_failure(was_ready, verdict.killed_from_outside)) {
       if (start_failures_give_up(++p.start_failures_in_a_row, p.intensity.exceeded(p.options.max_restarts))) {
         // The worker's own words first, then how it ended (when there was a process).
-        std::string reason = "worker " + message + " before it was ready";
+        std::string reason = not_started ? message : "worker " + message + " before it was ready";
         if (!s.start_error.empty()) reason = pid > 0 ? s.start_error + " (" + reason + ")" : s.start_error;
         give_up(p, "pool '" + p.name + "' cannot start its workers: " + reason);
         return;
@@ -307,6 +311,7 @@ void dispatcher::spawn(slot_state& s) {
   r.slot = s.index;
   r.pool = p.name;
   r.command = p.options.command;
+  r.protocol = static_cast<std::uint32_t>(p.options.protocol);
   if (p.fork_handlers) {
     r.handlers_id = handlers_access::registry_id(*p.fork_handlers);
     r.handlers_fingerprint = handlers_access::fingerprint(*p.fork_handlers);

@@ -107,7 +107,9 @@ void dispatcher::on_worker_ready(slot_state& s, const worker_ready& e) {
   pool_state& p = *live_[s.pool];
   enter(s, on_ready(s.life), "ready");
   s.ready_at = clock_type::now();
-  p.start_failures_in_a_row = 0;
+  // A user's program has started only once it answers a job (adapter.hpp): its
+  // worker's ready says nothing of the program.
+  if (p.options.protocol == worker_protocol::ringmaster) p.start_failures_in_a_row = 0;
   if (!p.fork_handlers && p.types.empty()) {
     std::string_view names = e.handler_names;
     while (!names.empty()) {
@@ -123,6 +125,7 @@ void dispatcher::on_worker_result(slot_state& s, const worker_result& e) {
   pool_state& p = *live_[s.pool];
   job_record* j = s.in_flight.front();
   s.in_flight.pop_front();
+  p.start_failures_in_a_row = 0;
   s.front_started = clock_type::now();
   const double us = e.run_us;
   p.avg_job_us = p.avg_job_us == 0 ? us : 0.9 * p.avg_job_us + 0.1 * us;

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ringmaster/worker/handlers.hpp>
+#include <ringmaster/worker/detail/adapter.hpp>
 #include <ringmaster/worker/detail/handlers_access.hpp>
 #include <ringmaster/worker/detail/launch.hpp>
 
@@ -182,6 +183,8 @@ void fork_server_process::drop_mappings() noexcept {
     ::setrlimit(RLIMIT_AS, &lim);
   }
   worker_launch launch{3, 4, r.slot, r.max_body, r.log_level, r.pool};
+  // A user's program: this worker is its adapter, and the program its child.
+  if (r.protocol != 0) ::_exit(run_adapter(launch, static_cast<program_protocol>(r.protocol), r.command));
   // The handlers object is found in this process's copy of the program, as it was
   // when the fork server was forked. A fingerprint mismatch means types were added
   // after that: they would be missing here.

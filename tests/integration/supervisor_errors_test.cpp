@@ -92,6 +92,39 @@ TEST(SupervisorErrors, CommandPoolWithoutACommandIsAnInvalidOption) {
   EXPECT_TRUE(ec == std::errc::invalid_argument) << "invalid_option is an invalid argument";
 }
 
+TEST(SupervisorErrors, ProgramPoolWithoutARunnableCommandIsAnInvalidOption) {
+  using ringmaster::worker_protocol;
+  ringmaster::supervisor sup({.name = "errors-protocol"});
+  struct refused {
+    const char* what;
+    ringmaster::pool_options options;
+    std::string message;
+  };
+  const refused cases[] = {
+      {"no command", {.workers = 1, .protocol = worker_protocol::exec}, "pool 'p': protocol exec needs a command"},
+      {"a command that does not exist", {.workers = 1, .command = {"/nonexistent/prog"}, .protocol = worker_protocol::jsonl},
+       "pool 'p': command '/nonexistent/prog' is not an executable file (a bare name is looked up in PATH)"},
+      {"a bare name not in PATH", {.workers = 1, .command = {"no-such-program-for-lines"}, .protocol = worker_protocol::lines},
+       "pool 'p': command 'no-such-program-for-lines' is not an executable file (a bare name is looked up in PATH)"},
+      {"{} outside exec", {.workers = 1, .command = {"echo", "<{}>"}, .protocol = worker_protocol::lines},
+       "pool 'p': command argument 1 has {}, which only protocol exec replaces"},
+      {"{} in a serve() worker's arguments", {.workers = 1, .command = {"echo", "{}"}},
+       "pool 'p': command argument 1 has {}, which only protocol exec replaces"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    std::error_code ec;
+    std::string why;
+    EXPECT_EQ(sup.add_pool("p", ringmaster::demo_handlers(), c.options, ec, &why), nullptr);
+    EXPECT_EQ(ec, errc::invalid_option) << ec.message();
+    EXPECT_EQ(why, c.message);
+  }
+  std::error_code ec;
+  EXPECT_NE(sup.add_pool("p", {.workers = 1, .command = {"sh", "-c", "echo {}", "{}"}, .protocol = worker_protocol::exec}, ec),
+            nullptr);
+  EXPECT_FALSE(ec) << ec.message();
+}
+
 TEST(SupervisorErrors, PoolOverTheMachinesSharedMemoryIsNotEnoughMemory) {
   const std::size_t per_worker = ringmaster::shared_memory_per_worker({.max_message = ringmaster::k_max_message_limit});
   const std::size_t available = ringmaster::available_memory();

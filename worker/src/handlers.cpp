@@ -62,6 +62,7 @@ handlers& handlers::on_stop(std::function<void(int)> fn) {
 
 const handler* handlers::find(std::string_view type) const noexcept {
   auto it = table_.find(type);
+  if (it == table_.end()) it = table_.find(std::string_view());  // handlers_access::catch_all
   return it == table_.end() ? nullptr : &it->second;
 }
 

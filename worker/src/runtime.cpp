@@ -379,6 +379,10 @@ int serve_handlers(worker_runtime& rt, const handlers& h) {
 
 }  // namespace
 
+void release_current_job() noexcept {
+  if (g_control) g_control->current_job.store(0, std::memory_order_release);
+}
+
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept {
   try {
     std::string error;

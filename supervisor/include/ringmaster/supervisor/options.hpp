@@ -50,10 +50,20 @@ enum class restart_strategy : std::uint8_t {
   rest_for_one,  ///< every worker of that pool and of the pools added after it
 };
 
+/// How a pool's `command` talks to its worker slot (README, "Run your own program").
+enum class worker_protocol : std::uint8_t {
+  ringmaster,  ///< a worker executable built on ringmaster::serve(), on the slot's rings
+  jsonl,       ///< a persistent program: one JSON object per line each way
+  lines,       ///< a persistent filter: the payload's text as one line in, the result as one line out
+  exec,        ///< one process per job: `{}` in its arguments is the payload's text; stdout is the result
+};
+
 std::string_view to_string(restart_type t) noexcept;
 std::string_view to_string(restart_strategy s) noexcept;
 std::optional<restart_type> restart_type_from_string(std::string_view s) noexcept;
 std::optional<restart_strategy> restart_strategy_from_string(std::string_view s) noexcept;
+std::string_view to_string(worker_protocol p) noexcept;
+std::optional<worker_protocol> worker_protocol_from_string(std::string_view s) noexcept;
 
 struct pool_options {
   /// Worker processes, at most k_max_workers; 0: one per core.
@@ -61,6 +71,10 @@ struct pool_options {
   /// Empty: fork workers that run the pool's handlers. Otherwise exec this worker
   /// executable (argv; a bare name is looked up in PATH), built on ringmaster::serve().
   std::vector<std::string> command{};
+  /// How `command` talks: a serve() executable, or a program of any language (jsonl,
+  /// lines, exec), which the worker slot runs as its child. Any but `ringmaster` needs a
+  /// command that exists and is executable; `{}` in its arguments only with `exec`.
+  worker_protocol protocol = worker_protocol::ringmaster;
   restart_type restart = restart_type::permanent;
   /// Restart intensity: more than `max_restarts` deaths that count within `restart_window`
   /// and the pool gives up: its workers are stopped and its jobs fail (kind `stopped`).

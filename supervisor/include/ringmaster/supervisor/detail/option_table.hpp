@@ -37,6 +37,7 @@ inline constexpr std::uint64_t k_unbounded = std::numeric_limits<std::uint64_t>:
 /// enums' tables are checked against them with a static_assert in options.cpp).
 inline constexpr std::array<std::string_view, 3> k_restart_type_names{"permanent", "transient", "temporary"};
 inline constexpr std::array<std::string_view, 3> k_strategy_names{"one_for_one", "one_for_all", "rest_for_one"};
+inline constexpr std::array<std::string_view, 4> k_protocol_names{"ringmaster", "jsonl", "lines", "exec"};
 /// In order of verbosity; what set_log_level accepts.
 inline constexpr std::array<std::string_view, 7> k_log_level_names{"trace", "debug", "info", "warn",
                                                                    "error", "critical", "off"};
@@ -92,18 +93,23 @@ constexpr void set_int(auto& o, std::uint64_t v) noexcept {
 }  // namespace option_access
 
 /// Every pool option, in the order a config's "one of the keys ..." message lists them.
-inline constexpr std::array<pool_option, 18> k_pool_options{{
+inline constexpr std::array<pool_option, 19> k_pool_options{{
     {.name = "workers", .kind = option_kind::count, .max = k_max_workers, .library_max = k_max_workers,
      .zero_means = "one per core", .doc = "worker processes",
      .get = option_access::get_int<&pool_options::workers>, .set = option_access::set_int<&pool_options::workers>},
     {.name = "command", .kind = option_kind::argv,
-     .doc = "a worker executable built on `ringmaster::serve()`, and its arguments; a bare name is looked up in "
-            "`PATH`, a path with a `/` is relative to the config file",
+     .doc = "the worker program and its arguments: built on `ringmaster::serve()`, or any program with `protocol`; "
+            "a bare name is looked up in `PATH`, a path with a `/` is relative to the config file",
      .default_text = "none: the built-in handlers, forked"},
     {.name = "restart", .kind = option_kind::choice,
      .doc = "when a worker that exited is replaced: always, only after an abnormal exit, never",
      .choices = k_restart_type_names, .get = option_access::get_int<&pool_options::restart>,
      .set = option_access::set_int<&pool_options::restart>},
+    {.name = "protocol", .kind = option_kind::choice,
+     .doc = "how `command` talks: built on `ringmaster::serve()`; JSON Lines; a line filter; one process per job "
+            "(see \"Run your own program\")",
+     .choices = k_protocol_names, .get = option_access::get_int<&pool_options::protocol>,
+     .set = option_access::set_int<&pool_options::protocol>},
     {.name = "max_restarts", .kind = option_kind::count, .max = 1'000'000,
      .doc = "restart intensity: more than this many deaths that count within `restart_window`, and the pool gives up",
      .get = option_access::get_int<&pool_options::max_restarts>,

@@ -25,6 +25,10 @@ struct handlers_access {
   /// The hooks given to on_start and on_stop (empty when none was).
   [[nodiscard]] static const std::function<void(int)>& start_hook(const handlers& h) noexcept { return h.on_start_; }
   [[nodiscard]] static const std::function<void(int)>& stop_hook(const handlers& h) noexcept { return h.on_stop_; }
+  /// Makes `fn` the handler of every type `h` has no handler for (the adapter of a
+  /// user's program, adapter.hpp). It is kept under the empty type, which on() refuses,
+  /// so names() lists it as an empty line and a supervisor learns no types from it.
+  static void catch_all(handlers& h, handler fn) { h.table_.insert_or_assign(std::string(), std::move(fn)); }
 };
 
 /// What the worker runtime makes a job from (job's constructor): views valid while the

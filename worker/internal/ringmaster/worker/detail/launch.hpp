@@ -20,6 +20,9 @@ inline constexpr int k_exit_stopped = 0;
 inline constexpr int k_exit_not_launched = 64;
 inline constexpr int k_exit_cannot_serve = 70;
 inline constexpr int k_exit_protocol = 71;
+/// A user's program (adapter.hpp) ended before it took its first job: a start failure,
+/// though its worker had said ready, and the job it was given goes back uncharged.
+inline constexpr int k_exit_program_not_started = 72;
 
 /// What a worker needs to reach its supervisor: given in memory by the fork server to a
 /// forked worker, and as the RINGMASTER_WORKER environment variable to an exec'd one.
@@ -49,5 +52,10 @@ int launch_from_environment(const char* program, const std::vector<std::string>&
 /// The worker's main loop. `handlers_error`, when not empty, is reported to the
 /// supervisor as this worker's start failure instead of serving. Returns the exit code.
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept;
+
+/// In a handler: the job it runs is no longer shown as running (worker_control's
+/// current_job), so that if this worker dies now the job goes back uncharged. For the
+/// adapter (adapter.hpp), whose program died without reading the job.
+void release_current_job() noexcept;
 
 }  // namespace ringmaster::detail
