@@ -263,7 +263,11 @@ bool dispatcher::dispatch_pool(pool_state& p) {
     progress = false;
     // Once per pass: it depends on the backlog.
     const unsigned limit =
-        credits({.prefetch = p.options.prefetch, .avg_job_us = p.avg_job_us, .queued = p.queue.size(), .workers = p.slots.size()});
+        credits({.prefetch = p.options.prefetch,
+                 .avg_job_us = p.avg_job_us,
+                 .queued = p.queue.size(),
+                 .workers = p.slots.size(),
+                 .pipelined = p.options.protocol == worker_protocol::jsonl || p.options.protocol == worker_protocol::lines});
     for (auto& sp : p.slots) {
       slot_state& s = *sp;
       if (p.queue.empty()) break;

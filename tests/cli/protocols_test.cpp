@@ -152,8 +152,102 @@ TEST_F(CliProtocols, LinesSedFilterServesManyJobsFromOneProcess) {
     EXPECT_EQ((*find_id(lines, "j" + std::to_string(i)))["result"], "V" + std::to_string(i));
 }
 
-// A reply when the program holds no job breaks the protocol: the program is killed when
-// it is next given a job, and that job is retried on a new one.
+// Jobs sent ahead reach the program while it runs the one before (their lines are in its
+// stdin), each reply is its own job's, in order, and a program that dies or hangs is
+// charged the job it was running only: the lines it had not answered go to its
+// replacement, uncharged.
+TEST_F(CliProtocols, JsonlJobsSentAheadReachTheProgramAndOnlyTheRunningOneIsCharged) {
+  // Reads stdin itself (not through Python's buffer), so that it can say how many whole
+  // lines were already there when it took each job.
+  dir.write("worker.py", R"(import json, os, signal, sys, time
+buf = b""
+def lines():
+    global buf
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return
+        buf += chunk
+for line in lines():
+    job = json.loads(line)
+    if job["type"] == "die": os.kill(os.getpid(), signal.SIGKILL)
+    if job["type"] == "hang": time.sleep(3600)
+    print(json.dumps({"id": job["id"], "result": job["id"] + " " + str(buf.count(b"\n"))}), flush=True)
+)");
+  std::string jobs;
+  const auto job_line = [](const std::string& id, const char* type) {
+    return "{\"id\": \"" + id + "\", \"type\": \"" + type + "\", \"payload\": \"\"}\n";
+  };
+  for (int i = 0; i < 300; ++i) {
+    const std::string id = "j" + std::to_string(i);
+    jobs += job_line(id, i == 100 ? "die" : i == 200 ? "hang" : "echo");
+  }
+  const auto r = run_jobs(R"([pools.py]
+command = ["python3", "worker.py"]
+protocol = "jsonl"
+workers = 1
+max_attempts = 1
+job_timeout = "2s"
+kill_grace = "100ms"
+backoff_initial = "1ms"
+)",
+                          jobs);
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_CLEAN(r);
+  const auto lines = results();
+  ASSERT_EQ(lines.size(), 300u) << read_file(dir / "results.jsonl");
+  int saw_ahead = 0;
+  for (int i = 0; i < 300; ++i) {
+    const std::string id = "j" + std::to_string(i);
+    const auto* l = find_id(lines, id);
+    ASSERT_NE(l, nullptr) << id;
+    EXPECT_EQ((*l)["attempts"], 1) << l->dump();
+    if (i == 100) {
+      EXPECT_EQ((*l)["error"]["kind"], "crash") << l->dump();
+      EXPECT_NE(message_of(l).find("SIGKILL"), std::string::npos) << l->dump();
+    } else if (i == 200) {
+      EXPECT_EQ((*l)["error"]["kind"], "timeout") << l->dump();
+    } else {
+      ASSERT_EQ((*l)["status"], "ok") << l->dump();
+      const std::string result = (*l)["result"];
+      ASSERT_EQ(result.substr(0, id.size() + 1), id + " ") << l->dump();
+      saw_ahead += std::stoi(result.substr(id.size() + 1)) > 0;
+    }
+  }
+  EXPECT_GT(saw_ahead, 0) << "no job's line was in the program's stdin before it answered the one before";
+}
+
+// A reply naming a job ("id") that is not the one due is out of step: the program broke
+// the protocol, and the job is retried on a new one.
+TEST_F(CliProtocols, JsonlReplyNamingAnotherJobBreaksTheProtocol) {
+  dir.write("worker.py", R"(import json, sys
+for line in sys.stdin:
+    job = json.loads(line)
+    print(json.dumps({"id": "not-" + job["id"] if job["type"] == "wrong" else job["id"], "result": "r"}), flush=True)
+)");
+  const auto r = run_jobs("[pools.py]\ncommand = [\"python3\", \"worker.py\"]\nprotocol = \"jsonl\"\nworkers = 1\n"
+                          "max_attempts = 1\n",
+                          "{\"id\": \"a\", \"type\": \"wrong\", \"payload\": \"\"}\n"
+                          "{\"id\": \"b\", \"type\": \"right\", \"payload\": \"\"}\n");
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_CLEAN(r);
+  const auto lines = results();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ((*find_id(lines, "a"))["error"]["kind"], "crash");
+  EXPECT_NE(message_of(find_id(lines, "a")).find("broke the jsonl protocol"), std::string::npos)
+      << message_of(find_id(lines, "a"));
+  EXPECT_EQ((*find_id(lines, "b"))["result"], "r");
+  EXPECT_EQ((*find_id(lines, "b"))["attempts"], 1);
+  EXPECT_NE(r.err.find("replied for id \"not-a\" when job a was due"), std::string::npos) << r.err;
+}
+
+// A reply when the program holds no job breaks the protocol: the program is killed before
+// it is given another job, and the next job goes to a new one, uncharged. With prefetch = 1 a
+// program holds one job at a time, so an extra line is always caught (with jobs sent
+// ahead it would be taken as the next job's reply, unless replies name their job).
 TEST_F(CliProtocols, JsonlReplyWithoutAJobBreaksTheProtocol) {
   dir.write("worker.py", R"(import json, sys
 for line in sys.stdin:
@@ -163,7 +257,7 @@ for line in sys.stdin:
     sys.stdout.flush()
 )");
   const auto r = run_jobs("[pools.py]\ncommand = [\"python3\", \"worker.py\"]\nprotocol = \"jsonl\"\nworkers = 1\n"
-                          "max_attempts = 2\n",
+                          "max_attempts = 1\nprefetch = 1\n",
                           "{\"id\": \"a\", \"type\": \"twice\", \"payload\": \"\"}\n"
                           "{\"id\": \"b\", \"type\": \"once\", \"payload\": \"\"}\n");
   EXPECT_EQ(r.code, 0) << r.describe();
@@ -172,7 +266,7 @@ for line in sys.stdin:
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ((*find_id(lines, "a"))["result"], "a");
   EXPECT_EQ((*find_id(lines, "b"))["result"], "b");
-  EXPECT_EQ((*find_id(lines, "b"))["attempts"], 2);
+  EXPECT_EQ((*find_id(lines, "b"))["attempts"], 1);
   EXPECT_NE(r.err.find("broke the jsonl protocol: wrote when it held no job: {\"result\": \"a\"}"), std::string::npos)
       << r.err;
 }

@@ -9,12 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <optional>
+#include <deque>
 #include <ringmaster/worker/detail/adapter.hpp>
+#include <ringmaster/worker/detail/runtime.hpp>
 #include <ringmaster/worker/detail/handlers_access.hpp>
 #include <ringmaster/worker/handlers.hpp>
 #include <stdexcept>
@@ -119,7 +121,11 @@ struct reply {
   bool error = false;
 };
 
-// A persistent program (jsonl, lines): one line per job each way, replies in order.
+// A persistent program (jsonl, lines): one line per job each way, replies in order. The
+// lines of the jobs the supervisor sent ahead go to the program at once (at most
+// k_window of them, k_ahead_bytes not yet read by it), so that it goes from one job to
+// the next without waiting for this worker; the first job without a reply is the one it
+// runs, the one charged if it dies.
 class line_program {
  public:
   line_program(program_protocol protocol, std::vector<std::string> argv, std::size_t max_body)
@@ -141,7 +147,114 @@ class line_program {
     to_ = in[1];
     from_ = out[0];
     if (pid_ < 0) throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(e));
+    // Our end of its stdin never blocks: a program that writes a long reply while we
+    // write it the next job must not stall us both.
+    ::fcntl(to_, F_SETFL, O_NONBLOCK);
     pidfd_ = pidfd_of(pid_);
+  }
+
+  // Serves jobs until told to stop: the exit code.
+  int serve(worker_runtime& rt) {
+    rt_ = &rt;
+    deferred_message m;
+    for (;;) {
+      // Take what the supervisor has sent (waiting for a job only when none is held).
+      while (!rt.stopped() && rt.held() < k_window && out_.size() < k_ahead_bytes) {
+        if (rt.held() == 0) check_silent();
+        const auto got = rt.take_job(m, rt.held() == 0);
+        if (got == worker_runtime::taken::broken) return k_exit_protocol;
+        if (got != worker_runtime::taken::job) break;
+        send(m);
+      }
+      if (rt.held() == 0) {
+        if (!rt.stopped()) return k_exit_protocol;
+        stop();
+        return rt.finish();
+      }
+      // The first held job: failed before it was sent, or answered by the next line.
+      sent_job& front = sent_.front();
+      if (!front.failed.empty()) {
+        const std::string why = std::move(front.failed);
+        sent_.pop_front();
+        if (!rt.complete(error_kind::exception, why, false)) return k_exit_protocol;
+        continue;
+      }
+      const line_end end = read_line(rt);
+      if (end == line_end::eof) program_died(front);
+      ++replies_;
+      const std::string front_id = std::move(front.id);
+      sent_.pop_front();
+      // More replies already read go out with this one (one publication, one wake-up).
+      const bool more = buffer_.find('\n') != std::string::npos;
+      bool ok = true;
+      if (end == line_end::too_long) {
+        ok = rt.complete(error_kind::exception,
+                         "the reply is over max_message (" + std::to_string(max_line_ - k_reply_room) + " bytes)", !more);
+      } else if (protocol_ == program_protocol::lines) {
+        ok = rt.complete(error_kind::none, line_, !more);
+      } else {
+        reply r = parse_reply(front_id);
+        ok = rt.complete(r.error ? error_kind::exception : error_kind::none, r.text, !more);
+      }
+      if (!ok) return k_exit_protocol;
+    }
+  }
+
+ private:
+  // Room in a reply line beyond max_message for {"result": ...} around the result.
+  static constexpr std::size_t k_reply_room = 64;
+  // Jobs sent ahead to the program, and bytes of them waiting for it to read.
+  static constexpr std::size_t k_window = 64;
+  static constexpr std::size_t k_ahead_bytes = 64 * 1024;
+  enum class line_end { line, too_long, eof };
+
+  // A job whose line went to the program (`start`: where it begins in the bytes written
+  // to its stdin), or one that failed before (`failed`: why; answered in its turn).
+  struct sent_job {
+    std::uint64_t start = 0;
+    std::string id;
+    std::string failed;
+  };
+
+  // Queues the job's line for the program's stdin.
+  void send(const deferred_message& m) {
+    sent_job s{.start = queued_, .id = m.id, .failed = {}};
+    const std::size_t before = out_.size();
+    if (protocol_ == program_protocol::jsonl) {
+      append_request(m);
+    } else if (m.body.find('\n') != std::string::npos) {
+      s.failed = "the payload has a newline, and a lines program takes one line per job";
+    } else {
+      out_ += m.body;
+    }
+    if (s.failed.empty()) out_.push_back('\n');
+    queued_ += out_.size() - before;
+    sent_.push_back(std::move(s));
+  }
+
+  // {"id": ..., "type": ..., "payload": ...}: a payload that is a JSON object or array
+  // goes as itself, any other as a JSON string of its text.
+  void append_request(const deferred_message& m) {
+    nlohmann::json request{{"id", m.id}, {"type", m.job_type}};
+    const std::string_view p = m.body;
+    if (!p.empty() && (p.front() == '{' || p.front() == '[') && nlohmann::json::accept(p))
+      request["payload"] = nlohmann::json::parse(p);
+    else
+      request["payload"] = p;
+    out_ += request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+
+  // Before a job is taken while none is held: bytes waiting are a reply when the program
+  // held no job. Only what is there is read (a line it has not finished must not make
+  // us wait).
+  void check_silent() {
+    int waiting = 0;
+    if (!buffer_.empty() || (::ioctl(from_, FIONREAD, &waiting) == 0 && waiting > 0)) {
+      char chunk[256];
+      const ssize_t n = buffer_.empty() ? ::read(from_, chunk, sizeof chunk) : 0;
+      if (n > 0) buffer_.append(chunk, static_cast<std::size_t>(n));
+      broke_protocol("wrote when it held no job: " + excerpt(buffer_));
+    }
   }
 
   // On stop: the program's stdin ends, and it may finish (at most 1 s: the fork server
@@ -155,61 +268,16 @@ class line_program {
     close_fd(from_);
   }
 
-  std::string run(const job& j) {
-    // Bytes waiting before the job was written are a reply when the program held none.
-    // Only what is there is read (a line it has not finished must not make us wait).
-    int waiting = 0;
-    if (!buffer_.empty() || (::ioctl(from_, FIONREAD, &waiting) == 0 && waiting > 0)) {
-      char chunk[256];
-      const ssize_t n = buffer_.empty() ? ::read(from_, chunk, sizeof chunk) : 0;
-      if (n > 0) buffer_.append(chunk, static_cast<std::size_t>(n));
-      broke_protocol("wrote when it held no job: " + excerpt(buffer_));
-    }
-    line_.clear();
-    if (protocol_ == program_protocol::jsonl) {
-      request_line(j);
-    } else {
-      if (j.payload().find('\n') != std::string_view::npos)
-        throw std::runtime_error("the payload has a newline, and a lines program takes one line per job");
-      line_.assign(j.payload());
-    }
-    line_.push_back('\n');
-    if (!write_all(to_, line_)) program_died(j, false, line_.size());
-    const std::size_t sent = line_.size();
-    switch (read_line()) {
-      case line_end::eof: program_died(j, true, sent);
-      case line_end::too_long:
-        throw std::runtime_error("the reply is over max_message (" + std::to_string(max_line_ - k_reply_room) + " bytes)");
-      case line_end::line: break;
-    }
-    ++replies_;
-    if (protocol_ == program_protocol::lines) return std::move(line_);
-    reply r = parse_reply();
-    if (r.error) throw std::runtime_error(r.text);
-    return std::move(r.text);
-  }
-
- private:
-  // Room in a reply line beyond max_message for {"result": ...} around the result.
-  static constexpr std::size_t k_reply_room = 64;
-  enum class line_end { line, too_long, eof };
-
-  // {"id": ..., "type": ..., "payload": ...}: a payload that is a JSON object or array
-  // goes as itself, any other as a JSON string of its text.
-  void request_line(const job& j) {
-    nlohmann::json request{{"id", j.id()}, {"type", j.type()}};
-    const std::string_view p = j.payload();
-    if (!p.empty() && (p.front() == '{' || p.front() == '[') && nlohmann::json::accept(p))
-      request["payload"] = nlohmann::json::parse(p);
-    else
-      request["payload"] = p;
-    line_ = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  }
-
-  reply parse_reply() {
+  // {"result": ...} or {"error": "..."}, and optionally "id": the job's id, which makes
+  // a reply out of step (an extra line for a job before) a protocol violation.
+  reply parse_reply(const std::string& id) {
     auto v = nlohmann::json::parse(line_, nullptr, false);
-    if (v.is_discarded() || !v.is_object() || v.size() != 1 || (!v.contains("result") && !v.contains("error")))
+    const bool has_id = v.is_object() && v.contains("id");
+    if (v.is_discarded() || !v.is_object() || v.size() != (has_id ? 2u : 1u) ||
+        (v.contains("result") == v.contains("error")))
       broke_protocol("expected {\"result\": ...} or {\"error\": \"...\"}, got " + excerpt(line_));
+    if (has_id && (!v["id"].is_string() || v["id"].get_ref<const std::string&>() != id))
+      broke_protocol("replied for id " + v["id"].dump() + " when job " + id + " was due: " + excerpt(line_));
     const bool error = v.contains("error");
     const auto& value = error ? v["error"] : v["result"];
     reply r;
@@ -219,11 +287,34 @@ class line_program {
     return r;
   }
 
-  // The next line into line_ (without its newline). A line over max_line_ is read to its
-  // end and dropped, so that the next reply is still in step.
-  line_end read_line() {
+  // Writes what the program's stdin takes now of the lines queued; false once it is gone.
+  bool write_some() noexcept {
+    while (!out_.empty()) {
+      const ssize_t n = ::write(to_, out_.data() + out_at_, out_.size() - out_at_);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) break;
+      if (n <= 0) return false;
+      out_at_ += static_cast<std::size_t>(n);
+      written_ += static_cast<std::uint64_t>(n);
+      if (out_at_ == out_.size()) {
+        out_.clear();
+        out_at_ = 0;
+      }
+    }
+    if (out_at_ > 0 && out_at_ >= out_.size() / 2) {
+      out_.erase(0, out_at_);
+      out_at_ = 0;
+    }
+    return true;
+  }
+
+  // The next line into line_ (without its newline), writing the queued lines meanwhile.
+  // A line over max_line_ is read to its end and dropped, so that the next reply is still
+  // in step. Staged results are published before any wait.
+  line_end read_line(worker_runtime& rt) {
     line_.clear();
     bool too_long = false;
+    bool stdin_gone = false;
     for (;;) {
       const auto nl = buffer_.find('\n');
       const std::size_t take = nl == std::string::npos ? buffer_.size() : nl;
@@ -237,10 +328,12 @@ class line_program {
         return too_long ? line_end::too_long : line_end::line;
       }
       buffer_.clear();
+      if (!stdin_gone && !write_some()) stdin_gone = true;  // it died, or closed its stdin: its replies tell
+      rt.publish();
       // The program's end, even if what it started still holds its stdout open: a
       // reply it wrote before it ended is in the pipe, and read first.
-      pollfd p[2] = {{from_, POLLIN, 0}, {pidfd_, POLLIN, 0}};
-      if (::poll(p, 2, -1) < 0) {
+      pollfd p[3] = {{from_, POLLIN, 0}, {pidfd_, POLLIN, 0}, {stdin_gone || out_.empty() ? -1 : to_, POLLOUT, 0}};
+      if (::poll(p, 3, -1) < 0) {
         if (errno == EINTR) continue;
         return line_end::eof;
       }
@@ -263,40 +356,51 @@ class line_program {
     return out;
   }
 
+  // The results already answered go out first: they are the program's, and must not be
+  // run again.
   [[noreturn]] void broke_protocol(const std::string& why) noexcept {
+    if (rt_) rt_->publish();
     std::fprintf(stderr, "ringmaster: %s broke the %s protocol: %s\n", argv_[0].c_str(), to_string(protocol_), why.c_str());
     ::kill(pid_, SIGKILL);
     ::_exit(k_exit_protocol);
   }
 
-  // A program that died without reading its job (its line could not be written, or all
-  // `sent` bytes of it are still in the pipe) is not charged it, as a native worker is
-  // not charged the jobs sent ahead to it. If that was its first job and it ended by
-  // itself, it never started, and its stderr says why; SIGKILLed from outside (an
-  // operator, the OOM killer; a shell wrapper reports that as exit code 137) says nothing
-  // of whether it starts.
-  [[noreturn]] void program_died(const job& j, bool written, std::size_t sent) noexcept {
-    int left = 0;
-    const bool unread = !written || (::ioctl(to_, FIONREAD, &left) == 0 && static_cast<std::size_t>(left) == sent);
+  // A program that died before it read any of the running job's line (still queued here,
+  // or in the pipe) is not charged it, as a native worker is not charged the jobs sent
+  // ahead to it. If that was its first job and it ended by itself, it never started, and
+  // its stderr says why; SIGKILLed from outside (an operator, the OOM killer; a shell
+  // wrapper reports that as exit code 137) says nothing of whether it starts.
+  [[noreturn]] void program_died(const sent_job& running) noexcept {
+    int in_pipe = 0;
+    if (::ioctl(to_, FIONREAD, &in_pipe) != 0) in_pipe = 0;
+    const std::uint64_t read_by_program = written_ - static_cast<std::uint64_t>(std::max(in_pipe, 0));
+    const bool unread = read_by_program <= running.start;
     close_fd(to_);
     const int status = wait_for(pid_);
     const bool killed = (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
                         (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
+    if (rt_) rt_->publish();
     if (unread) release_current_job();
     if (replies_ == 0 && unread && !killed) ::_exit(k_exit_program_not_started);
-    end_like(status, argv_[0], "while it held job " + std::string(j.id()));
+    end_like(status, argv_[0], "while it held job " + running.id);
   }
 
   program_protocol protocol_;
   std::vector<std::string> argv_;
   std::size_t max_line_;
+  worker_runtime* rt_ = nullptr;  // while serving
   pid_t pid_ = -1;
   int pidfd_ = -1;
   std::uint64_t replies_ = 0;
   int to_ = -1;    // the program's stdin
   int from_ = -1;  // its stdout
-  std::string buffer_;  // read past the last line
-  std::string line_;    // the line being written or read
+  std::deque<sent_job> sent_;  // the held jobs, in order: the running one first
+  std::string out_;            // lines queued for its stdin, written from out_at_
+  std::size_t out_at_ = 0;
+  std::uint64_t queued_ = 0;   // bytes ever queued for its stdin
+  std::uint64_t written_ = 0;  // bytes ever written to it
+  std::string buffer_;         // read past the last line
+  std::string line_;           // the reply being read
 };
 
 // exec: one process per job. `{}` in an argument is the payload's text (no shell); the
@@ -424,21 +528,26 @@ int run_adapter(const worker_launch& launch, program_protocol protocol, const st
     // The slot's segment and the dispatcher's eventfd are the worker's, not the program's.
     for (int fd : {launch.segment_fd, launch.wake_fd}) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     ::signal(SIGPIPE, SIG_IGN);
-    handlers h;
-    std::optional<line_program> persistent;
-    std::optional<exec_program> per_job;
     if (protocol == program_protocol::exec) {
-      per_job.emplace(command, launch.max_body);
-      handlers_access::catch_all(h, [&](job& j) { return per_job->run(j); });
-    } else {
-      persistent.emplace(protocol, command, launch.max_body);
-      // Started before the worker is ready: a program that cannot be started is a start
-      // failure, in its words.
-      h.on_start([&](int) { persistent->start(); });
-      h.on_stop([&](int) { persistent->stop(); });
-      handlers_access::catch_all(h, [&](job& j) { return persistent->run(j); });
+      handlers h;
+      exec_program per_job(command, launch.max_body);
+      handlers_access::catch_all(h, [&](job& j) { return per_job.run(j); });
+      return run_worker(launch, &h, {});
     }
-    return run_worker(launch, &h, {});
+    int code = 0;
+    auto rt = worker_runtime::open(launch, code);
+    if (!rt) return code;
+    line_program program(protocol, command, launch.max_body);
+    // Started before the worker is ready: a program that cannot be started is a start
+    // failure, in its words.
+    try {
+      program.start();
+    } catch (const std::exception& e) {
+      rt->fatal(std::string("on_start failed: ") + e.what());
+      return k_exit_cannot_serve;
+    }
+    rt->ready({});  // no job types of its own: the pool's config says what it serves
+    return program.serve(*rt);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringmaster worker: %s\n", e.what());
     return k_exit_cannot_serve;

@@ -118,6 +118,13 @@ std::unique_ptr<worker_runtime> worker_runtime::open(const worker_launch& launch
   }
 }
 
+std::unique_ptr<worker_runtime> worker_runtime::open(const worker_launch& launch, int& exit_code) noexcept {
+  std::string error;
+  auto rt = open(launch, error, exit_code);
+  if (!rt) std::fprintf(stderr, "ringmaster worker: %s\n", error.c_str());
+  return rt;
+}
+
 worker_runtime::worker_runtime(const worker_launch& launch, ipc::segment seg) : launch_(launch), segment_(std::move(seg)) {
   if (launch.log_level >= 0) spdlog::set_level(static_cast<spdlog::level::level_enum>(launch.log_level));
   log_ = logger("worker " + launch.pool + "/" + std::to_string(launch.slot));
@@ -152,35 +159,42 @@ void worker_runtime::ready(std::string_view names) {
   std::set_new_handler(note_allocation_failure);
 }
 
-bool worker_runtime::next_job(deferred_message& m) {
+bool worker_runtime::next_job(deferred_message& m) { return take_job(m, true) == taken::job; }
+
+worker_runtime::taken worker_runtime::take_job(deferred_message& m, bool wait) {
   while (!stop_) {
-    if (!next_message(m, clock_type::time_point::max())) return false;
+    if (const auto ec = next_message(m, wait ? clock_type::time_point::max() : clock_type::time_point::min()))
+      return ec == ipc::errc::timed_out ? taken::none : taken::broken;
     switch (m.type) {
       case wire::kind::job:
         // A stop starts none of the jobs sent ahead: the supervisor has answered them
-        // (see worker_control::stopping; both sides seq_cst, as a Dekker pair).
+        // (see worker_control::stopping; both sides seq_cst, as a Dekker pair). A job
+        // taken behind others counts as started: it is on its way to the program.
         view_.control->last_started.store(m.token, std::memory_order_seq_cst);
         if (view_.control->stopping.load(std::memory_order_seq_cst) == 0) {
-          auto& control = *view_.control;
-          held_started_ = wire::monotonic_ns();
-          control.started_ns.store(held_started_, std::memory_order_relaxed);
-          control.current_job.store(m.token, std::memory_order_release);
-          wire::set_job_id(control, m.id);  // the fork server labels our output lines with it
-          holding_ = true;
-          held_token_ = m.token;
-          return true;
+          held_.push_back({m.token, m.id});
+          if (held_.size() == 1) run_next(held_.front());
+          return taken::job;
         }
         break;
       case wire::kind::stop: stop_ = true; break;
       default: break;  // a reply nobody waits for any more
     }
   }
-  return false;
+  return taken::stop;
 }
 
-bool worker_runtime::complete(error_kind status, std::string_view value) {
+void worker_runtime::run_next(const held_job& h) {
   auto& control = *view_.control;
-  holding_ = false;
+  held_started_ = wire::monotonic_ns();
+  control.started_ns.store(held_started_, std::memory_order_relaxed);
+  control.current_job.store(h.token, std::memory_order_release);
+  wire::set_job_id(control, h.id);  // the fork server labels our output lines with it
+}
+
+bool worker_runtime::complete(error_kind status, std::string_view value, bool publish_now) {
+  auto& control = *view_.control;
+  const std::uint64_t token = held_.front().token;
   control.out_of_memory.store(0, std::memory_order_relaxed);
   std::string why;
   if (status == error_kind::none && value.size() > launch_.max_body) {
@@ -191,17 +205,21 @@ bool worker_runtime::complete(error_kind status, std::string_view value) {
   }
   const auto micros =
       static_cast<std::uint32_t>(std::min<std::int64_t>((wire::monotonic_ns() - held_started_) / 1000, UINT32_MAX));
-  auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .run_us = micros, .token = held_token_, .body = value});
+  auto ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(status), .run_us = micros, .token = token, .body = value});
   if (ec == ipc::errc::message_too_large) {
     why = "result of " + std::to_string(value.size()) + " bytes exceeds max_message";
-    ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .run_us = micros, .token = held_token_, .body = why});
+    ec = send({.type = wire::kind::result, .status = static_cast<std::uint8_t>(error_kind::rejected), .run_us = micros, .token = token, .body = why});
   }
+  held_.pop_front();
   control.current_job.store(0, std::memory_order_release);
   // What the handler left in stdout's buffer goes out while its job id is still shown
   // (no system call when the buffer is empty).
   std::fflush(stdout);
   wait_output_read();
-  wire::set_job_id(control, {});
+  if (held_.empty())
+    wire::set_job_id(control, {});
+  else
+    run_next(held_.front());
   control.jobs_done.fetch_add(1, std::memory_order_relaxed);
   if (ec) {
     log_->error("cannot send a result: {}", ec.message());
@@ -209,10 +227,13 @@ bool worker_runtime::complete(error_kind status, std::string_view value) {
     return false;
   }
   // Published at once: a result held back while the next handler runs would be late
-  // if that handler is slow, and lost (its job run again) if it kills the process.
-  results_.publish();
+  // if that handler is slow, and lost (its job run again) if it kills the process. A
+  // caller with more results at hand publishes them together.
+  if (publish_now) results_.publish();
   return true;
 }
+
+void worker_runtime::publish() noexcept { results_.publish(); }
 
 int worker_runtime::finish() {
   results_.publish();
@@ -251,9 +272,9 @@ result worker_runtime::wait(std::uint64_t token, std::chrono::milliseconds timeo
       return r;
     }
     deferred_message m;
-    if (!read_ring(m, deadline)) {
+    if (const auto ec = read_ring(m, deadline)) {
       result r;
-      r.error = clock_type::now() >= deadline ? error_kind::timeout : error_kind::stopped;
+      r.error = ec == ipc::errc::timed_out ? error_kind::timeout : error_kind::stopped;
       r.value = r.error == error_kind::timeout ? "no reply within " + std::to_string(timeout.count()) + " ms"
                                                 : "supervisor connection broken";
       return r;
@@ -283,36 +304,36 @@ std::error_code worker_runtime::send(const wire::message& m) {
 }
 
 // The next message: one kept back while a handler waited, else from the ring.
-bool worker_runtime::next_message(deferred_message& m, clock_type::time_point deadline) {
+std::error_code worker_runtime::next_message(deferred_message& m, clock_type::time_point deadline) {
   if (!backlog_.empty()) {
     m = std::move(backlog_.front());
     backlog_.pop_front();
-    return true;
+    return {};
   }
   return read_ring(m, deadline);
 }
 
 // Reads one message from the job ring, copying it out so that its space goes back to
-// the supervisor at once. Publishes staged results before any wait. False on a broken
-// ring or the deadline.
-bool worker_runtime::read_ring(deferred_message& out, clock_type::time_point deadline) {
+// the supervisor at once. Publishes staged results before any wait.
+std::error_code worker_runtime::read_ring(deferred_message& out, clock_type::time_point deadline) {
   std::span<const std::byte> bytes;
   auto ec = jobs_.try_read(bytes);
   if (ec == ipc::errc::empty) {
+    if (deadline == clock_type::time_point::min()) return ipc::errc::timed_out;
     results_.publish();
     while ((ec = jobs_.read(bytes, std::min(deadline, clock_type::now() + std::chrono::seconds(1)), wait_policy_)) ==
            ipc::errc::timed_out) {
-      if (clock_type::now() >= deadline) return false;
+      if (clock_type::now() >= deadline) return ipc::errc::timed_out;
     }
   }
   if (ec) {
     log_->error("job ring unusable: {}", ec.message());
-    return false;
+    return ec;
   }
   auto m = wire::decode(bytes);
   if (!m) {
     log_->error("malformed message from the supervisor");
-    return false;
+    return ipc::errc::corrupt;
   }
   out.type = m->type;
   out.status = m->status;
@@ -322,7 +343,7 @@ bool worker_runtime::read_ring(deferred_message& out, clock_type::time_point dea
   out.id.assign(m->id);
   out.body.assign(m->body);
   jobs_.release();
-  return true;
+  return {};
 }
 
 namespace {
@@ -385,13 +406,9 @@ void release_current_job() noexcept {
 
 int run_worker(const worker_launch& launch, const handlers* h, const std::string& handlers_error) noexcept {
   try {
-    std::string error;
     int code = 0;
-    auto rt = worker_runtime::open(launch, error, code);
-    if (!rt) {
-      std::fprintf(stderr, "ringmaster worker: %s\n", error.c_str());
-      return code;
-    }
+    auto rt = worker_runtime::open(launch, code);
+    if (!rt) return code;
     if (!handlers_error.empty() || h == nullptr) {
       rt->fatal(handlers_error.empty() ? "no handlers" : handlers_error);
       return k_exit_cannot_serve;

@@ -29,7 +29,12 @@ INSTANTIATE_TEST_SUITE_P(
         credits_case{"JobsOf200usGiveTwo", {.prefetch = 0, .avg_job_us = 200, .queued = 0, .workers = 1}, 2},
         credits_case{"LongJobsWithABacklogOfTwoPerWorker", {.prefetch = 0, .avg_job_us = 1e6, .queued = 8, .workers = 4}, 2},
         credits_case{"LongJobsWithLessBacklogGoOneAtATime", {.prefetch = 0, .avg_job_us = 1e6, .queued = 7, .workers = 4}, 1},
-        credits_case{"LongJobsWithNothingQueued", {.prefetch = 0, .avg_job_us = 400, .queued = 0, .workers = 1}, 1}),
+        credits_case{"LongJobsWithNothingQueued", {.prefetch = 0, .avg_job_us = 400, .queued = 0, .workers = 1}, 1},
+        credits_case{"PipelinedShortJobsWithABacklogGetThree", {.prefetch = 0, .avg_job_us = 1000, .queued = 8, .workers = 4, .pipelined = true}, 3},
+        credits_case{"PipelinedTinyJobsKeepTheirBatch", {.prefetch = 0, .avg_job_us = 10, .queued = 8, .workers = 4, .pipelined = true}, 50},
+        credits_case{"PipelinedJobsWithLessBacklogFollowTheirTime", {.prefetch = 0, .avg_job_us = 1000, .queued = 7, .workers = 4, .pipelined = true}, 1},
+        credits_case{"PipelinedLongJobsGetTwo", {.prefetch = 0, .avg_job_us = 20'000, .queued = 8, .workers = 4, .pipelined = true}, 2},
+        credits_case{"PipelinedPrefetchWins", {.prefetch = 1, .avg_job_us = 1000, .queued = 100, .workers = 1, .pipelined = true}, 1}),
     [](const testing::TestParamInfo<credits_case>& tc) { return std::string(tc.param.name); });
 
 }  // namespace

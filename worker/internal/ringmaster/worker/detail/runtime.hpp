@@ -5,7 +5,10 @@
 // own loop. One runtime, two ways to drive it.
 //
 // One thread only: the runtime is not thread-safe. It owns the slot's segment mapping.
-// At most one job is held at a time: the one next_job() returned, until complete().
+// Jobs are held from next_job()/take_job() until complete(), which answers them in the
+// order they were taken; serve() and the C ABI hold one at a time, the adapter of a
+// line program several (the lines sent ahead to the program). The first held job is the
+// running one: its token is what the supervisor charges if the process dies.
 #pragma once
 
 #include <chrono>
@@ -41,6 +44,8 @@ class worker_runtime {
   /// nullptr and sets `exit_code` (k_exit_cannot_serve) and `error`; the reason was also
   /// sent to the supervisor as a start failure when the rings could be reached.
   static std::unique_ptr<worker_runtime> open(const worker_launch& launch, std::string& error, int& exit_code) noexcept;
+  /// open(), the reason printed on stderr when it fails.
+  static std::unique_ptr<worker_runtime> open(const worker_launch& launch, int& exit_code) noexcept;
 
   worker_runtime(const worker_launch& launch, ipc::segment seg);
 
@@ -55,15 +60,28 @@ class worker_runtime {
   /// False when told to stop (stopped() is true) or when the rings broke (stopped() is
   /// false: exit with k_exit_protocol).
   bool next_job(deferred_message& out);
-  /// Sends the held job's result: ok (`status` none) with `value` as its text, or failed
-  /// with `status` and `value` as its message. A value over max_message becomes a
-  /// `rejected` failure saying so. False when the result could not be sent (the
-  /// supervisor is gone): the runtime counts as told to stop.
-  bool complete(error_kind status, std::string_view value);
+  /// What take_job() found.
+  enum class taken { job, none, stop, broken };
+  /// The next job, held after those already held: `job` with it in `out`; `none` when
+  /// `wait` is false and no job is there yet; `stop` once told to stop (stopped()); `broken`
+  /// when the rings broke (exit with k_exit_protocol). The first job held is the running
+  /// one (the supervisor charges it); the others wait their turn.
+  taken take_job(deferred_message& out, bool wait);
+  /// Sends the result of the first held job, and makes the next held job (if any) the
+  /// running one from now: ok (`status` none) with `value` as its text, or failed with
+  /// `status` and `value` as its message. A value over max_message becomes a `rejected`
+  /// failure saying so. Published at once unless `publish_now` is false (then by
+  /// publish(), or before the runtime waits for a message). False when the result could
+  /// not be sent (the supervisor is gone): the runtime counts as told to stop.
+  bool complete(error_kind status, std::string_view value, bool publish_now = true);
+  /// Makes the results sent so far visible to the supervisor.
+  void publish() noexcept;
   /// True once the supervisor said stop.
   [[nodiscard]] bool stopped() const noexcept { return stop_; }
-  /// True between next_job() and complete().
-  [[nodiscard]] bool holding() const noexcept { return holding_; }
+  /// True while a job taken is not completed.
+  [[nodiscard]] bool holding() const noexcept { return !held_.empty(); }
+  /// How many jobs are held.
+  [[nodiscard]] std::size_t held() const noexcept { return held_.size(); }
   /// After the last job: publishes what is staged and flushes stdio. Returns the exit code.
   int finish();
 
@@ -82,9 +100,19 @@ class worker_runtime {
  private:
   using clock_type = std::chrono::steady_clock;
 
+  // A job taken and not yet completed.
+  struct held_job {
+    std::uint64_t token;
+    std::string id;
+  };
+
   std::error_code send(const wire::message& m);
-  bool next_message(deferred_message& m, clock_type::time_point deadline);
-  bool read_ring(deferred_message& out, clock_type::time_point deadline);
+  // The next message: {} with it in `m`; ipc::errc::timed_out when none came by
+  // `deadline` (time_point::min(): do not wait); any other error: the ring broke.
+  std::error_code next_message(deferred_message& m, clock_type::time_point deadline);
+  std::error_code read_ring(deferred_message& out, clock_type::time_point deadline);
+  // Shows `h` as the running job (started now) in the control block.
+  void run_next(const held_job& h);
 
   worker_launch launch_;
   ipc::segment segment_;
@@ -99,9 +127,8 @@ class worker_runtime {
   std::deque<deferred_message> backlog_;
   std::unordered_map<std::uint64_t, result> replies_;
   std::uint64_t next_request_ = 1;
-  bool holding_ = false;            // a job next_job() handed out awaits complete()
-  std::uint64_t held_token_ = 0;    // its token
-  std::int64_t held_started_ = 0;   // when it started (wire::monotonic_ns)
+  std::deque<held_job> held_;       // jobs taken and not completed, the running one first
+  std::int64_t held_started_ = 0;   // when the running one started (wire::monotonic_ns)
   bool stop_ = false;
 };
 
