@@ -61,6 +61,18 @@ def check(out_path, n, who):
         sys.exit(f"vs_python: WRONG RESULT from {who}: {len(seen)} distinct ids for {n} jobs — no figure reported")
 
 
+def write_report(md_lines, md_path, json_path, data):
+    """Prints the report and writes it (Markdown) and its data (JSON) where asked."""
+    text = "\n".join(md_lines)
+    print(text)
+    if md_path:
+        with open(md_path, "w") as f:
+            f.write(text)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(data, f, indent=2)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -121,17 +133,10 @@ def main():
         f"| faster than the tuned pool | {ratiot:.2f}× | {'**yes**' if ratiot > 1 else '**no**'} |",
         "",
     ]
-    text = "\n".join(md)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"schema": "ringmaster-cli-vs-python/1", "jobs": a.jobs, "cores": os.cpu_count(), "cpu": cpu,
-                       "ringmaster_s": rm[0], "python_chunksize1_s": py1[0], "python_tuned_s": pyt[0],
-                       "python_tuned_chunksize": best_cs, "ratio_vs_chunksize1": ratio1, "ratio_vs_tuned": ratiot},
-                      f, indent=2)
+    write_report(md, a.out, a.json,
+                 {"schema": "ringmaster-cli-vs-python/1", "jobs": a.jobs, "cores": os.cpu_count(), "cpu": cpu,
+                  "ringmaster_s": rm[0], "python_chunksize1_s": py1[0], "python_tuned_s": pyt[0],
+                  "python_tuned_chunksize": best_cs, "ratio_vs_chunksize1": ratio1, "ratio_vs_tuned": ratiot})
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
 // result of every job is checked; a wrong one (or any failure) exits 1 with no figure.
 //
 //   throughput --peer ringmaster|pipe|mq|loop --type echo|spin --workers W --jobs N
-//              [--size BYTES (echo)] [--iters K (spin)]
-//       -> {"seconds": s, "jobs": N}                 first submission to last result
+//              [--size BYTES (echo)] [--iters K (spin)] [--command EXE (ringmaster)]
+//       -> {"seconds": s, "jobs": N}                 first submission to last result;
+//                                                    --command: the pool's workers are
+//                                                    that executable (serve-worker, or
+//                                                    the C ABI's c_echo_worker), not forks
+//   serve-worker                                     a worker executable on serve():
+//                                                    echo and spin
 //   latency --peer ringmaster|pipe|mq|loop --samples N [--size BYTES]
 //       -> {"p50_us", "p99_us", "p999_us", "samples"}  one echo job at a time, idle pool
 //   crash --crash-pct P --workers W --jobs N
@@ -38,6 +43,7 @@
 #include <ringmaster/supervisor/detail/testing.hpp>  // fork_server_pid
 #include <ringmaster/supervisor/supervisor.hpp>
 #include <ringmaster/worker/logging.hpp>
+#include <ringmaster/worker/serve.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -176,7 +182,10 @@ int run(const std::string& workload, const args& a, ringmaster::handlers& h) {
     else if (peer == "mq") s = pb::run_mq_pool(spec, jobs, workers);
     else if (peer == "ringmaster") {
       ringmaster::supervisor sup({.name = "bench-pool"});
-      auto& pool = sup.add_pool("p", h, {.workers = workers, .max_message = max_message_for(spec)});
+      ringmaster::pool_options options{.workers = workers, .max_message = max_message_for(spec)};
+      const std::string command = a.get("command", "");
+      if (!command.empty()) options.command = {command, "serve-worker"};
+      auto& pool = command.empty() ? sup.add_pool("p", h, options) : sup.add_pool("p", options);
       sup.start();
       ringmaster_run(pool, spec, 0, std::min<std::size_t>(jobs, 1000));  // workers ready, caches warm
       const auto t0 = clock_type::now();
@@ -401,6 +410,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(3600s);
     return "";
   });
+  if (argc == 2 && std::strcmp(argv[1], "serve-worker") == 0) return ringmaster::serve(argc, argv, h);
   args a;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (std::strncmp(argv[i], "--", 2) != 0) {
