@@ -183,7 +183,7 @@ int run(const std::string& workload, const args& a, ringmaster::handlers& h) {
     else if (peer == "ringmaster") {
       ringmaster::supervisor sup({.name = "bench-pool"});
       ringmaster::pool_options options{.workers = workers, .max_message = max_message_for(spec)};
-      const std::string command = a.get("command", "");
+      const std::string command = a.kv.count("command") ? a.get("command") : std::string();
       if (!command.empty()) options.command = {command, "serve-worker"};
       auto& pool = command.empty() ? sup.add_pool("p", h, options) : sup.add_pool("p", options);
       sup.start();
