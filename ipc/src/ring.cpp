@@ -130,13 +130,30 @@ std::error_code ring_writer::make_room(std::size_t frame, std::size_t& pos) noex
     if (!refresh_tail()) return errc::corrupt;
     if (head_ + needed - tail_seen_ > capacity_) return errc::full;
   }
-  if (frame > to_end) {
+  if (frame > to_end || early_wrap(frame, pos)) {
     frame_header marker{k_wrap_marker, seq_};
     std::memcpy(data_ + pos, &marker, sizeof marker);
     head_ += to_end;
     pos = 0;
   }
   return {};
+}
+
+// Past the working set, a small frame goes back to the start if the reader has taken
+// everything published (and little is staged): the skipped rest of the buffer then
+// counts against the room only until the reader's next read, which passes the marker at
+// once. Large frames, and a ring with a backlog, go on as before: their room is never
+// cut. Tried at most once per 32 KiB written while the reader lags (one load of its tail
+// each time), so that a busy ring pays nothing measurable for it.
+bool ring_writer::early_wrap(std::size_t frame, std::size_t pos) noexcept {
+  constexpr std::uint64_t k_retry = 32 * 1024;
+  if (pos < k_ring_working_set || frame > k_ring_working_set / 8 || head_ < early_wrap_at_) return false;
+  if (head_ - published_ > k_ring_working_set / 4 || !refresh_tail() || tail_seen_ != published_) {
+    // (A tail out of bounds, refresh_tail false, is reported by the next make_room.)
+    early_wrap_at_ = head_ + k_retry;
+    return false;
+  }
+  return true;
 }
 
 std::error_code ring_writer::try_reserve(std::size_t size, std::span<std::byte>& out) noexcept {
@@ -223,7 +240,7 @@ std::error_code ring_writer::send(std::span<const std::byte> message, std::chron
 
 void ring_writer::reset() noexcept {
   generation_ = reset_shared(*header_);
-  head_ = published_ = tail_seen_ = 0;
+  head_ = published_ = tail_seen_ = early_wrap_at_ = 0;
   seq_ = 0;
   reserved_size_ = 0;
   reserved_open_ = false;

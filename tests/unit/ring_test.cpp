@@ -2,6 +2,7 @@
 // batching, reservations, reset and every kind of corruption a peer could leave.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <ringmaster/ipc/ring.hpp>
@@ -128,6 +129,65 @@ TEST_F(RingTest, WrapAroundKeepsOrderAndContent) {
       ASSERT_TRUE(check_pattern(3, read, m, options.max_message)) << "message " << read;
       ++read;
     }
+    reader.release();
+  }
+}
+
+// Light traffic through a large ring keeps to its first pages (k_ring_working_set): the
+// writer goes back to the start as soon as little is in flight, so a supervisor's rings
+// stay a few pages resident however long it runs.
+TEST_F(RingTest, LightTrafficKeepsToTheWorkingSetOfALargeRing) {
+  make({.capacity = std::size_t{8} << 20, .max_message = std::size_t{1} << 20});
+  const std::vector<std::byte> msg(64, std::byte{7});
+  std::size_t furthest = 0;
+  for (int i = 0; i < 200'000; ++i) {  // 16 MiB of frames: twice round the buffer without early wraps
+    ASSERT_FALSE(writer.try_send(msg));
+    std::span<const std::byte> m;
+    ASSERT_FALSE(reader.try_read(m)) << i;
+    ASSERT_EQ(m.size(), msg.size());
+    furthest = std::max(furthest, static_cast<std::size_t>(m.data() - data()));
+    reader.release();
+  }
+  EXPECT_LT(furthest, ipc::k_ring_working_set + 4096) << "frames were written " << furthest << " bytes in";
+}
+
+// The early wrap costs a backlog little room, and only until the reader's next read: a
+// ring filled without reading after light traffic (the head anywhere in the working set
+// or past it) holds at least the working set, and once one message is read, a whole
+// buffer's worth, in order.
+TEST_F(RingTest, BacklogAfterAnEarlyWrapGetsTheWholeBufferBackOnTheNextRead) {
+  make({.capacity = std::size_t{256} << 10, .max_message = std::size_t{16} << 10});
+  const std::size_t frame = ipc::detail::frame_size(100);
+  std::uint64_t next_sent = 0, next_read = 0;
+  std::vector<std::byte> msg(100);
+  const auto fill = [&] {
+    std::uint64_t n = 0;
+    for (;; ++n, ++next_sent) {
+      std::memcpy(msg.data(), &next_sent, sizeof next_sent);
+      if (writer.try_send(msg)) return n;
+    }
+  };
+  const auto read_one = [&] {
+    std::span<const std::byte> m;
+    ASSERT_FALSE(reader.try_read(m)) << next_read;
+    std::uint64_t got = 0;
+    std::memcpy(&got, m.data(), sizeof got);
+    ASSERT_EQ(got, next_read++);
+  };
+  for (int round = 0; round < 40; ++round) {
+    for (int i = 0; i < 97 * round; ++i) {  // light traffic: the head in every phase
+      ASSERT_FALSE(writer.try_send(msg));
+      std::span<const std::byte> m;
+      ASSERT_FALSE(reader.try_read(m));
+      reader.release();
+    }
+    next_sent = next_read = 0;
+    EXPECT_GE(fill() * frame, ipc::k_ring_working_set - frame) << "round " << round;
+    read_one();
+    reader.release();
+    fill();
+    EXPECT_GE((next_sent - next_read) * frame, options.capacity - 2 * frame) << "round " << round;
+    while (next_read < next_sent) read_one();
     reader.release();
   }
 }

@@ -59,6 +59,12 @@ struct ring_options {
 inline constexpr std::size_t k_frame_header = 8;
 /// Every frame starts at a multiple of this.
 inline constexpr std::size_t k_frame_align = 8;
+/// A writer past this offset with a small frame (at most an eighth of it) goes back to
+/// the start when the reader has taken everything published (a wrap marker, which every
+/// reader already follows), so that light traffic keeps to the same first pages of a
+/// large buffer: fewer pages resident, and warm in the caches. Until the reader's next
+/// read the skipped rest counts against the room, which is then at least this much.
+inline constexpr std::size_t k_ring_working_set = std::size_t{64} << 10;
 
 namespace detail {
 
@@ -199,6 +205,8 @@ class ring_writer {
   // Makes room for a frame of `frame` bytes at the head; on success `pos` is its offset.
   std::error_code make_room(std::size_t frame, std::size_t& pos) noexcept;
   bool refresh_tail() noexcept;  // false if the shared tail is out of bounds
+  // Whether the frame goes to offset 0 now though it fits at `pos` (k_ring_working_set).
+  bool early_wrap(std::size_t frame, std::size_t pos) noexcept;
 
   detail::handed_over_ptr<detail::ring_header> header_;
   detail::handed_over_ptr<std::byte> data_;
@@ -207,6 +215,7 @@ class ring_writer {
   std::uint64_t head_ = 0;       // staged write position (bytes ever written)
   std::uint64_t published_ = 0;  // last value stored to header_->head
   std::uint64_t tail_seen_ = 0;  // last validated value of header_->tail
+  std::uint64_t early_wrap_at_ = 0;  // head_ from which to try going back to the start again
   std::uint32_t seq_ = 0;        // sequence number of the next frame
   std::uint64_t generation_ = 0;
   std::size_t reserved_pos_ = 0;   // the open reservation, from try_reserve
