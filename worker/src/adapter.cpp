@@ -128,8 +128,8 @@ struct reply {
 // runs, the one charged if it dies.
 class line_program {
  public:
-  line_program(program_protocol protocol, std::vector<std::string> argv, std::size_t max_body)
-      : protocol_(protocol), argv_(std::move(argv)), max_line_(max_body + k_reply_room) {}
+  line_program(worker_runtime& rt, program_protocol protocol, std::vector<std::string> argv, std::size_t max_body)
+      : rt_(rt), protocol_(protocol), argv_(std::move(argv)), max_line_(max_body + k_reply_room) {}
 
   void start() {
     int in[2], out[2];
@@ -154,8 +154,8 @@ class line_program {
   }
 
   // Serves jobs until told to stop: the exit code.
-  int serve(worker_runtime& rt) {
-    rt_ = &rt;
+  int serve() {
+    worker_runtime& rt = rt_;
     deferred_message m;
     for (;;) {
       // Take what the supervisor has sent (waiting for a job only when none is held).
@@ -179,10 +179,9 @@ class line_program {
         if (!rt.complete(error_kind::exception, why, false)) return k_exit_protocol;
         continue;
       }
-      const line_end end = read_line(rt);
-      if (end == line_end::eof) program_died(front);
+      const line_end end = read_line();
+      if (end == line_end::eof) program_died(front.start);
       ++replies_;
-      const std::string front_id = std::move(front.id);
       sent_.pop_front();
       // More replies already read go out with this one (one publication, one wake-up).
       const bool more = buffer_.find('\n') != std::string::npos;
@@ -193,7 +192,7 @@ class line_program {
       } else if (protocol_ == program_protocol::lines) {
         ok = rt.complete(error_kind::none, line_, !more);
       } else {
-        reply r = parse_reply(front_id);
+        reply r = parse_reply(rt.running_id());
         ok = rt.complete(r.error ? error_kind::exception : error_kind::none, r.text, !more);
       }
       if (!ok) return k_exit_protocol;
@@ -208,17 +207,17 @@ class line_program {
   static constexpr std::size_t k_ahead_bytes = 64 * 1024;
   enum class line_end { line, too_long, eof };
 
-  // A job whose line went to the program (`start`: where it begins in the bytes written
-  // to its stdin), or one that failed before (`failed`: why; answered in its turn).
+  // A held job (the runtime holds them in the same order): its line went to the program
+  // (`start`: where it begins in the bytes written to its stdin), or it failed before
+  // (`failed`: why; answered in its turn).
   struct sent_job {
     std::uint64_t start = 0;
-    std::string id;
     std::string failed;
   };
 
   // Queues the job's line for the program's stdin.
   void send(const deferred_message& m) {
-    sent_job s{.start = queued_, .id = m.id, .failed = {}};
+    sent_job s{.start = queued_, .failed = {}};
     const std::size_t before = out_.size();
     if (protocol_ == program_protocol::jsonl) {
       append_request(m);
@@ -311,7 +310,7 @@ class line_program {
   // The next line into line_ (without its newline), writing the queued lines meanwhile.
   // A line over max_line_ is read to its end and dropped, so that the next reply is still
   // in step. Staged results are published before any wait.
-  line_end read_line(worker_runtime& rt) {
+  line_end read_line() {
     line_.clear();
     bool too_long = false;
     bool stdin_gone = false;
@@ -329,7 +328,7 @@ class line_program {
       }
       buffer_.clear();
       if (!stdin_gone && !write_some()) stdin_gone = true;  // it died, or closed its stdin: its replies tell
-      rt.publish();
+      rt_.publish();
       // The program's end, even if what it started still holds its stdout open: a
       // reply it wrote before it ended is in the pipe, and read first.
       pollfd p[3] = {{from_, POLLIN, 0}, {pidfd_, POLLIN, 0}, {stdin_gone || out_.empty() ? -1 : to_, POLLOUT, 0}};
@@ -359,7 +358,7 @@ class line_program {
   // The results already answered go out first: they are the program's, and must not be
   // run again.
   [[noreturn]] void broke_protocol(const std::string& why) noexcept {
-    if (rt_) rt_->publish();
+    rt_.publish();
     std::fprintf(stderr, "ringmaster: %s broke the %s protocol: %s\n", argv_[0].c_str(), to_string(protocol_), why.c_str());
     ::kill(pid_, SIGKILL);
     ::_exit(k_exit_protocol);
@@ -370,25 +369,25 @@ class line_program {
   // ahead to it. If that was its first job and it ended by itself, it never started, and
   // its stderr says why; SIGKILLed from outside (an operator, the OOM killer; a shell
   // wrapper reports that as exit code 137) says nothing of whether it starts.
-  [[noreturn]] void program_died(const sent_job& running) noexcept {
+  [[noreturn]] void program_died(std::uint64_t running_start) noexcept {
     int in_pipe = 0;
     if (::ioctl(to_, FIONREAD, &in_pipe) != 0) in_pipe = 0;
     const std::uint64_t read_by_program = written_ - static_cast<std::uint64_t>(std::max(in_pipe, 0));
-    const bool unread = read_by_program <= running.start;
+    const bool unread = read_by_program <= running_start;
     close_fd(to_);
     const int status = wait_for(pid_);
     const bool killed = (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
                         (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
-    if (rt_) rt_->publish();
+    rt_.publish();
     if (unread) release_current_job();
     if (replies_ == 0 && unread && !killed) ::_exit(k_exit_program_not_started);
-    end_like(status, argv_[0], "while it held job " + running.id);
+    end_like(status, argv_[0], "while it held job " + rt_.running_id());
   }
 
+  worker_runtime& rt_;
   program_protocol protocol_;
   std::vector<std::string> argv_;
   std::size_t max_line_;
-  worker_runtime* rt_ = nullptr;  // while serving
   pid_t pid_ = -1;
   int pidfd_ = -1;
   std::uint64_t replies_ = 0;
@@ -537,7 +536,7 @@ int run_adapter(const worker_launch& launch, program_protocol protocol, const st
     int code = 0;
     auto rt = worker_runtime::open(launch, code);
     if (!rt) return code;
-    line_program program(protocol, command, launch.max_body);
+    line_program program(*rt, protocol, command, launch.max_body);
     // Started before the worker is ready: a program that cannot be started is a start
     // failure, in its words.
     try {
@@ -547,7 +546,7 @@ int run_adapter(const worker_launch& launch, program_protocol protocol, const st
       return k_exit_cannot_serve;
     }
     rt->ready({});  // no job types of its own: the pool's config says what it serves
-    return program.serve(*rt);
+    return program.serve();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringmaster worker: %s\n", e.what());
     return k_exit_cannot_serve;

@@ -82,6 +82,8 @@ class worker_runtime {
   [[nodiscard]] bool holding() const noexcept { return !held_.empty(); }
   /// How many jobs are held.
   [[nodiscard]] std::size_t held() const noexcept { return held_.size(); }
+  /// The running job's id (holding() must be true).
+  [[nodiscard]] const std::string& running_id() const noexcept { return held_.front().id; }
   /// After the last job: publishes what is staged and flushes stdio. Returns the exit code.
   int finish();
 
